@@ -1,0 +1,1 @@
+//! TODO(cgroup): filled in by the sources work.

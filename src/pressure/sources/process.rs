@@ -1,0 +1,1 @@
+//! TODO(process): filled in by the sources work.

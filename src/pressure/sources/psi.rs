@@ -1,0 +1,1 @@
+//! TODO(psi): filled in by the sources work.

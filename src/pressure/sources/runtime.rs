@@ -1,0 +1,1 @@
+//! TODO(runtime): filled in by the sources work.
