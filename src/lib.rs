@@ -30,12 +30,17 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod alert;
+pub mod circuit_breaker;
+pub mod concurrency;
 pub mod constraints;
 pub mod degradation;
 pub mod error;
 pub mod event;
 pub mod pressure;
 pub mod priority;
+pub mod retry;
+pub mod status;
 
 pub use constraints::Constraints;
 pub use error::ConfigError;

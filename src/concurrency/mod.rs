@@ -1,0 +1,1 @@
+//! Adaptive concurrency (in progress).

@@ -1,0 +1,1 @@
+//! Status snapshot (in progress).
