@@ -121,8 +121,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
-    println!("tower-pressure demo: axum on http://{addr}/analyze, {} s", args.duration.as_secs());
-    println!("{:>4} {:<16} {:<10} {:<18} {:>8} {:>6} {:>6} {:>9} {:>6}", "t", "phase", "level", "driver", "value", "cpu%", "mem%", "req/s", "ents");
+    println!(
+        "tower-pressure demo: axum on http://{addr}/analyze, {} s",
+        args.duration.as_secs()
+    );
+    println!(
+        "{:>4} {:<16} {:<10} {:<18} {:>8} {:>6} {:>6} {:>9} {:>6}",
+        "t", "phase", "level", "driver", "value", "cpu%", "mem%", "req/s", "ents"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let phase = Arc::new(AtomicU64::new(0));
@@ -154,7 +160,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         match res.into_body().collect().await {
                             Ok(b) => {
                                 let text = String::from_utf8_lossy(&b.to_bytes()).into_owned();
-                                let ents: u64 = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                                let ents: u64 = text
+                                    .split(' ')
+                                    .nth(1)
+                                    .and_then(|s| s.parse().ok())
+                                    .unwrap_or(0);
                                 entity_sum.fetch_add(ents, Ordering::Relaxed);
                                 done.fetch_add(1, Ordering::Relaxed);
                             }
@@ -258,7 +268,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("summary");
     println!("  requests served       {d}");
-    println!("  served degraded       {}", degraded.load(Ordering::Relaxed));
+    println!(
+        "  served degraded       {}",
+        degraded.load(Ordering::Relaxed)
+    );
     println!("  transport errors      {}", errors.load(Ordering::Relaxed));
     println!("  highest level         {max_level}");
     println!("  level changes:");
@@ -273,6 +286,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let psi = monitor.reading(Signal::PsiCpu);
-    println!("  psi cpu some avg10    {}", psi.map(|v| format!("{v:.1}")).unwrap_or_else(|| "not available".into()));
+    println!(
+        "  psi cpu some avg10    {}",
+        psi.map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "not available".into())
+    );
     Ok(())
 }

@@ -34,7 +34,12 @@ async fn constraints_reach_a_plain_service_fn() {
             Ok::<_, Infallible>(Constraints::from_request(&req))
         }));
 
-    let c = svc.clone().oneshot(Request::new(())).await.unwrap().unwrap();
+    let c = svc
+        .clone()
+        .oneshot(Request::new(()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.level(), PressureLevel::Normal);
     assert_eq!(c.entity_limit(100), 100);
     assert!(!c.is_degraded());
@@ -97,7 +102,9 @@ async fn policy_extensions_and_deadline() {
         .extension(PressureLevel::Normal, MaxTokens(2048))
         .extension(PressureLevel::Critical, MaxTokens(256));
     let svc = ServiceBuilder::new()
-        .layer(DegradationLayer::with_policy(monitor.clone(), policy).deadline(Duration::from_secs(2)))
+        .layer(
+            DegradationLayer::with_policy(monitor.clone(), policy).deadline(Duration::from_secs(2)),
+        )
         .service(service_fn(|req: Request<()>| async move {
             let c = Constraints::from_request(&req).unwrap();
             let left = c.remaining(tokio::time::Instant::now()).unwrap();
@@ -121,8 +128,14 @@ async fn describe(c: Constraints) -> String {
     )
 }
 
-async fn get_text(client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>, url: String) -> (StatusCode, http::HeaderMap, String) {
-    let res = client.get(url.parse().unwrap()).await.expect("request on loopback");
+async fn get_text(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
+    url: String,
+) -> (StatusCode, http::HeaderMap, String) {
+    let res = client
+        .get(url.parse().unwrap())
+        .await
+        .expect("request on loopback");
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -154,7 +167,10 @@ async fn real_axum_server_two_routes_share_one_layer() {
         let (status, headers, body) = get_text(&client, format!("http://{addr}/{path}")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, "level=high entities=80 skip_optional=true");
-        assert_eq!(headers.get("x-degraded").unwrap(), "level=high; cause=memory");
+        assert_eq!(
+            headers.get("x-degraded").unwrap(),
+            "level=high; cause=memory"
+        );
     }
     server.abort();
 }
