@@ -162,7 +162,7 @@ impl CpuMemorySource {
             return None;
         }
         let name = match (&cgroup, &host) {
-            (Some(c), Some(_)) => format!("{} + sysinfo", c.describe()),
+            (Some(c), Some(_)) => format!("{}, else sysinfo", c.describe()),
             (Some(c), None) => c.describe(),
             (None, _) => "sysinfo".to_owned(),
         };
