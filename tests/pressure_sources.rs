@@ -12,7 +12,10 @@ fn in_percent_range(v: f64) -> bool {
 /// `true` when this host has readable CPU PSI (same rule as the source: a `some avg10` line).
 fn host_has_cpu_psi() -> bool {
     std::fs::read_to_string("/proc/pressure/cpu")
-        .map(|s| s.lines().any(|l| l.starts_with("some ") && l.contains("avg10=")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("some ") && l.contains("avg10="))
+        })
         .unwrap_or(false)
 }
 
@@ -55,17 +58,33 @@ fn cpu_psi_is_preferred_over_utilisation_when_present() {
     let monitor = PressureMonitor::builder().build_unstarted().unwrap();
     if host_has_cpu_psi() {
         // PSI drives the level; utilisation is observed only.
-        assert_eq!(monitor.thresholds(Signal::PsiCpu), Some(Thresholds::PSI_CPU));
+        assert_eq!(
+            monitor.thresholds(Signal::PsiCpu),
+            Some(Thresholds::PSI_CPU)
+        );
         assert_eq!(monitor.thresholds(Signal::Cpu), None);
-        let cpu = monitor.readings().into_iter().find(|r| r.signal == Signal::Cpu).unwrap();
+        let cpu = monitor
+            .readings()
+            .into_iter()
+            .find(|r| r.signal == Signal::Cpu)
+            .unwrap();
         assert_eq!(cpu.thresholds, None);
     } else {
         assert_eq!(monitor.thresholds(Signal::PsiCpu), None);
-        assert_eq!(monitor.thresholds(Signal::Cpu), Some(Thresholds::UTILISATION));
+        assert_eq!(
+            monitor.thresholds(Signal::Cpu),
+            Some(Thresholds::UTILISATION)
+        );
     }
     // Without the PSI source, utilisation drives again.
-    let no_psi = PressureMonitor::builder().psi(false).build_unstarted().unwrap();
-    assert_eq!(no_psi.thresholds(Signal::Cpu), Some(Thresholds::UTILISATION));
+    let no_psi = PressureMonitor::builder()
+        .psi(false)
+        .build_unstarted()
+        .unwrap();
+    assert_eq!(
+        no_psi.thresholds(Signal::Cpu),
+        Some(Thresholds::UTILISATION)
+    );
 }
 
 #[test]
@@ -112,7 +131,10 @@ async fn started_monitor_reports_memory_rss_and_runtime() {
     assert!(monitor.reading(Signal::RuntimeAliveTasks).unwrap() >= 1.0);
     assert!(monitor.reading(Signal::RuntimeGlobalQueue).unwrap() >= 0.0);
     assert!(monitor.reading(Signal::SchedulingLag).unwrap() >= 0.0);
-    assert_eq!(monitor.thresholds(Signal::SchedulingLag), Some(Thresholds::SCHEDULING_LAG_MS));
+    assert_eq!(
+        monitor.thresholds(Signal::SchedulingLag),
+        Some(Thresholds::SCHEDULING_LAG_MS)
+    );
 }
 
 #[tokio::test(start_paused = true)]

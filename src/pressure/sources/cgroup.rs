@@ -82,7 +82,11 @@ pub(crate) fn parse_proc_cgroup(s: &str) -> Result<Vec<CgroupLine<'_>>, ParseErr
         // The path may itself contain ':', so split into at most three fields.
         let mut it = line.splitn(3, ':');
         let (Some(id), Some(controllers), Some(path)) = (it.next(), it.next(), it.next()) else {
-            return Err(ParseError::at(FILE, i + 1, "expected `id:controllers:path`"));
+            return Err(ParseError::at(
+                FILE,
+                i + 1,
+                "expected `id:controllers:path`",
+            ));
         };
         let id = id
             .parse::<u32>()
@@ -141,6 +145,7 @@ pub(crate) fn parse_mountinfo(s: &str) -> Result<Vec<CgroupMount>, ParseError> {
             "cgroup2" => Version::V2,
             _ => continue,
         };
+        // `sep >= 6` was checked above, so fields 3 and 4 exist.
         let root = unescape(fields[3]).ok_or(ParseError::at(FILE, i + 1, "bad escape in root"))?;
         let mount_point =
             unescape(fields[4]).ok_or(ParseError::at(FILE, i + 1, "bad escape in mount point"))?;
@@ -198,7 +203,11 @@ pub(crate) struct CgroupDirs {
 
 /// Resolves the directories from the two files' contents. `prefix` is prepended to every
 /// mount point (`/` on a real host; a fixture directory in tests).
-pub(crate) fn resolve(proc_cgroup: &str, mountinfo: &str, prefix: &Path) -> Result<CgroupDirs, ParseError> {
+pub(crate) fn resolve(
+    proc_cgroup: &str,
+    mountinfo: &str,
+    prefix: &Path,
+) -> Result<CgroupDirs, ParseError> {
     let lines = parse_proc_cgroup(proc_cgroup)?;
     let mounts = parse_mountinfo(mountinfo)?;
     let v1 = |controller: &str| -> Option<PathBuf> {
@@ -244,10 +253,12 @@ fn dir_for<'m>(
         }
         Some(join(prefix, &m.mount_point).join(rel.trim_start_matches('/')))
     };
-    mounts
-        .clone()
-        .find_map(under)
-        .or_else(|| mounts.into_iter().next().map(|m| join(prefix, &m.mount_point)))
+    mounts.clone().find_map(under).or_else(|| {
+        mounts
+            .into_iter()
+            .next()
+            .map(|m| join(prefix, &m.mount_point))
+    })
 }
 
 fn join(prefix: &Path, mount_point: &str) -> PathBuf {
@@ -318,7 +329,11 @@ fn parse_cfs_quota(quota: &str) -> Result<Option<u64>, ParseError> {
 }
 
 fn cfs_cores(quota: u64, period: &str) -> Result<f64, ParseError> {
-    cores("cpu.cfs_period_us", quota, parse_u64("cpu.cfs_period_us", period)?)
+    cores(
+        "cpu.cfs_period_us",
+        quota,
+        parse_u64("cpu.cfs_period_us", period)?,
+    )
 }
 
 fn cores(file: &'static str, quota: u64, period: u64) -> Result<f64, ParseError> {
@@ -436,7 +451,11 @@ impl Cgroup {
     }
 
     /// Opens the files under `dirs`; `None` when neither memory nor CPU files exist.
-    pub(crate) fn open(dirs: &CgroupDirs, host_memory: Option<u64>, host_cpus: Option<f64>) -> Option<Cgroup> {
+    pub(crate) fn open(
+        dirs: &CgroupDirs,
+        host_memory: Option<u64>,
+        host_cpus: Option<f64>,
+    ) -> Option<Cgroup> {
         let memory = match (&dirs.memory_v1, &dirs.unified) {
             (Some(d), _) => (|| {
                 Some((
@@ -543,7 +562,9 @@ impl Cgroup {
                     stat,
                 ),
             };
-            let Some(limit) = limit else { return Ok(Err(())) };
+            let Some(limit) = limit else {
+                return Ok(Err(()));
+            };
             let inactive = match stat {
                 Some(stat) => parse_inactive_file(stat.read()?, version)?,
                 None => None,
@@ -593,7 +614,9 @@ impl Cgroup {
                     _ => quota,
                 };
                 let percent = match self.last_cpu {
-                    Some((prev, at)) => cpu_percent(prev, usage, now.saturating_duration_since(at), cores),
+                    Some((prev, at)) => {
+                        cpu_percent(prev, usage, now.saturating_duration_since(at), cores)
+                    }
                     None => f64::NAN,
                 };
                 self.last_cpu = Some((usage, now));
@@ -659,14 +682,28 @@ mod tests {
         assert_eq!(l[1].controllers, ["cpu", "cpuacct"]);
         assert_eq!(l[0].path, "/kubepods/burstable/pod1234/abcd");
         let l = parse_proc_cgroup("0::/\n").unwrap();
-        assert_eq!(l, [CgroupLine { id: 0, controllers: vec![], path: "/" }]);
+        assert_eq!(
+            l,
+            [CgroupLine {
+                id: 0,
+                controllers: vec![],
+                path: "/"
+            }]
+        );
         // A path containing ':' stays whole.
         assert_eq!(parse_proc_cgroup("0::/a:b").unwrap()[0].path, "/a:b");
     }
 
     #[test]
     fn proc_cgroup_garbage_is_an_error() {
-        for bad in ["", "garbage", "x::/", "1:memory", "1:memory:relative", "\u{0}\u{1}:::"] {
+        for bad in [
+            "",
+            "garbage",
+            "x::/",
+            "1:memory",
+            "1:memory:relative",
+            "\u{0}\u{1}:::",
+        ] {
             assert!(parse_proc_cgroup(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_proc_cgroup("0::/\nnope").unwrap_err().line, Some(2));
@@ -705,7 +742,10 @@ mod tests {
     #[test]
     fn resolves_v2_and_root_cgroup() {
         let d = resolve(V2_CGROUP, V2_MOUNTINFO, Path::new("/")).unwrap();
-        assert_eq!(d.unified, p("/sys/fs/cgroup/kubepods.slice/pod.slice/cri-abc.scope"));
+        assert_eq!(
+            d.unified,
+            p("/sys/fs/cgroup/kubepods.slice/pod.slice/cri-abc.scope")
+        );
         assert_eq!(d.memory_v1, None);
         let d = resolve("0::/\n", V2_MOUNTINFO, Path::new("/")).unwrap();
         assert_eq!(d.unified, p("/sys/fs/cgroup"));
@@ -726,9 +766,15 @@ mod tests {
     #[test]
     fn root_prefix_match_is_per_component() {
         let mi = "1 0 0:1 /a /cg rw - cgroup2 none rw\n";
-        assert_eq!(resolve("0::/a/b", mi, Path::new("/")).unwrap().unified, p("/cg/b"));
+        assert_eq!(
+            resolve("0::/a/b", mi, Path::new("/")).unwrap().unified,
+            p("/cg/b")
+        );
         // `/a` is not a prefix of `/ab`: fall back to the mount point itself.
-        assert_eq!(resolve("0::/ab", mi, Path::new("/")).unwrap().unified, p("/cg"));
+        assert_eq!(
+            resolve("0::/ab", mi, Path::new("/")).unwrap().unified,
+            p("/cg")
+        );
     }
 
     #[test]
@@ -763,7 +809,10 @@ mod tests {
         let v1 = "cache 100\ninactive_file 7\ntotal_inactive_file 20480\n";
         assert_eq!(parse_inactive_file(v1, Version::V1), Ok(Some(20480)));
         assert_eq!(parse_inactive_file(v1, Version::V2), Ok(Some(7)));
-        assert_eq!(parse_inactive_file("inactive_file 9\n", Version::V1), Ok(Some(9)));
+        assert_eq!(
+            parse_inactive_file("inactive_file 9\n", Version::V1),
+            Ok(Some(9))
+        );
         assert_eq!(parse_inactive_file("anon 1\n", Version::V2), Ok(None));
         assert!(parse_inactive_file("inactive_file\n", Version::V2).is_err());
         assert_eq!(working_set(100, Some(30)), 70);
@@ -809,13 +858,22 @@ mod tests {
         let cg = "sys/fs/cgroup/kubepods.slice/pod.slice/cri-abc.scope";
         fx.write(&format!("{cg}/memory.current"), "600\n");
         fx.write(&format!("{cg}/memory.max"), "1000\n");
-        fx.write(&format!("{cg}/memory.stat"), "anon 400\ninactive_file 100\n");
+        fx.write(
+            &format!("{cg}/memory.stat"),
+            "anon 400\ninactive_file 100\n",
+        );
         fx.write(&format!("{cg}/cpu.max"), "50000 100000\n");
         fx.write(&format!("{cg}/cpu.stat"), "usage_usec 1000000\n");
         let dirs = resolve(V2_CGROUP, V2_MOUNTINFO, &fx.0).unwrap();
         let mut c = Cgroup::open(&dirs, Some(1 << 40), Some(2.0)).unwrap();
         assert_eq!(c.describe(), "cgroup memory v2, cpu v2");
-        assert_eq!(c.read_memory(), MemoryReading::Limited { working_set: 500, limit: 1000 });
+        assert_eq!(
+            c.read_memory(),
+            MemoryReading::Limited {
+                working_set: 500,
+                limit: 1000
+            }
+        );
         let t0 = std::time::Instant::now();
         match c.read_cpu(t0) {
             CpuReading::Limited { percent, cores } => {
@@ -846,23 +904,41 @@ mod tests {
         let fx = Fixture::new("v1");
         fx.write("sys/fs/cgroup/memory/memory.usage_in_bytes", "3000\n");
         fx.write("sys/fs/cgroup/memory/memory.limit_in_bytes", "4000\n");
-        fx.write("sys/fs/cgroup/memory/memory.stat", "inactive_file 5\ntotal_inactive_file 1000\n");
+        fx.write(
+            "sys/fs/cgroup/memory/memory.stat",
+            "inactive_file 5\ntotal_inactive_file 1000\n",
+        );
         fx.write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "400000\n");
         fx.write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
         fx.write("sys/fs/cgroup/cpu,cpuacct/cpuacct.usage", "0\n");
         let dirs = resolve(V1_CGROUP, V1_MOUNTINFO, &fx.0).unwrap();
         // Host has 2 CPUs: a 4-core quota is capped to 2.
         let mut c = Cgroup::open(&dirs, Some(1 << 40), Some(2.0)).unwrap();
-        assert_eq!(c.read_memory(), MemoryReading::Limited { working_set: 2000, limit: 4000 });
+        assert_eq!(
+            c.read_memory(),
+            MemoryReading::Limited {
+                working_set: 2000,
+                limit: 4000
+            }
+        );
         let t0 = std::time::Instant::now();
-        assert!(matches!(c.read_cpu(t0), CpuReading::Limited { cores: 2.0, .. }));
+        assert!(matches!(
+            c.read_cpu(t0),
+            CpuReading::Limited { cores: 2.0, .. }
+        ));
         fx.write("sys/fs/cgroup/cpu,cpuacct/cpuacct.usage", "1000000000\n");
         assert_eq!(
             c.read_cpu(t0 + Duration::from_secs(1)),
-            CpuReading::Limited { percent: 50.0, cores: 2.0 }
+            CpuReading::Limited {
+                percent: 50.0,
+                cores: 2.0
+            }
         );
         // v1 "unlimited" and a limit above host memory both mean no limit.
-        fx.write("sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
+        fx.write(
+            "sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
         assert_eq!(c.read_memory(), MemoryReading::Unlimited);
         fx.write("sys/fs/cgroup/memory/memory.limit_in_bytes", "4000\n");
         let mut small_host = Cgroup::open(&dirs, Some(4000), None).unwrap();

@@ -54,7 +54,8 @@ impl Source for ProcessSource {
     }
 
     fn sample(&mut self, out: &mut [f64]) {
-        out[0] = match self.status.read().map(parse_vm_rss) {
+        let Some(slot) = out.first_mut() else { return };
+        *slot = match self.status.read().map(parse_vm_rss) {
             Ok(Ok(bytes)) => bytes as f64,
             Ok(Err(e)) => {
                 tracing::debug!(target: "tower_pressure::pressure", error = %e, "rss parse failed");

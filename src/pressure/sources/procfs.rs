@@ -84,7 +84,11 @@ impl ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "cannot parse {} line {}: {}", self.file, line, self.reason),
+            Some(line) => write!(
+                f,
+                "cannot parse {} line {}: {}",
+                self.file, line, self.reason
+            ),
             None => write!(f, "cannot parse {}: {}", self.file, self.reason),
         }
     }
@@ -105,7 +109,11 @@ pub(crate) fn parse_u64(file: &'static str, s: &str) -> Result<u64, ParseError> 
 /// Looks up `key` in a flat `key value` file (`memory.stat`, `cpu.stat`). `Ok(None)` when the
 /// key is absent; an error when the key is present with a bad value. Lines that are not
 /// `key value` pairs are an error too: the file is not what we think it is.
-pub(crate) fn flat_keyed(file: &'static str, s: &str, key: &str) -> Result<Option<u64>, ParseError> {
+pub(crate) fn flat_keyed(
+    file: &'static str,
+    s: &str,
+    key: &str,
+) -> Result<Option<u64>, ParseError> {
     for (i, line) in s.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -140,11 +148,17 @@ mod tests {
     #[test]
     fn flat_keyed_finds_keys_and_reports_lines() {
         let s = "cache 10\ninactive_file 20480\n\nactive_file 3\n";
-        assert_eq!(flat_keyed("memory.stat", s, "inactive_file"), Ok(Some(20480)));
+        assert_eq!(
+            flat_keyed("memory.stat", s, "inactive_file"),
+            Ok(Some(20480))
+        );
         assert_eq!(flat_keyed("memory.stat", s, "missing"), Ok(None));
         let e = flat_keyed("memory.stat", "a 1\nbroken\n", "zzz").unwrap_err();
         assert_eq!(e.line, Some(2));
-        assert_eq!(e.to_string(), "cannot parse memory.stat line 2: expected `key value`");
+        assert_eq!(
+            e.to_string(),
+            "cannot parse memory.stat line 2: expected `key value`"
+        );
         assert!(flat_keyed("memory.stat", "inactive_file x", "inactive_file").is_err());
     }
 

@@ -158,7 +158,10 @@ mod tests {
                  full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
         assert_eq!(parse_some_avg10(s), Ok(5.34));
         // cpu on kernels before 5.13 has no `full` line.
-        assert_eq!(parse_some_avg10("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"), Ok(0.0));
+        assert_eq!(
+            parse_some_avg10("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+            Ok(0.0)
+        );
         // Extra fields and lines from a future kernel are ignored; field order does not matter.
         let s = "some total=1 avg60=2.00 avg10=33.80 avg300=1.00 avg1=9.0\nnew line\n";
         assert_eq!(parse_some_avg10(s), Ok(33.8));
@@ -167,7 +170,10 @@ mod tests {
     #[test]
     fn malformed_psi_is_an_error() {
         let full_only = "full avg10=1.00 avg60=0.00 avg300=0.00 total=0\n";
-        assert_eq!(parse_some_avg10(full_only).unwrap_err().reason, "no `some` line");
+        assert_eq!(
+            parse_some_avg10(full_only).unwrap_err().reason,
+            "no `some` line"
+        );
         for bad in [
             "",
             "garbage",
@@ -187,11 +193,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tp-psi-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("cg")).unwrap();
-        std::fs::write(dir.join("cpu"), "some avg10=12.50 avg60=0 avg300=0 total=0\n").unwrap();
+        std::fs::write(
+            dir.join("cpu"),
+            "some avg10=12.50 avg60=0 avg300=0 total=0\n",
+        )
+        .unwrap();
         // io on a kernel with a `full`-only file: never parses, not claimed.
         std::fs::write(dir.join("io"), "full avg10=1.00 avg60=0 avg300=0 total=0\n").unwrap();
         // memory absent.
-        std::fs::write(dir.join("cg/memory.pressure"), "some avg10=3.00 avg60=0 avg300=0 total=0\n").unwrap();
+        std::fs::write(
+            dir.join("cg/memory.pressure"),
+            "some avg10=3.00 avg60=0 avg300=0 total=0\n",
+        )
+        .unwrap();
         let mut src = PsiSource::with_paths(&dir, Some(&dir.join("cg"))).unwrap();
         assert_eq!(src.signals(), [Signal::PsiCpu, Signal::CgroupPsiMemory]);
         let mut out = [0.0; 2];
@@ -202,7 +216,11 @@ mod tests {
         src.sample(&mut out);
         assert!(out[0].is_nan());
         assert_eq!(out[1], 3.0);
-        std::fs::write(dir.join("cpu"), "some avg10=40.00 avg60=0 avg300=0 total=0\n").unwrap();
+        std::fs::write(
+            dir.join("cpu"),
+            "some avg10=40.00 avg60=0 avg300=0 total=0\n",
+        )
+        .unwrap();
         src.sample(&mut out);
         assert_eq!(out[0], 40.0);
         assert!(PsiSource::with_paths(&dir.join("nowhere"), None).is_none());

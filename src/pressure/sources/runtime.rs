@@ -132,9 +132,14 @@ impl Source for RuntimeSource {
     }
 
     fn sample(&mut self, out: &mut [f64]) {
-        out[0] = self.cell.take(Instant::now());
-        out[1] = self.metrics.global_queue_depth() as f64;
-        out[2] = self.metrics.num_alive_tasks() as f64;
+        let values = [
+            self.cell.take(Instant::now()),
+            self.metrics.global_queue_depth() as f64,
+            self.metrics.num_alive_tasks() as f64,
+        ];
+        for (slot, v) in out.iter_mut().zip(values) {
+            *slot = v;
+        }
     }
 }
 

@@ -78,7 +78,9 @@ pub(crate) fn default_sources(opts: &DefaultSourceOptions) -> Vec<Box<dyn Source
 
 /// Host memory in bytes, once at build time (a limit at or above it is no limit).
 fn host_memory() -> Option<u64> {
-    let sys = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()));
+    let sys = System::new_with_specifics(
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+    );
     Some(sys.total_memory()).filter(|m| *m > 0)
 }
 
@@ -106,12 +108,17 @@ impl Host {
     }
 
     fn cpu_percent(&mut self) -> f64 {
-        self.sys.refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
+        self.sys
+            .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
         if !std::mem::replace(&mut self.cpu_primed, true) {
             return f64::NAN;
         }
         let v = f64::from(self.sys.global_cpu_usage());
-        if v.is_finite() { v.clamp(0.0, 100.0) } else { f64::NAN }
+        if v.is_finite() {
+            v.clamp(0.0, 100.0)
+        } else {
+            f64::NAN
+        }
     }
 
     /// (percent, bytes) of host memory in use.
@@ -123,7 +130,10 @@ impl Host {
             return (f64::NAN, f64::NAN);
         }
         let used = self.sys.used_memory();
-        ((used as f64 / total as f64 * 100.0).clamp(0.0, 100.0), used as f64)
+        (
+            (used as f64 / total as f64 * 100.0).clamp(0.0, 100.0),
+            used as f64,
+        )
     }
 }
 
@@ -176,7 +186,11 @@ impl CpuMemorySource {
 
     /// (cpu %, memory %, memory bytes); NaN where not available.
     fn read(&mut self) -> (f64, f64, f64) {
-        let cpu = match self.cgroup.as_mut().map(|c| c.read_cpu(std::time::Instant::now())) {
+        let cpu = match self
+            .cgroup
+            .as_mut()
+            .map(|c| c.read_cpu(std::time::Instant::now()))
+        {
             Some(CpuReading::Limited { percent, .. }) => percent,
             _ => self.host.as_mut().map_or(f64::NAN, Host::cpu_percent),
         };
@@ -185,7 +199,10 @@ impl CpuMemorySource {
                 (working_set as f64 / limit as f64 * 100.0).clamp(0.0, 100.0),
                 working_set as f64,
             ),
-            _ => self.host.as_mut().map_or((f64::NAN, f64::NAN), Host::memory),
+            _ => self
+                .host
+                .as_mut()
+                .map_or((f64::NAN, f64::NAN), Host::memory),
         };
         (cpu, memory, bytes)
     }
@@ -231,7 +248,10 @@ mod tests {
     fn host_source_is_in_range_and_first_cpu_is_nan() {
         let mut s = CpuMemorySource::new(true, None).unwrap();
         assert_eq!(s.name(), "sysinfo");
-        assert_eq!(s.signals(), [Signal::Cpu, Signal::Memory, Signal::MemoryBytes]);
+        assert_eq!(
+            s.signals(),
+            [Signal::Cpu, Signal::Memory, Signal::MemoryBytes]
+        );
         let mut out = [0.0; 3];
         s.sample(&mut out);
         assert!(out[0].is_nan(), "first CPU sample has no delta");
@@ -239,7 +259,10 @@ mod tests {
         assert!(out[2] > 0.0);
         // The second has a delta (maybe too short to be meaningful: NaN is allowed, no sleep).
         s.sample(&mut out);
-        assert!(out[0].is_nan() || (0.0..=100.0).contains(&out[0]), "{out:?}");
+        assert!(
+            out[0].is_nan() || (0.0..=100.0).contains(&out[0]),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -266,7 +289,10 @@ mod tests {
             runtime: None,
             lag_probe_interval: Duration::from_millis(100),
         };
-        let signals: Vec<Signal> = default_sources(&opts).iter().flat_map(|s| s.signals()).collect();
+        let signals: Vec<Signal> = default_sources(&opts)
+            .iter()
+            .flat_map(|s| s.signals())
+            .collect();
         assert!(signals.contains(&Signal::Memory));
         assert!(!signals.contains(&Signal::SchedulingLag));
         #[cfg(target_os = "linux")]
