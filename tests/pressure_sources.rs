@@ -102,7 +102,7 @@ fn psi_under_busy_threads_stays_in_range() {
         .map(|i| {
             std::thread::spawn(move || {
                 let mut x: u64 = i;
-                for n in 0..20_000_000u64 {
+                for n in 0..5_000_000u64 {
                     x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(n));
                 }
                 x

@@ -34,7 +34,7 @@
 //!
 //! Only the process's own cgroup is read, not its ancestors': container runtimes put the
 //! limits on the container's cgroup itself. Files are opened once and re-read from offset 0
-//! each sample. Parsers are pure functions over `&str` returning [`ParseError`], so malformed
+//! each sample. Parsers are pure functions over `&str` returning a parse error, so malformed
 //! input is an error, never a panic.
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! CPU and memory utilisation, relative to the cgroup's limits when set, else the host's.
 //!
-//! One source, [`CpuMemorySource`], reports [`Signal::Cpu`], [`Signal::Memory`] and
+//! One source, `CpuMemorySource`, reports [`Signal::Cpu`], [`Signal::Memory`] and
 //! [`Signal::MemoryBytes`]. Per signal and per sample it prefers the process's
 //! [cgroup](super::cgroup):
 //!
@@ -16,7 +16,7 @@
 //! (in-place pod resize) is picked up on the next sample, because the limit files are re-read
 //! too.
 //!
-//! [`default_sources`] assembles every built-in source the builder enabled that is available on
+//! `default_sources` assembles every built-in source the builder enabled that is available on
 //! this host: this one, [PSI](super::psi), [process RSS](super::process) and the
 //! [tokio runtime](super::runtime).
 
