@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod process;
+mod procfs;
 pub mod psi;
 pub mod runtime;
 pub mod system;
