@@ -1,1 +1,3 @@
+//! Whole-stack benchmarks (filled in with the stack).
+
 fn main() {}
