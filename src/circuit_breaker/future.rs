@@ -73,22 +73,24 @@ impl Drop for Permit {
 pin_project! {
     /// Response future of [`CircuitBreaker`](super::CircuitBreaker): the inner future with
     /// its permit, or an immediate rejection. No allocation when admitted.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        state: State<F, C>,
+    }
+}
+
+pin_project! {
     #[project = Proj]
     #[derive(Debug)]
-    pub enum ResponseFuture<F, C> {
-        /// The inner service was called.
+    enum State<F, C> {
         Called {
-            /// The inner future.
             #[pin]
             fut: F,
-            /// The permit, taken when the outcome is recorded.
             permit: Option<Permit>,
-            /// Decides the outcome.
             classifier: C,
         },
-        /// The breaker refused the call.
         Rejected {
-            /// The rejection, taken when polled.
             error: Option<CircuitOpen>,
         },
     }
@@ -96,10 +98,10 @@ pin_project! {
 
 impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn called(fut: F, permit: Permit, classifier: C) -> Self {
-        ResponseFuture::Called { fut, permit: Some(permit), classifier }
+        Self { state: State::Called { fut, permit: Some(permit), classifier } }
     }
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
-        ResponseFuture::Rejected { error: Some(error) }
+        Self { state: State::Rejected { error: Some(error) } }
     }
 }
 
@@ -112,7 +114,7 @@ where
     type Output = Result<C::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
+        match self.project().state.project() {
             Proj::Called { fut, permit, classifier } => {
                 let res = ready!(fut.poll(cx));
                 match permit.take() {
