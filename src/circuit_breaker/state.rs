@@ -398,7 +398,7 @@ impl Core {
     /// A permit was dropped without an outcome (cancelled): give a probe slot back.
     pub(crate) fn release(&self, ticket: Ticket) {
         if ticket.kind == TicketKind::Probe {
-            self.probe_done(ticket.generation, None);
+            self.probe_done(ticket.generation, None, &mut Now::lazy(self.epoch));
         }
     }
 
@@ -423,7 +423,7 @@ impl Core {
             self.slow.fetch_add(1, Ordering::Relaxed);
         }
         if ticket.kind == TicketKind::Probe {
-            return self.probe_done(ticket.generation, Some(!(failure || slow)));
+            return self.probe_done(ticket.generation, Some(!(failure || slow)), now);
         }
         let w = self.word.load(Ordering::Acquire);
         if generation(w) != ticket.generation {
@@ -489,7 +489,7 @@ impl Core {
 
     /// A probe of generation `g` finished: `Some(true)` success, `Some(false)` failure,
     /// `None` cancelled.
-    fn probe_done(&self, g: u32, ok: Option<bool>) {
+    fn probe_done(&self, g: u32, ok: Option<bool>, now: &mut Now) {
         let mut w = self.word.load(Ordering::Acquire);
         loop {
             if decode(w) != CircuitState::HalfOpen || generation(w) != g || probes(w) == 0 {
@@ -499,7 +499,7 @@ impl Core {
                 None => w - (1 << PROBE_SHIFT),
                 Some(true) => w - (1 << PROBE_SHIFT) + (1 << SUCC_SHIFT),
                 Some(false) => {
-                    let t = Now::lazy(self.epoch).get();
+                    let t = now.get();
                     self.transition(Some(w), CircuitState::Open, t, || "probe failed".into());
                     return;
                 }
@@ -507,7 +507,7 @@ impl Core {
             match self.word.compare_exchange(w, nw, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     if ok == Some(true) && successes(nw) >= self.cfg.success_threshold as u64 {
-                        let t = Now::lazy(self.epoch).get();
+                        let t = now.get();
                         let n = successes(nw);
                         self.transition(Some(nw), CircuitState::Closed, t, || {
                             format!("{n} probe successes").into()
@@ -622,6 +622,393 @@ impl Core {
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),
             time_in_state: Duration::from_nanos(t.saturating_sub(self.state_since.load(Ordering::Relaxed))),
             last_failure: (last != 0).then(|| self.epoch + Duration::from_nanos(last - 1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PressureLevel;
+    use crate::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer};
+    use crate::pressure::ManualSource;
+
+    const S: u64 = NANOS;
+    const MS: u64 = 1_000_000;
+
+    fn core(b: CircuitBreakerBuilder) -> Arc<Core> {
+        b.build().expect("valid config").shared.default.clone()
+    }
+
+    fn call(c: &Core, t: u64, fail: bool) -> Result<(), Rejection> {
+        let tk = c.try_acquire(&mut Now::fixed(t))?;
+        c.on_result(tk, if fail { Outcome::Failure } else { Outcome::Success }, &mut Now::fixed(t));
+        Ok(())
+    }
+
+    fn base() -> CircuitBreakerBuilder {
+        CircuitBreakerLayer::builder()
+            .failure_threshold(3)
+            .minimum_calls(1000)
+            .wait_duration(Duration::from_secs(10))
+            .permitted_calls_in_half_open(2)
+            .success_threshold(2)
+            .max_wait_in_half_open(Duration::from_secs(5))
+    }
+
+    #[test]
+    fn closed_open_half_open_closed() {
+        let c = core(base());
+        assert!(call(&c, 0, true).is_ok());
+        assert!(call(&c, 0, false).is_ok()); // resets the consecutive count
+        for _ in 0..3 {
+            assert!(call(&c, S, true).is_ok());
+        }
+        assert_eq!(c.state_raw(), CircuitState::Open);
+        let r = call(&c, 3 * S, false).unwrap_err();
+        assert_eq!(r.reason, RejectReason::Open);
+        assert_eq!(r.retry_after, Duration::from_secs(8));
+        // Wait elapsed: the next call moves to HALF_OPEN and is a probe.
+        let t = 11 * S;
+        let p1 = c.try_acquire(&mut Now::fixed(t)).unwrap();
+        assert_eq!((p1.kind, c.state_raw()), (TicketKind::Probe, CircuitState::HalfOpen));
+        let p2 = c.try_acquire(&mut Now::fixed(t)).unwrap();
+        assert_eq!(c.try_acquire(&mut Now::fixed(t)).unwrap_err().reason, RejectReason::HalfOpenFull);
+        c.on_result(p1, Outcome::Success, &mut Now::fixed(t));
+        assert_eq!(c.state_raw(), CircuitState::HalfOpen);
+        c.on_result(p2, Outcome::Success, &mut Now::fixed(t));
+        assert_eq!(c.state_raw(), CircuitState::Closed);
+        let m = c.metrics(&mut Now::fixed(t));
+        assert_eq!((m.calls, m.failures, m.rejected, m.window_calls), (7, 4, 2, 0));
+        assert_eq!(m.last_failure, Some(c.epoch + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn probe_failure_reopens_with_exponential_jittered_wait() {
+        let c = core(
+            base()
+                .exponential_wait(2.0, Duration::from_secs(35))
+                .jitter(0.5)
+                .rng(|| 1.0), // factor 1 + 0.5 * (2*1 - 1) = 1.5, capped at 35 s
+        );
+        for _ in 0..3 {
+            call(&c, 0, true).unwrap();
+        }
+        let open_for = |t: u64| c.try_acquire(&mut Now::fixed(t)).unwrap_err().retry_after;
+        assert_eq!(open_for(0), Duration::from_secs(15)); // 10 * 1.5
+        let mut t = 15 * S;
+        for expected in [30, 35, 35] {
+            call(&c, t, true).unwrap(); // probe fails: re-open, wait doubles
+            assert_eq!(c.state_raw(), CircuitState::Open);
+            assert_eq!(open_for(t), Duration::from_secs(expected));
+            t += expected * S;
+        }
+        // Closing resets the growth.
+        call(&c, t, false).unwrap();
+        call(&c, t, false).unwrap();
+        assert_eq!(c.state_raw(), CircuitState::Closed);
+        for _ in 0..3 {
+            call(&c, t, true).unwrap();
+        }
+        assert_eq!(open_for(t), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn wait_cap_and_base() {
+        let cfg = base().exponential_wait(3.0, Duration::from_secs(100)).build().unwrap().shared.cfg.clone();
+        let w: Vec<u64> = (0..4).map(|n| cfg.base_wait(n).as_secs()).collect();
+        assert_eq!(w, [10, 30, 90, 100]);
+    }
+
+    #[test]
+    fn half_open_max_wait_reopens_when_probes_never_finish() {
+        let c = core(base());
+        for _ in 0..3 {
+            call(&c, 0, true).unwrap();
+        }
+        let t = 10 * S;
+        let p1 = c.try_acquire(&mut Now::fixed(t)).unwrap();
+        let _p2 = c.try_acquire(&mut Now::fixed(t)).unwrap();
+        let r = c.try_acquire(&mut Now::fixed(t + S)).unwrap_err();
+        assert_eq!((r.reason, r.retry_after), (RejectReason::HalfOpenFull, Duration::from_secs(4)));
+        // Deadline passed: the stuck probes are abandoned and the breaker re-opens.
+        assert_eq!(c.try_acquire(&mut Now::fixed(t + 5 * S)).unwrap_err().reason, RejectReason::Open);
+        assert_eq!(c.state_raw(), CircuitState::Open);
+        // The late probe of the earlier cycle cannot close or re-open the new one.
+        c.on_result(p1, Outcome::Success, &mut Now::fixed(t + 6 * S));
+        assert_eq!(c.state_raw(), CircuitState::Open);
+    }
+
+    #[test]
+    fn stale_probe_cannot_move_a_later_cycle() {
+        let c = core(base().permitted_calls_in_half_open(3));
+        for _ in 0..3 {
+            call(&c, 0, true).unwrap();
+        }
+        let t = 10 * S;
+        let old = c.try_acquire(&mut Now::fixed(t)).unwrap();
+        call(&c, t, true).unwrap(); // another probe fails: re-open (generation bumps)
+        let t = 30 * S;
+        let fresh = c.try_acquire(&mut Now::fixed(t)).unwrap();
+        assert_eq!(c.state_raw(), CircuitState::HalfOpen);
+        c.on_result(old, Outcome::Failure, &mut Now::fixed(t)); // late failure: ignored
+        assert_eq!(c.state_raw(), CircuitState::HalfOpen);
+        c.on_result(fresh, Outcome::Success, &mut Now::fixed(t));
+        call(&c, t, false).unwrap();
+        assert_eq!(c.state_raw(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn cancelled_probes_free_their_slots() {
+        let c = core(base());
+        for _ in 0..3 {
+            call(&c, 0, true).unwrap();
+        }
+        let t = 10 * S;
+        for _ in 0..100 {
+            let a = c.try_acquire(&mut Now::fixed(t)).unwrap();
+            let b = c.try_acquire(&mut Now::fixed(t)).unwrap();
+            c.release(a);
+            c.on_result(b, Outcome::Ignore, &mut Now::fixed(t));
+        }
+        call(&c, t, false).unwrap();
+        call(&c, t, false).unwrap();
+        assert_eq!(c.state_raw(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn count_window_slides_1000_successes_then_50_failures() {
+        let c = core(base().failure_threshold(0).minimum_calls(20).count_window(100));
+        for _ in 0..1000 {
+            call(&c, 0, false).unwrap();
+        }
+        let mut failures = 0;
+        while c.state_raw() == CircuitState::Closed {
+            call(&c, 0, true).unwrap();
+            failures += 1;
+        }
+        assert_eq!(failures, 50);
+    }
+
+    #[test]
+    fn time_window_trips_and_forgets() {
+        let c = core(base().failure_threshold(0).minimum_calls(10).time_window(10).failure_rate_threshold(50.0));
+        // 9 failures at second 0, then 100 successes: old failures forgotten after 10 s.
+        for _ in 0..9 {
+            call(&c, 0, true).unwrap();
+        }
+        for _ in 0..100 {
+            call(&c, 5 * S, false).unwrap();
+        }
+        let m = c.metrics(&mut Now::fixed(12 * S));
+        assert_eq!(m.window_calls, 100);
+        // At second 16 everything is forgotten: 10 failures open again (>= minimum_calls).
+        for i in 0..10 {
+            assert_eq!(c.state_raw(), CircuitState::Closed, "failure {i}");
+            call(&c, 16 * S, true).unwrap();
+        }
+        assert_eq!(c.state_raw(), CircuitState::Open);
+    }
+
+    #[test]
+    fn slow_calls_trip_on_rate() {
+        let c = core(
+            base()
+                .failure_threshold(0)
+                .minimum_calls(10)
+                .slow_call_duration(Duration::from_millis(100))
+                .slow_call_rate_threshold(50.0),
+        );
+        let mut t = 0;
+        let mut i = 0;
+        while c.state_raw() == CircuitState::Closed {
+            let tk = c.try_acquire(&mut Now::fixed(t)).unwrap();
+            t += if i % 2 == 0 { 150 * MS } else { 10 * MS };
+            c.on_result(tk, Outcome::Success, &mut Now::fixed(t));
+            i += 1;
+        }
+        // Slow, fast, slow, ...: the 9th call is the 5th slow one of 9 (>= 50 %, >= 9 calls
+        // needed only once the 10-call minimum is met: the 11th call, 6 slow of 11).
+        let m = c.metrics(&mut Now::fixed(t));
+        assert_eq!((m.calls, m.slow_calls, m.failures), (11, 6, 0));
+    }
+
+    #[test]
+    fn forced_states() {
+        let c = core(base());
+        c.transition(None, CircuitState::ForcedOpen, 0, || "test".into());
+        assert_eq!(call(&c, 100 * S, false).unwrap_err().reason, RejectReason::ForcedOpen);
+        c.transition(None, CircuitState::Disabled, 0, || "test".into());
+        for _ in 0..10 {
+            call(&c, 0, true).unwrap();
+        }
+        assert_eq!(c.state_raw(), CircuitState::Disabled);
+        c.transition(None, CircuitState::MetricsOnly, 0, || "test".into());
+        for _ in 0..10 {
+            call(&c, 0, true).unwrap();
+        }
+        assert_eq!(c.state_raw(), CircuitState::MetricsOnly);
+        assert_eq!(c.metrics(&mut Now::fixed(0)).failures, 20);
+        c.reset(0);
+        assert_eq!(c.state_raw(), CircuitState::Closed);
+        assert_eq!(c.metrics(&mut Now::fixed(0)).window_calls, 0);
+    }
+
+    #[test]
+    fn resource_trip_by_level_and_memory() {
+        let (monitor, manual) = crate::PressureMonitor::manual();
+        let c = core(base().monitor(monitor.clone()).trip_at_level(PressureLevel::Critical));
+        call(&c, 0, false).unwrap();
+        manual.set(90.0);
+        monitor.sample_now();
+        assert_eq!(call(&c, 0, false).unwrap_err().reason, RejectReason::Pressure(PressureLevel::Critical));
+        manual.set(10.0);
+        for _ in 0..5 {
+            monitor.sample_now(); // hysteresis: the level falls after its dwell
+        }
+        call(&c, 0, false).unwrap(); // resumes by itself
+        assert_eq!(c.state_raw(), CircuitState::Closed);
+
+        let bytes = ManualSource::new(1000.0 * 1048576.0);
+        let monitor = crate::PressureMonitor::builder()
+            .without_system_sources()
+            .manual(Signal::MemoryBytes, bytes.clone())
+            .build_unstarted()
+            .unwrap();
+        let c = core(base().monitor(monitor.clone()).memory_threshold_mb(2048.0));
+        call(&c, 0, false).unwrap();
+        bytes.set(3000.0 * 1048576.0);
+        monitor.sample_now();
+        assert!(matches!(call(&c, 0, false).unwrap_err().reason, RejectReason::Memory { .. }));
+        bytes.set(100.0);
+        for _ in 0..5 {
+            monitor.sample_now();
+        }
+        call(&c, 0, false).unwrap();
+    }
+
+    #[test]
+    fn rejections_are_aggregated_into_few_events() {
+        let bus = EventBus::new(1024);
+        let mut rx = bus.subscribe();
+        let c = core(base().event_bus(bus.clone()));
+        for _ in 0..3 {
+            call(&c, 0, true).unwrap();
+        }
+        for i in 0..1000u64 {
+            let _ = call(&c, S + i * MS, false); // 1000 rejections over one second
+        }
+        let mut rejected_events = 0;
+        let mut rejected = 0;
+        let mut kinds = vec![];
+        while let Ok(e) = rx.try_recv() {
+            if let Event::Breaker(b) = &e {
+                if let BreakerEventKind::CallsRejected { count } = b.kind {
+                    rejected_events += 1;
+                    rejected += count;
+                }
+            }
+            kinds.push(e.kind());
+        }
+        assert!(rejected_events <= 2, "{kinds:?}");
+        assert!(kinds.contains(&"breaker_state_transition"));
+        // The remainder is flushed on the next transition.
+        call(&c, 20 * S, false).unwrap();
+        while let Ok(e) = rx.try_recv() {
+            if let Event::Breaker(BreakerEvent { kind: BreakerEventKind::CallsRejected { count }, .. }) = e {
+                rejected += count;
+            }
+        }
+        assert_eq!(rejected, 1000);
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::VecDeque;
+
+        /// The reference: the obvious sequential breaker.
+        #[derive(Debug)]
+        struct Model {
+            state: CircuitState,
+            window: VecDeque<bool>,
+            consecutive: u32,
+            open_until: u64,
+            successes: u32,
+        }
+
+        const N: usize = 10;
+        const MIN: usize = 5;
+        const THR: u32 = 4;
+        const WAIT: u64 = 5 * S;
+
+        impl Model {
+            fn call(&mut self, t: u64, fail: bool) -> bool {
+                match self.state {
+                    CircuitState::Open if t < self.open_until => return false,
+                    CircuitState::Open => {
+                        self.state = CircuitState::HalfOpen;
+                        self.successes = 0;
+                    }
+                    _ => {}
+                }
+                if self.state == CircuitState::HalfOpen {
+                    if fail {
+                        self.open(t);
+                    } else {
+                        self.successes += 1;
+                        if self.successes >= 2 {
+                            self.state = CircuitState::Closed;
+                            self.window.clear();
+                            self.consecutive = 0;
+                        }
+                    }
+                    return true;
+                }
+                if self.window.len() == N {
+                    self.window.pop_front();
+                }
+                self.window.push_back(fail);
+                if fail {
+                    self.consecutive += 1;
+                    let failures = self.window.iter().filter(|f| **f).count();
+                    if self.consecutive >= THR || (self.window.len() >= MIN && failures * 2 >= self.window.len()) {
+                        self.open(t);
+                    }
+                } else {
+                    self.consecutive = 0;
+                }
+                true
+            }
+            fn open(&mut self, t: u64) {
+                self.state = CircuitState::Open;
+                self.open_until = t + WAIT;
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+            #[test]
+            fn matches_reference(ops in prop::collection::vec((any::<bool>(), 0u64..3000), 1..300)) {
+                let c = core(
+                    CircuitBreakerLayer::builder()
+                        .failure_threshold(THR)
+                        .count_window(N as u32)
+                        .minimum_calls(MIN as u32)
+                        .failure_rate_threshold(50.0)
+                        .wait_duration(Duration::from_nanos(WAIT))
+                        .permitted_calls_in_half_open(2)
+                        .success_threshold(2),
+                );
+                let mut m = Model { state: CircuitState::Closed, window: VecDeque::new(), consecutive: 0, open_until: 0, successes: 0 };
+                let mut t = 0;
+                for (fail, advance_ms) in ops {
+                    t += advance_ms * MS;
+                    let admitted = call(&c, t, fail).is_ok();
+                    prop_assert_eq!(admitted, m.call(t, fail));
+                    prop_assert_eq!(c.state_raw(), m.state);
+                }
+            }
         }
     }
 }
