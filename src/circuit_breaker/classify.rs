@@ -27,7 +27,6 @@ pub trait Classify<Res, E> {
 
 /// The default: `Err` is a failure, `Ok` a success.
 #[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
 pub struct ErrorsAsFailures;
 
 impl<Res, E> Classify<Res, E> for ErrorsAsFailures {

@@ -17,7 +17,6 @@ use super::registry::KeyExtractor;
 /// `5xx` and `429 Too Many Requests` are failures, every other status (4xx included) a
 /// success; transport errors are failures.
 #[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
 pub struct ServerErrorsAsFailures;
 
 impl<B, E> Classify<http::Response<B>, E> for ServerErrorsAsFailures {
@@ -125,7 +124,6 @@ impl<B: Body> Body for ObservedBody<B> {
 
 /// Keys requests by host: the URI's authority host, else the `Host` header.
 #[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
 pub struct HostKey;
 
 impl<B> KeyExtractor<http::Request<B>> for HostKey {

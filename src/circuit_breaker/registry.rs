@@ -40,7 +40,6 @@ pub trait KeyExtractor<Req> {
 
 /// One breaker for every request (the default).
 #[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
 pub struct NoKey;
 
 impl<Req> KeyExtractor<Req> for NoKey {
