@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_pressure::circuit_breaker::http::{HeaderKey, ObserveBody, ServerErrorsAsFailures, circuit_open_response};
+use tower_pressure::circuit_breaker::http::{
+    HeaderKey, ObserveBody, ServerErrorsAsFailures, circuit_open_response,
+};
 use tower_pressure::circuit_breaker::{CircuitBreakerLayer, CircuitOpen, CircuitState, Outcome};
 
 fn fast_layer() -> tower_pressure::circuit_breaker::CircuitBreakerBuilder {
@@ -28,17 +30,30 @@ async fn tower_cycle_under_paused_time() {
     let h = layer.handle();
     let healthy = Arc::new(AtomicBool::new(false));
     let hc = healthy.clone();
-    let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(move |_: ()| {
-        let ok = hc.load(Ordering::SeqCst);
-        async move { if ok { Ok::<_, &str>("ok") } else { Err("down") } }
-    }));
+    let mut svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(move |_: ()| {
+            let ok = hc.load(Ordering::SeqCst);
+            async move { if ok { Ok::<_, &str>("ok") } else { Err("down") } }
+        }));
     for _ in 0..3 {
-        assert!(!svc.ready().await.unwrap().call(()).await.unwrap_err().is::<CircuitOpen>());
+        assert!(
+            !svc.ready()
+                .await
+                .unwrap()
+                .call(())
+                .await
+                .unwrap_err()
+                .is::<CircuitOpen>()
+        );
     }
     assert_eq!(h.state(), CircuitState::Open);
     let e = svc.ready().await.unwrap().call(()).await.unwrap_err();
     let open = e.downcast_ref::<CircuitOpen>().unwrap();
-    assert_eq!((open.breaker(), open.retry_after()), ("test", Duration::from_secs(10)));
+    assert_eq!(
+        (open.breaker(), open.retry_after()),
+        ("test", Duration::from_secs(10))
+    );
     assert!(e.to_string().starts_with("circuit breaker `test`"));
     tokio::time::advance(Duration::from_secs(10)).await;
     healthy.store(true, Ordering::SeqCst);
@@ -52,15 +67,21 @@ async fn tower_cycle_under_paused_time() {
 
 #[tokio::test(start_paused = true)]
 async fn classifier_closure_ignores_some_errors() {
-    let layer = fast_layer().build().unwrap().classifier(|r: &Result<(), &'static str>| match r {
-        Err("not found") => Outcome::Ignore,
-        Err(_) => Outcome::Failure,
-        Ok(()) => Outcome::Success,
-    });
+    let layer = fast_layer()
+        .build()
+        .unwrap()
+        .classifier(|r: &Result<(), &'static str>| match r {
+            Err("not found") => Outcome::Ignore,
+            Err(_) => Outcome::Failure,
+            Ok(()) => Outcome::Success,
+        });
     let h = layer.handle();
-    let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(|e: &'static str| async move {
-        if e.is_empty() { Ok(()) } else { Err(e) }
-    }));
+    let mut svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|e: &'static str| async move {
+                if e.is_empty() { Ok(()) } else { Err(e) }
+            }));
     for _ in 0..10 {
         let _ = svc.ready().await.unwrap().call("not found").await;
     }
@@ -74,17 +95,22 @@ async fn classifier_closure_ignores_some_errors() {
 /// Dropping in-flight probe futures at random points never wedges HALF_OPEN.
 #[tokio::test(start_paused = true)]
 async fn cancelled_probes_never_wedge_half_open() {
-    let layer = fast_layer().permitted_calls_in_half_open(3).build().unwrap();
+    let layer = fast_layer()
+        .permitted_calls_in_half_open(3)
+        .build()
+        .unwrap();
     let h = layer.handle();
     let fail = Arc::new(AtomicBool::new(true));
     let f2 = fail.clone();
-    let svc = ServiceBuilder::new().layer(layer).service(service_fn(move |delay_ms: u64| {
-        let fail = f2.load(Ordering::SeqCst);
-        async move {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            if fail { Err("down") } else { Ok(()) }
-        }
-    }));
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(move |delay_ms: u64| {
+            let fail = f2.load(Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                if fail { Err("down") } else { Ok(()) }
+            }
+        }));
     let mut rng = fastrand::Rng::with_seed(7);
     for _ in 0..3 {
         let _ = svc.clone().oneshot(0).await;
@@ -92,7 +118,9 @@ async fn cancelled_probes_never_wedge_half_open() {
     for round in 0..200 {
         tokio::time::advance(Duration::from_secs(31)).await; // past wait and half-open deadline
         // Start up to 3 probes, poll a random subset once, drop them all at random points.
-        let mut futs: Vec<_> = (0..3).map(|_| Box::pin(svc.clone().oneshot(1000))).collect();
+        let mut futs: Vec<_> = (0..3)
+            .map(|_| Box::pin(svc.clone().oneshot(1000)))
+            .collect();
         for f in futs.iter_mut() {
             if rng.bool() {
                 let _ = tokio_test::task::spawn(f.as_mut()).poll();
@@ -103,7 +131,11 @@ async fn cancelled_probes_never_wedge_half_open() {
         }
         // Never wedged: a probe is admitted right away (each round re-opens with a failure).
         let r = svc.clone().oneshot(0).await;
-        assert!(!r.unwrap_err().is::<CircuitOpen>(), "round {round}: {:?}", h.metrics());
+        assert!(
+            !r.unwrap_err().is::<CircuitOpen>(),
+            "round {round}: {:?}",
+            h.metrics()
+        );
     }
     fail.store(false, Ordering::SeqCst);
     tokio::time::advance(Duration::from_secs(31)).await;
@@ -122,13 +154,21 @@ fn two_threads_hammering_one_breaker_totals_add_up() {
     let h = layer.handle();
     let svc = ServiceBuilder::new()
         .layer(layer)
-        .service(service_fn(|i: u64| async move { if i % 4 == 0 { Err("x") } else { Ok(()) } }));
+        .service(service_fn(|i: u64| async move {
+            if i.is_multiple_of(4) {
+                Err("x")
+            } else {
+                Ok(())
+            }
+        }));
     const N: u64 = 50_000;
     let threads: Vec<_> = (0..2)
         .map(|_| {
             let mut svc = svc.clone();
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     for i in 0..N {
                         let _ = svc.ready().await.unwrap().call(i).await;
@@ -142,7 +182,10 @@ fn two_threads_hammering_one_breaker_totals_add_up() {
     }
     let m = h.metrics();
     assert_eq!(h.state(), CircuitState::Closed);
-    assert_eq!((m.calls, m.failures, m.successes, m.rejected), (2 * N, 2 * N / 4, 2 * N * 3 / 4, 0));
+    assert_eq!(
+        (m.calls, m.failures, m.successes, m.rejected),
+        (2 * N, 2 * N / 4, 2 * N * 3 / 4, 0)
+    );
     assert_eq!(m.window_calls, 100);
 }
 
@@ -156,11 +199,22 @@ async fn per_key_breakers_are_independent_and_bounded() {
         .classifier(ServerErrorsAsFailures)
         .per_key(HeaderKey(http::HeaderName::from_static("x-provider")));
     let h = layer.handle();
-    let svc = ServiceBuilder::new().layer(layer).service(service_fn(|req: http::Request<()>| async move {
-        let status = if req.headers()["x-provider"] == "bad" { 500 } else { 200 };
-        Ok::<_, Infallible>(http::Response::builder().status(status).body(()).unwrap())
-    }));
-    let req = |k: &str| http::Request::builder().header("x-provider", k).body(()).unwrap();
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |req: http::Request<()>| async move {
+            let status = if req.headers()["x-provider"] == "bad" {
+                500
+            } else {
+                200
+            };
+            Ok::<_, Infallible>(http::Response::builder().status(status).body(()).unwrap())
+        },
+    ));
+    let req = |k: &str| {
+        http::Request::builder()
+            .header("x-provider", k)
+            .body(())
+            .unwrap()
+    };
     for _ in 0..3 {
         svc.clone().oneshot(req("bad")).await.unwrap();
     }
@@ -204,11 +258,16 @@ impl hyper::body::Body for Truncated {
 
 #[tokio::test(start_paused = true)]
 async fn truncated_bodies_count_as_failures() {
-    let layer = fast_layer().build().unwrap().classifier(ObserveBody(ServerErrorsAsFailures));
+    let layer = fast_layer()
+        .build()
+        .unwrap()
+        .classifier(ObserveBody(ServerErrorsAsFailures));
     let h = layer.handle();
     let svc = ServiceBuilder::new()
         .layer(layer)
-        .service(service_fn(|_: ()| async { Ok::<_, Infallible>(http::Response::new(Truncated(0))) }));
+        .service(service_fn(|_: ()| async {
+            Ok::<_, Infallible>(http::Response::new(Truncated(0)))
+        }));
     for i in 0..3 {
         let res = svc.clone().oneshot(()).await.unwrap();
         assert_eq!(h.metrics().calls, i); // not yet: the body has not ended
@@ -218,14 +277,24 @@ async fn truncated_bodies_count_as_failures() {
 }
 
 async fn handler(healthy: Arc<AtomicBool>) -> http::Response<Full<Bytes>> {
-    let status = if healthy.load(Ordering::SeqCst) { 200 } else { 500 };
-    http::Response::builder().status(status).body(Full::new(Bytes::from_static(b"hi"))).unwrap()
+    let status = if healthy.load(Ordering::SeqCst) {
+        200
+    } else {
+        500
+    };
+    http::Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from_static(b"hi")))
+        .unwrap()
 }
 
 fn to_response(r: Result<http::Response<Full<Bytes>>, BoxError>) -> http::Response<Full<Bytes>> {
     r.unwrap_or_else(|e| {
         circuit_open_response(&*e).unwrap_or_else(|| {
-            http::Response::builder().status(500).body(Full::default()).unwrap()
+            http::Response::builder()
+                .status(500)
+                .body(Full::default())
+                .unwrap()
         })
     })
 }
@@ -233,7 +302,10 @@ fn to_response(r: Result<http::Response<Full<Bytes>>, BoxError>) -> http::Respon
 #[tokio::test(start_paused = true)]
 async fn axum_two_routes_share_one_breaker() {
     use axum::routing::get;
-    let layer = fast_layer().build().unwrap().classifier(ServerErrorsAsFailures);
+    let layer = fast_layer()
+        .build()
+        .unwrap()
+        .classifier(ServerErrorsAsFailures);
     let h = layer.handle();
     let healthy = Arc::new(AtomicBool::new(false));
     let (h1, h2) = (healthy.clone(), healthy.clone());
@@ -242,14 +314,23 @@ async fn axum_two_routes_share_one_breaker() {
         .route("/b", get(move || handler(h2.clone())))
         .layer(
             ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(|e: BoxError| async move {
-                    circuit_open_response::<axum::body::Body>(&*e).unwrap_or_else(|| {
-                        http::Response::builder().status(500).body(axum::body::Body::empty()).unwrap()
-                    })
-                }))
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |e: BoxError| async move {
+                        circuit_open_response::<axum::body::Body>(&*e).unwrap_or_else(|| {
+                            http::Response::builder()
+                                .status(500)
+                                .body(axum::body::Body::empty())
+                                .unwrap()
+                        })
+                    },
+                ))
                 .layer(layer),
         );
-    let get = |p: &str| http::Request::get(p).body(axum::body::Body::empty()).unwrap();
+    let get = |p: &str| {
+        http::Request::get(p)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
     for _ in 0..3 {
         assert_eq!(app.clone().oneshot(get("/a")).await.unwrap().status(), 500);
     }
@@ -263,17 +344,20 @@ async fn axum_two_routes_share_one_breaker() {
 #[tokio::test(start_paused = true)]
 async fn real_hyper_server_fails_then_recovers() {
     use hyper_util::rt::TokioIo;
-    let layer = fast_layer().build().unwrap().classifier(ServerErrorsAsFailures);
+    let layer = fast_layer()
+        .build()
+        .unwrap()
+        .classifier(ServerErrorsAsFailures);
     let h = layer.handle();
     let mut events = h.events().subscribe();
     let healthy = Arc::new(AtomicBool::new(false));
     let hc = healthy.clone();
-    let breaker = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(move |_: http::Request<hyper::body::Incoming>| {
+    let breaker = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |_: http::Request<hyper::body::Incoming>| {
             let hc = hc.clone();
             async move { Ok::<_, Infallible>(handler(hc).await) }
-        }));
+        },
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicU64::new(0));
@@ -288,14 +372,22 @@ async fn real_hyper_server_fails_then_recovers() {
                 let fut = b.clone().oneshot(req);
                 async move { Ok::<_, Infallible>(to_response(fut.await)) }
             });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
         }
     });
     let request = || async move {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        let req = http::Request::get("/").header("host", "127.0.0.1").body(Full::<Bytes>::default()).unwrap();
+        let req = http::Request::get("/")
+            .header("host", "127.0.0.1")
+            .body(Full::<Bytes>::default())
+            .unwrap();
         tx.send_request(req).await.unwrap()
     };
     for _ in 0..3 {
@@ -320,5 +412,12 @@ async fn real_hyper_server_fails_then_recovers() {
             transitions.push(to);
         }
     }
-    assert_eq!(transitions, [CircuitState::Open, CircuitState::HalfOpen, CircuitState::Closed]);
+    assert_eq!(
+        transitions,
+        [
+            CircuitState::Open,
+            CircuitState::HalfOpen,
+            CircuitState::Closed
+        ]
+    );
 }

@@ -32,7 +32,11 @@ pub struct ErrorsAsFailures;
 impl<Res, E> Classify<Res, E> for ErrorsAsFailures {
     #[inline]
     fn classify(&self, result: &Result<Res, E>) -> Outcome {
-        if result.is_ok() { Outcome::Success } else { Outcome::Failure }
+        if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
     }
 }
 
@@ -62,7 +66,11 @@ pub trait Complete<Res, E> {
 
 /// Records `classifier`'s verdict at once and hands the result back.
 #[inline]
-pub(crate) fn record_now<C: Classify<Res, E>, Res, E>(c: &C, result: Result<Res, E>, permit: Permit) -> Result<Res, E> {
+pub(crate) fn record_now<C: Classify<Res, E>, Res, E>(
+    c: &C,
+    result: Result<Res, E>,
+    permit: Permit,
+) -> Result<Res, E> {
     permit.record(c.classify(&result));
     result
 }

@@ -59,7 +59,10 @@ impl fmt::Debug for BreakerConfig {
             .field("wait_multiplier", &self.wait_multiplier)
             .field("max_wait_duration", &self.max_wait_duration)
             .field("jitter", &self.jitter)
-            .field("permitted_calls_in_half_open", &self.permitted_calls_in_half_open)
+            .field(
+                "permitted_calls_in_half_open",
+                &self.permitted_calls_in_half_open,
+            )
             .field("success_threshold", &self.success_threshold)
             .field("max_wait_in_half_open", &self.max_wait_in_half_open)
             .field("trip_level", &self.trip_level)
@@ -87,7 +90,8 @@ impl BreakerConfig {
         }
         let r = (self.rng)().clamp(0.0, 1.0);
         let factor = 1.0 + self.jitter * (2.0 * r - 1.0);
-        let secs = (base.as_secs_f64() * factor).min(self.max_wait_duration.as_secs_f64().max(base.as_secs_f64()));
+        let secs = (base.as_secs_f64() * factor)
+            .min(self.max_wait_duration.as_secs_f64().max(base.as_secs_f64()));
         Duration::from_secs_f64(secs.max(0.0))
     }
 
@@ -303,16 +307,34 @@ impl CircuitBreakerBuilder {
                 ));
             }
             WindowKind::Time(n) if n == 0 || n > 3600 => {
-                return Err(ConfigError::new("time_window", n, "must be within 1..=3600 seconds"));
+                return Err(ConfigError::new(
+                    "time_window",
+                    n,
+                    "must be within 1..=3600 seconds",
+                ));
             }
             _ => {}
         }
-        check_range("failure_rate_threshold", c.failure_rate_threshold, 0.0, 100.0)?;
-        check_range("slow_call_rate_threshold", c.slow_call_rate_threshold, 0.0, 100.0)?;
+        check_range(
+            "failure_rate_threshold",
+            c.failure_rate_threshold,
+            0.0,
+            100.0,
+        )?;
+        check_range(
+            "slow_call_rate_threshold",
+            c.slow_call_rate_threshold,
+            0.0,
+            100.0,
+        )?;
         check_range("jitter", c.jitter, 0.0, 1.0)?;
         check_range("wait_multiplier", c.wait_multiplier, 1.0, 1000.0)?;
         if c.wait_duration.is_zero() {
-            return Err(ConfigError::new("wait_duration", c.wait_duration, "must be greater than zero"));
+            return Err(ConfigError::new(
+                "wait_duration",
+                c.wait_duration,
+                "must be greater than zero",
+            ));
         }
         if c.max_wait_duration < c.wait_duration {
             return Err(ConfigError::new(
@@ -345,7 +367,11 @@ impl CircuitBreakerBuilder {
         if let Some(d) = c.slow_call_duration
             && d.is_zero()
         {
-            return Err(ConfigError::new("slow_call_duration", d, "must be greater than zero"));
+            return Err(ConfigError::new(
+                "slow_call_duration",
+                d,
+                "must be greater than zero",
+            ));
         }
         if let Some(p) = c.memory_percent {
             check_range("memory_threshold_percent", p, 0.0, 100.0)?;
@@ -353,7 +379,11 @@ impl CircuitBreakerBuilder {
         if let Some(b) = c.memory_bytes
             && !(b.is_finite() && b > 0.0)
         {
-            return Err(ConfigError::new("memory_threshold_mb", b / 1048576.0, "must be a positive number"));
+            return Err(ConfigError::new(
+                "memory_threshold_mb",
+                b / 1048576.0,
+                "must be a positive number",
+            ));
         }
         if c.has_resource_trip() && self.monitor.is_none() {
             return Err(ConfigError::new(
@@ -363,7 +393,11 @@ impl CircuitBreakerBuilder {
             ));
         }
         if self.max_keys == 0 || self.max_keys > 1 << 20 {
-            return Err(ConfigError::new("max_keys", self.max_keys, "must be within 1..=1048576"));
+            return Err(ConfigError::new(
+                "max_keys",
+                self.max_keys,
+                "must be within 1..=1048576",
+            ));
         }
         let bus = self
             .bus

@@ -35,7 +35,11 @@ impl fmt::Debug for Permit {
 
 impl Permit {
     pub(crate) fn new(core: Arc<Core>, ticket: Ticket) -> Self {
-        Self { core, ticket, done: false }
+        Self {
+            core,
+            ticket,
+            done: false,
+        }
     }
 
     /// Records the outcome.
@@ -98,10 +102,18 @@ pin_project! {
 
 impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn called(fut: F, permit: Permit, classifier: C) -> Self {
-        Self { state: State::Called { fut, permit: Some(permit), classifier } }
+        Self {
+            state: State::Called {
+                fut,
+                permit: Some(permit),
+                classifier,
+            },
+        }
     }
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
-        Self { state: State::Rejected { error: Some(error) } }
+        Self {
+            state: State::Rejected { error: Some(error) },
+        }
     }
 }
 
@@ -115,11 +127,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            Proj::Called { fut, permit, classifier } => {
+            Proj::Called {
+                fut,
+                permit,
+                classifier,
+            } => {
                 let res = ready!(fut.poll(cx));
                 match permit.take() {
                     Some(p) => Poll::Ready(classifier.complete(res, p).map_err(Into::into)),
-                    None => Poll::Ready(Err("circuit breaker future polled after completion".into())),
+                    None => {
+                        Poll::Ready(Err("circuit breaker future polled after completion".into()))
+                    }
                 }
             }
             Proj::Rejected { error } => match error.take() {

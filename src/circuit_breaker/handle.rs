@@ -79,7 +79,8 @@ impl CircuitBreakerHandle {
     }
 
     fn all(&self) -> impl Iterator<Item = &Arc<Core>> {
-        std::iter::once(&self.shared.default).chain(self.shared.registry.iter().flat_map(|r| r.all()))
+        std::iter::once(&self.shared.default)
+            .chain(self.shared.registry.iter().flat_map(|r| r.all()))
     }
 
     fn set(core: &Core, to: CircuitState, now: &mut Now) {
@@ -138,17 +139,29 @@ impl CircuitBreakerHandle {
 
     /// Forces the default breaker open: every call is rejected until reset.
     pub fn force_open(&self) {
-        Self::set(&self.shared.default, CircuitState::ForcedOpen, &mut self.now());
+        Self::set(
+            &self.shared.default,
+            CircuitState::ForcedOpen,
+            &mut self.now(),
+        );
     }
 
     /// Disables the default breaker: every call passes, outcomes are still recorded.
     pub fn disable(&self) {
-        Self::set(&self.shared.default, CircuitState::Disabled, &mut self.now());
+        Self::set(
+            &self.shared.default,
+            CircuitState::Disabled,
+            &mut self.now(),
+        );
     }
 
     /// Puts the default breaker in METRICS_ONLY: outcomes recorded, never opens.
     pub fn metrics_only(&self) {
-        Self::set(&self.shared.default, CircuitState::MetricsOnly, &mut self.now());
+        Self::set(
+            &self.shared.default,
+            CircuitState::MetricsOnly,
+            &mut self.now(),
+        );
     }
 
     /// Moves `key`'s breaker to `state` (`Closed` resets it); `false` if the key is unknown.
@@ -180,7 +193,12 @@ impl CircuitBreakerHandle {
 
     /// The keys that have their own breaker (allocates).
     pub fn keys(&self) -> Vec<Arc<str>> {
-        self.shared.registry.iter().flat_map(|r| r.all()).filter_map(|c| c.key()).collect()
+        self.shared
+            .registry
+            .iter()
+            .flat_map(|r| r.all())
+            .filter_map(|c| c.key())
+            .collect()
     }
 
     /// The bus the breakers report to.

@@ -23,7 +23,9 @@ impl<B, E> Classify<http::Response<B>, E> for ServerErrorsAsFailures {
     #[inline]
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         match result {
-            Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+            Ok(r)
+                if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+            {
                 Outcome::Failure
             }
             Ok(_) => Outcome::Success,
@@ -48,7 +50,11 @@ pub struct ObserveBody<C>(pub C);
 impl<B, E> Complete<http::Response<B>, E> for ServerErrorsAsFailures {
     type Response = http::Response<B>;
     #[inline]
-    fn complete(&self, result: Result<http::Response<B>, E>, permit: Permit) -> Result<Self::Response, E> {
+    fn complete(
+        &self,
+        result: Result<http::Response<B>, E>,
+        permit: Permit,
+    ) -> Result<Self::Response, E> {
         super::classify::record_now(self, result, permit)
     }
 }
@@ -132,7 +138,9 @@ impl<B> KeyExtractor<http::Request<B>> for HostKey {
             return Some(Cow::Borrowed(h));
         }
         let h = req.headers().get(http::header::HOST)?.to_str().ok()?;
-        Some(Cow::Borrowed(h.rsplit_once(':').map_or(h, |(host, _)| host)))
+        Some(Cow::Borrowed(
+            h.rsplit_once(':').map_or(h, |(host, _)| host),
+        ))
     }
 }
 
@@ -153,7 +161,8 @@ pub fn open_response<B: Default>(open: &CircuitOpen) -> http::Response<B> {
     let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
     let mut res = http::Response::new(B::default());
     *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    res.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     res
 }
 

@@ -39,14 +39,22 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn make_core(&self, key: Option<Arc<str>>) -> Core {
-        Core::new(self.cfg.clone(), key, self.bus.clone(), self.monitor.clone(), self.epoch)
+        Core::new(
+            self.cfg.clone(),
+            key,
+            self.bus.clone(),
+            self.monitor.clone(),
+            self.epoch,
+        )
     }
 
     /// The breaker for `key` (`None`: the default breaker).
     #[inline]
     pub(crate) fn breaker(&self, key: Option<&str>, now: &mut Now) -> &Arc<Core> {
         match (key, &self.registry) {
-            (Some(k), Some(r)) => r.get(k, now, |k| self.make_core(Some(k))).unwrap_or(&self.default),
+            (Some(k), Some(r)) => r
+                .get(k, now, |k| self.make_core(Some(k)))
+                .unwrap_or(&self.default),
             _ => &self.default,
         }
     }
@@ -67,9 +75,24 @@ impl CircuitBreakerLayer {
     ) -> Self {
         let cfg = Arc::new(cfg);
         let epoch = Instant::now();
-        let default = Arc::new(Core::new(cfg.clone(), None, bus.clone(), monitor.clone(), epoch));
+        let default = Arc::new(Core::new(
+            cfg.clone(),
+            None,
+            bus.clone(),
+            monitor.clone(),
+            epoch,
+        ));
         Self {
-            shared: Arc::new(Shared { cfg, default, registry: None, bus, monitor, epoch, max_keys, idle }),
+            shared: Arc::new(Shared {
+                cfg,
+                default,
+                registry: None,
+                bus,
+                monitor,
+                epoch,
+                max_keys,
+                idle,
+            }),
             classifier: ErrorsAsFailures,
             key: NoKey,
         }
@@ -80,7 +103,11 @@ impl<C, K> CircuitBreakerLayer<C, K> {
     /// Uses `classifier` to decide what counts as a failure (a [`Classify`](super::Classify),
     /// a closure `Fn(&Result<Res, E>) -> Outcome`, or a [`Complete`](super::Complete)).
     pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2, K> {
-        CircuitBreakerLayer { shared: self.shared, classifier, key: self.key }
+        CircuitBreakerLayer {
+            shared: self.shared,
+            classifier,
+            key: self.key,
+        }
     }
 
     /// Gives every key returned by `extractor` its own breaker, in a registry bounded by
@@ -98,12 +125,18 @@ impl<C, K> CircuitBreakerLayer<C, K> {
             max_keys: s.max_keys,
             idle: s.idle,
         });
-        CircuitBreakerLayer { shared, classifier: self.classifier, key: extractor }
+        CircuitBreakerLayer {
+            shared,
+            classifier: self.classifier,
+            key: extractor,
+        }
     }
 
     /// A handle to read state and metrics and to reset or force the breakers.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle { shared: self.shared.clone() }
+        CircuitBreakerHandle {
+            shared: self.shared.clone(),
+        }
     }
 }
 

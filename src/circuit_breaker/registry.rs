@@ -86,7 +86,12 @@ impl Registry {
     pub(crate) fn new(max_keys: usize, idle: std::time::Duration) -> Self {
         let cap = (max_keys.max(1) * 2).next_power_of_two();
         Self {
-            slots: (0..cap).map(|_| Slot { hash: AtomicU64::new(0), core: OnceLock::new() }).collect(),
+            slots: (0..cap)
+                .map(|_| Slot {
+                    hash: AtomicU64::new(0),
+                    core: OnceLock::new(),
+                })
+                .collect(),
             mask: cap - 1,
             hasher: RandomState::new(),
             insert: Mutex::new(()),
@@ -109,7 +114,12 @@ impl Registry {
 
     /// The breaker of `key`, creating it with `make` if there is room.
     #[inline]
-    pub(crate) fn get(&self, key: &str, now: &mut Now, make: impl FnOnce(Arc<str>) -> Core) -> Option<&Arc<Core>> {
+    pub(crate) fn get(
+        &self,
+        key: &str,
+        now: &mut Now,
+        make: impl FnOnce(Arc<str>) -> Core,
+    ) -> Option<&Arc<Core>> {
         let h = self.hash(key);
         let mut i = h as usize & self.mask;
         for _ in 0..=self.mask {
@@ -147,7 +157,13 @@ impl Registry {
     }
 
     #[cold]
-    fn insert_slow(&self, key: &str, h: u64, now: &mut Now, make: impl FnOnce(Arc<str>) -> Core) -> Option<&Arc<Core>> {
+    fn insert_slow(
+        &self,
+        key: &str,
+        h: u64,
+        now: &mut Now,
+        make: impl FnOnce(Arc<str>) -> Core,
+    ) -> Option<&Arc<Core>> {
         let _g = self.insert.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = self.find_hash(h) {
             return Some(c);
@@ -175,7 +191,8 @@ impl Registry {
             .filter(|s| s.hash.load(Ordering::Acquire) != 0)
             .filter_map(|s| s.core.get().map(|c| (s, c)))
             .filter(|(_, c)| {
-                t.saturating_sub(c.last_used.load(Ordering::Relaxed)) >= self.idle_nanos && !c.busy()
+                t.saturating_sub(c.last_used.load(Ordering::Relaxed)) >= self.idle_nanos
+                    && !c.busy()
             })
             .min_by_key(|(_, c)| c.last_used.load(Ordering::Relaxed));
         let (s, c) = victim?;

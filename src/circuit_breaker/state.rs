@@ -99,7 +99,10 @@ impl Now {
     /// Reads `tokio::time::Instant::now()` on first use.
     #[inline]
     pub(crate) fn lazy(epoch: Instant) -> Self {
-        Self { nanos: 0, epoch: Some(epoch) }
+        Self {
+            nanos: 0,
+            epoch: Some(epoch),
+        }
     }
     #[inline]
     pub(crate) fn get(&mut self) -> u64 {
@@ -244,7 +247,10 @@ impl Core {
         if let Some(at) = self.cfg.trip_level {
             let l = m.level();
             if l >= at {
-                return Some(Rejection { reason: RejectReason::Pressure(l), retry_after });
+                return Some(Rejection {
+                    reason: RejectReason::Pressure(l),
+                    retry_after,
+                });
             }
         }
         for (threshold, signal) in [
@@ -255,7 +261,10 @@ impl Core {
                 && v > t
             {
                 return Some(Rejection {
-                    reason: RejectReason::Memory { value: v, threshold: t },
+                    reason: RejectReason::Memory {
+                        value: v,
+                        threshold: t,
+                    },
                     retry_after,
                 });
             }
@@ -270,19 +279,36 @@ impl Core {
         loop {
             let w = self.word.load(Ordering::Acquire);
             let g = generation(w);
-            let start = |now: &mut Now| if self.cfg.slow_call_duration.is_some() { now.get() } else { 0 };
+            let start = |now: &mut Now| {
+                if self.cfg.slow_call_duration.is_some() {
+                    now.get()
+                } else {
+                    0
+                }
+            };
             match decode(w) {
                 CircuitState::Closed => {
                     if let Some(r) = self.resource_check() {
                         return Err(self.reject(r, now));
                     }
-                    return Ok(Ticket { kind: TicketKind::Closed, generation: g, start: start(now) });
+                    return Ok(Ticket {
+                        kind: TicketKind::Closed,
+                        generation: g,
+                        start: start(now),
+                    });
                 }
                 CircuitState::Disabled | CircuitState::MetricsOnly => {
-                    return Ok(Ticket { kind: TicketKind::Record, generation: g, start: start(now) });
+                    return Ok(Ticket {
+                        kind: TicketKind::Record,
+                        generation: g,
+                        start: start(now),
+                    });
                 }
                 CircuitState::ForcedOpen => {
-                    let r = Rejection { reason: RejectReason::ForcedOpen, retry_after: self.cfg.wait_duration };
+                    let r = Rejection {
+                        reason: RejectReason::ForcedOpen,
+                        retry_after: self.cfg.wait_duration,
+                    };
                     return Err(self.reject(r, now));
                 }
                 CircuitState::Open => {
@@ -295,7 +321,9 @@ impl Core {
                         };
                         return Err(self.reject(r, now));
                     }
-                    self.transition(Some(w), CircuitState::HalfOpen, t, || "wait duration elapsed".into());
+                    self.transition(Some(w), CircuitState::HalfOpen, t, || {
+                        "wait duration elapsed".into()
+                    });
                 }
                 CircuitState::HalfOpen => {
                     if let Some(r) = self.resource_check() {
@@ -304,8 +332,16 @@ impl Core {
                     let permitted = self.cfg.permitted_calls_in_half_open as u64;
                     if probes(w) + successes(w) < permitted {
                         let nw = w + (1 << PROBE_SHIFT);
-                        if self.word.compare_exchange(w, nw, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                            return Ok(Ticket { kind: TicketKind::Probe, generation: g, start: start(now) });
+                        if self
+                            .word
+                            .compare_exchange(w, nw, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                        {
+                            return Ok(Ticket {
+                                kind: TicketKind::Probe,
+                                generation: g,
+                                start: start(now),
+                            });
                         }
                         continue;
                     }
@@ -341,14 +377,18 @@ impl Core {
             return Err(r);
         }
         match st {
-            CircuitState::ForcedOpen => {
-                Err(Rejection { reason: RejectReason::ForcedOpen, retry_after: self.cfg.wait_duration })
-            }
+            CircuitState::ForcedOpen => Err(Rejection {
+                reason: RejectReason::ForcedOpen,
+                retry_after: self.cfg.wait_duration,
+            }),
             CircuitState::Open => {
                 let t = now.get();
                 let until = self.open_until.load(Ordering::Relaxed);
                 if t < until {
-                    Err(Rejection { reason: RejectReason::Open, retry_after: Duration::from_nanos(until - t) })
+                    Err(Rejection {
+                        reason: RejectReason::Open,
+                        retry_after: Duration::from_nanos(until - t),
+                    })
                 } else {
                     Ok(())
                 }
@@ -356,7 +396,10 @@ impl Core {
             CircuitState::HalfOpen
                 if probes(w) + successes(w) >= self.cfg.permitted_calls_in_half_open as u64 =>
             {
-                Err(Rejection { reason: RejectReason::HalfOpenFull, retry_after: Duration::ZERO })
+                Err(Rejection {
+                    reason: RejectReason::HalfOpenFull,
+                    retry_after: Duration::ZERO,
+                })
             }
             _ => Ok(()),
         }
@@ -417,7 +460,8 @@ impl Core {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if failure {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            self.last_failure.store(now.get().saturating_add(1), Ordering::Relaxed);
+            self.last_failure
+                .store(now.get().saturating_add(1), Ordering::Relaxed);
         }
         if slow {
             self.slow.fetch_add(1, Ordering::Relaxed);
@@ -431,7 +475,9 @@ impl Core {
         }
         self.window.record(failure, slow, || now.get());
         let consecutive = if failure {
-            self.consecutive.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+            self.consecutive
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1)
         } else {
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Relaxed);
@@ -448,10 +494,17 @@ impl Core {
     fn evaluate(&self, w: u64, consecutive: u32, now: &mut Now) {
         let st = decode(w);
         let c = &*self.cfg;
-        if st == CircuitState::Closed && c.failure_threshold > 0 && consecutive >= c.failure_threshold {
+        if st == CircuitState::Closed
+            && c.failure_threshold > 0
+            && consecutive >= c.failure_threshold
+        {
             let t = now.get();
             self.transition(Some(w), CircuitState::Open, t, || {
-                format!("{consecutive} consecutive failures >= {}", c.failure_threshold).into()
+                format!(
+                    "{consecutive} consecutive failures >= {}",
+                    c.failure_threshold
+                )
+                .into()
             });
             return;
         }
@@ -469,19 +522,33 @@ impl Core {
         let t = now.get();
         match st {
             CircuitState::Closed => {
-                self.emit(BreakerEventKind::FailureRateExceeded { failure_rate: fr, slow_call_rate: sr }, t);
+                self.emit(
+                    BreakerEventKind::FailureRateExceeded {
+                        failure_rate: fr,
+                        slow_call_rate: sr,
+                    },
+                    t,
+                );
                 self.transition(Some(w), CircuitState::Open, t, || {
                     if fr >= c.failure_rate_threshold {
                         format!("failure rate {fr:.1}% >= {:.1}%", c.failure_rate_threshold).into()
                     } else {
-                        format!("slow call rate {sr:.1}% >= {:.1}%", c.slow_call_rate_threshold).into()
+                        format!(
+                            "slow call rate {sr:.1}% >= {:.1}%",
+                            c.slow_call_rate_threshold
+                        )
+                        .into()
                     }
                 });
             }
-            CircuitState::MetricsOnly => {
-                if !self.rate_flag.swap(true, Ordering::Relaxed) {
-                    self.emit(BreakerEventKind::FailureRateExceeded { failure_rate: fr, slow_call_rate: sr }, t);
-                }
+            CircuitState::MetricsOnly if !self.rate_flag.swap(true, Ordering::Relaxed) => {
+                self.emit(
+                    BreakerEventKind::FailureRateExceeded {
+                        failure_rate: fr,
+                        slow_call_rate: sr,
+                    },
+                    t,
+                );
             }
             _ => {}
         }
@@ -504,7 +571,10 @@ impl Core {
                     return;
                 }
             };
-            match self.word.compare_exchange(w, nw, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .word
+                .compare_exchange(w, nw, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     if ok == Some(true) && successes(nw) >= self.cfg.success_threshold as u64 {
                         let t = now.get();
@@ -540,13 +610,16 @@ impl Core {
         match to {
             CircuitState::Open => {
                 let reopens = if from == CircuitState::HalfOpen {
-                    self.reopens.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+                    self.reopens
+                        .fetch_add(1, Ordering::Relaxed)
+                        .saturating_add(1)
                 } else {
                     self.reopens.store(0, Ordering::Relaxed);
                     0
                 };
                 let wait = self.cfg.open_wait(reopens);
-                self.open_until.store(t.saturating_add(wait.as_nanos() as u64), Ordering::Relaxed);
+                self.open_until
+                    .store(t.saturating_add(wait.as_nanos() as u64), Ordering::Relaxed);
             }
             CircuitState::Closed => {
                 self.window.clear();
@@ -559,7 +632,10 @@ impl Core {
         self.state_since.store(t, Ordering::Relaxed);
         loop {
             let nw = pack(to, generation(w).wrapping_add(1));
-            match self.word.compare_exchange(w, nw, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .word
+                .compare_exchange(w, nw, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => break,
                 // Only probe counts change without the mutex: retry with the new counts.
                 Err(a) => w = a,
@@ -568,7 +644,14 @@ impl Core {
         drop(guard);
         self.flush_rejected(t);
         if from != to || expect.is_none() {
-            self.emit(BreakerEventKind::StateTransition { from, to, reason: reason() }, t);
+            self.emit(
+                BreakerEventKind::StateTransition {
+                    from,
+                    to,
+                    reason: reason(),
+                },
+                t,
+            );
         }
         true
     }
@@ -584,7 +667,14 @@ impl Core {
         *lock(&self.key) = Some(key);
         let _g = lock(&self.transition);
         self.window.clear();
-        for a in [&self.calls, &self.failures, &self.slow, &self.rejected, &self.rejected_pending, &self.last_failure] {
+        for a in [
+            &self.calls,
+            &self.failures,
+            &self.slow,
+            &self.rejected,
+            &self.rejected_pending,
+            &self.last_failure,
+        ] {
             a.store(0, Ordering::Relaxed);
         }
         self.consecutive.store(0, Ordering::Relaxed);
@@ -592,7 +682,10 @@ impl Core {
         self.state_since.store(t, Ordering::Relaxed);
         self.last_used.store(t, Ordering::Relaxed);
         let w = self.word.load(Ordering::Acquire);
-        self.word.store(pack(CircuitState::Closed, generation(w).wrapping_add(1)), Ordering::Release);
+        self.word.store(
+            pack(CircuitState::Closed, generation(w).wrapping_add(1)),
+            Ordering::Release,
+        );
     }
 
     /// Whether a probe is out (registry eviction skips such breakers).
@@ -620,7 +713,9 @@ impl Core {
             failure_rate: totals.failure_rate(),
             slow_call_rate: totals.slow_rate(),
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),
-            time_in_state: Duration::from_nanos(t.saturating_sub(self.state_since.load(Ordering::Relaxed))),
+            time_in_state: Duration::from_nanos(
+                t.saturating_sub(self.state_since.load(Ordering::Relaxed)),
+            ),
             last_failure: (last != 0).then(|| self.epoch + Duration::from_nanos(last - 1)),
         }
     }
@@ -642,7 +737,15 @@ mod tests {
 
     fn call(c: &Core, t: u64, fail: bool) -> Result<(), Rejection> {
         let tk = c.try_acquire(&mut Now::fixed(t))?;
-        c.on_result(tk, if fail { Outcome::Failure } else { Outcome::Success }, &mut Now::fixed(t));
+        c.on_result(
+            tk,
+            if fail {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
+            &mut Now::fixed(t),
+        );
         Ok(())
     }
 
@@ -671,15 +774,24 @@ mod tests {
         // Wait elapsed: the next call moves to HALF_OPEN and is a probe.
         let t = 11 * S;
         let p1 = c.try_acquire(&mut Now::fixed(t)).unwrap();
-        assert_eq!((p1.kind, c.state_raw()), (TicketKind::Probe, CircuitState::HalfOpen));
+        assert_eq!(
+            (p1.kind, c.state_raw()),
+            (TicketKind::Probe, CircuitState::HalfOpen)
+        );
         let p2 = c.try_acquire(&mut Now::fixed(t)).unwrap();
-        assert_eq!(c.try_acquire(&mut Now::fixed(t)).unwrap_err().reason, RejectReason::HalfOpenFull);
+        assert_eq!(
+            c.try_acquire(&mut Now::fixed(t)).unwrap_err().reason,
+            RejectReason::HalfOpenFull
+        );
         c.on_result(p1, Outcome::Success, &mut Now::fixed(t));
         assert_eq!(c.state_raw(), CircuitState::HalfOpen);
         c.on_result(p2, Outcome::Success, &mut Now::fixed(t));
         assert_eq!(c.state_raw(), CircuitState::Closed);
         let m = c.metrics(&mut Now::fixed(t));
-        assert_eq!((m.calls, m.failures, m.rejected, m.window_calls), (7, 4, 2, 0));
+        assert_eq!(
+            (m.calls, m.failures, m.rejected, m.window_calls),
+            (7, 4, 2, 0)
+        );
         assert_eq!(m.last_failure, Some(c.epoch + Duration::from_secs(1)));
     }
 
@@ -715,7 +827,13 @@ mod tests {
 
     #[test]
     fn wait_cap_and_base() {
-        let cfg = base().exponential_wait(3.0, Duration::from_secs(100)).build().unwrap().shared.cfg.clone();
+        let cfg = base()
+            .exponential_wait(3.0, Duration::from_secs(100))
+            .build()
+            .unwrap()
+            .shared
+            .cfg
+            .clone();
         let w: Vec<u64> = (0..4).map(|n| cfg.base_wait(n).as_secs()).collect();
         assert_eq!(w, [10, 30, 90, 100]);
     }
@@ -730,9 +848,17 @@ mod tests {
         let p1 = c.try_acquire(&mut Now::fixed(t)).unwrap();
         let _p2 = c.try_acquire(&mut Now::fixed(t)).unwrap();
         let r = c.try_acquire(&mut Now::fixed(t + S)).unwrap_err();
-        assert_eq!((r.reason, r.retry_after), (RejectReason::HalfOpenFull, Duration::from_secs(4)));
+        assert_eq!(
+            (r.reason, r.retry_after),
+            (RejectReason::HalfOpenFull, Duration::from_secs(4))
+        );
         // Deadline passed: the stuck probes are abandoned and the breaker re-opens.
-        assert_eq!(c.try_acquire(&mut Now::fixed(t + 5 * S)).unwrap_err().reason, RejectReason::Open);
+        assert_eq!(
+            c.try_acquire(&mut Now::fixed(t + 5 * S))
+                .unwrap_err()
+                .reason,
+            RejectReason::Open
+        );
         assert_eq!(c.state_raw(), CircuitState::Open);
         // The late probe of the earlier cycle cannot close or re-open the new one.
         c.on_result(p1, Outcome::Success, &mut Now::fixed(t + 6 * S));
@@ -778,7 +904,12 @@ mod tests {
 
     #[test]
     fn count_window_slides_1000_successes_then_50_failures() {
-        let c = core(base().failure_threshold(0).minimum_calls(20).count_window(100));
+        let c = core(
+            base()
+                .failure_threshold(0)
+                .minimum_calls(20)
+                .count_window(100),
+        );
         for _ in 0..1000 {
             call(&c, 0, false).unwrap();
         }
@@ -792,7 +923,13 @@ mod tests {
 
     #[test]
     fn time_window_trips_and_forgets() {
-        let c = core(base().failure_threshold(0).minimum_calls(10).time_window(10).failure_rate_threshold(50.0));
+        let c = core(
+            base()
+                .failure_threshold(0)
+                .minimum_calls(10)
+                .time_window(10)
+                .failure_rate_threshold(50.0),
+        );
         // 9 failures at second 0, then 100 successes: old failures forgotten after 10 s.
         for _ in 0..9 {
             call(&c, 0, true).unwrap();
@@ -837,7 +974,10 @@ mod tests {
     fn forced_states() {
         let c = core(base());
         c.transition(None, CircuitState::ForcedOpen, 0, || "test".into());
-        assert_eq!(call(&c, 100 * S, false).unwrap_err().reason, RejectReason::ForcedOpen);
+        assert_eq!(
+            call(&c, 100 * S, false).unwrap_err().reason,
+            RejectReason::ForcedOpen
+        );
         c.transition(None, CircuitState::Disabled, 0, || "test".into());
         for _ in 0..10 {
             call(&c, 0, true).unwrap();
@@ -857,11 +997,18 @@ mod tests {
     #[test]
     fn resource_trip_by_level_and_memory() {
         let (monitor, manual) = crate::PressureMonitor::manual();
-        let c = core(base().monitor(monitor.clone()).trip_at_level(PressureLevel::Critical));
+        let c = core(
+            base()
+                .monitor(monitor.clone())
+                .trip_at_level(PressureLevel::Critical),
+        );
         call(&c, 0, false).unwrap();
         manual.set(90.0);
         monitor.sample_now();
-        assert_eq!(call(&c, 0, false).unwrap_err().reason, RejectReason::Pressure(PressureLevel::Critical));
+        assert_eq!(
+            call(&c, 0, false).unwrap_err().reason,
+            RejectReason::Pressure(PressureLevel::Critical)
+        );
         manual.set(10.0);
         for _ in 0..5 {
             monitor.sample_now(); // hysteresis: the level falls after its dwell
@@ -879,7 +1026,10 @@ mod tests {
         call(&c, 0, false).unwrap();
         bytes.set(3000.0 * 1048576.0);
         monitor.sample_now();
-        assert!(matches!(call(&c, 0, false).unwrap_err().reason, RejectReason::Memory { .. }));
+        assert!(matches!(
+            call(&c, 0, false).unwrap_err().reason,
+            RejectReason::Memory { .. }
+        ));
         bytes.set(100.0);
         for _ in 0..5 {
             monitor.sample_now();
@@ -902,11 +1052,11 @@ mod tests {
         let mut rejected = 0;
         let mut kinds = vec![];
         while let Ok(e) = rx.try_recv() {
-            if let Event::Breaker(b) = &e {
-                if let BreakerEventKind::CallsRejected { count } = b.kind {
-                    rejected_events += 1;
-                    rejected += count;
-                }
+            if let Event::Breaker(b) = &e
+                && let BreakerEventKind::CallsRejected { count } = b.kind
+            {
+                rejected_events += 1;
+                rejected += count;
             }
             kinds.push(e.kind());
         }
@@ -915,7 +1065,11 @@ mod tests {
         // The remainder is flushed on the next transition.
         call(&c, 20 * S, false).unwrap();
         while let Ok(e) = rx.try_recv() {
-            if let Event::Breaker(BreakerEvent { kind: BreakerEventKind::CallsRejected { count }, .. }) = e {
+            if let Event::Breaker(BreakerEvent {
+                kind: BreakerEventKind::CallsRejected { count },
+                ..
+            }) = e
+            {
                 rejected += count;
             }
         }
@@ -972,7 +1126,9 @@ mod tests {
                 if fail {
                     self.consecutive += 1;
                     let failures = self.window.iter().filter(|f| **f).count();
-                    if self.consecutive >= THR || (self.window.len() >= MIN && failures * 2 >= self.window.len()) {
+                    if self.consecutive >= THR
+                        || (self.window.len() >= MIN && failures * 2 >= self.window.len())
+                    {
                         self.open(t);
                     }
                 } else {

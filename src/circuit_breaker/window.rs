@@ -69,10 +69,18 @@ pub(crate) struct Totals {
 
 impl Totals {
     pub(crate) fn failure_rate(&self) -> f64 {
-        if self.calls == 0 { 0.0 } else { self.failures as f64 * 100.0 / self.calls as f64 }
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.failures as f64 * 100.0 / self.calls as f64
+        }
     }
     pub(crate) fn slow_rate(&self) -> f64 {
-        if self.calls == 0 { 0.0 } else { self.slow as f64 * 100.0 / self.calls as f64 }
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.slow as f64 * 100.0 / self.calls as f64
+        }
     }
 }
 
@@ -125,7 +133,9 @@ pub(crate) struct CountWindow {
 
 #[inline]
 fn packed(v: u8) -> u64 {
-    (v & RECORDED) as u64 | ((((v & FAILURE) >> 1) as u64) << FIELD) | ((((v & SLOW) >> 2) as u64) << (2 * FIELD))
+    (v & RECORDED) as u64
+        | ((((v & FAILURE) >> 1) as u64) << FIELD)
+        | ((((v & SLOW) >> 2) as u64) << (2 * FIELD))
 }
 
 impl CountWindow {
@@ -143,7 +153,8 @@ impl CountWindow {
         let i = self.head.fetch_add(1, Relaxed) % self.slots.len() as u64;
         let old = self.slots[i as usize].swap(v, Relaxed);
         if old != v {
-            self.totals.fetch_add(packed(v).wrapping_sub(packed(old)), Relaxed);
+            self.totals
+                .fetch_add(packed(v).wrapping_sub(packed(old)), Relaxed);
         }
     }
 
@@ -157,14 +168,19 @@ impl CountWindow {
             // Transient: two recorders of one slot applied their deltas out of order.
             return Totals::default();
         }
-        Totals { calls, failures, slow }
+        Totals {
+            calls,
+            failures,
+            slow,
+        }
     }
 
     pub(crate) fn clear(&self) {
         for s in self.slots.iter() {
             let old = s.swap(0, Relaxed);
             if old != 0 {
-                self.totals.fetch_add(0u64.wrapping_sub(packed(old)), Relaxed);
+                self.totals
+                    .fetch_add(0u64.wrapping_sub(packed(old)), Relaxed);
             }
         }
     }
@@ -191,8 +207,15 @@ fn tag_of(sec: u64) -> u64 {
 impl TimeWindow {
     pub(crate) fn new(secs: u32) -> Self {
         // Tag 0 with zero counts is indistinguishable from an empty bucket: harmless.
-        let mk = || (0..secs.max(1)).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
-        Self { buckets: mk(), slow: mk() }
+        let mk = || {
+            (0..secs.max(1))
+                .map(|_| AtomicU64::new(0))
+                .collect::<Box<[_]>>()
+        };
+        Self {
+            buckets: mk(),
+            slow: mk(),
+        }
     }
 
     #[inline]
@@ -261,7 +284,14 @@ mod tests {
         for _ in 0..1000 {
             w.record(false, false);
         }
-        assert_eq!(w.totals(), Totals { calls: 100, failures: 0, slow: 0 });
+        assert_eq!(
+            w.totals(),
+            Totals {
+                calls: 100,
+                failures: 0,
+                slow: 0
+            }
+        );
         for i in 1..=50 {
             w.record(true, i % 2 == 0);
         }
@@ -289,7 +319,14 @@ mod tests {
         // Far in the future: everything forgotten, even though no call swept the buckets.
         assert_eq!(w.totals(1000), Totals::default());
         w.record(1000, true, true);
-        assert_eq!(w.totals(1000), Totals { calls: 1, failures: 1, slow: 1 });
+        assert_eq!(
+            w.totals(1000),
+            Totals {
+                calls: 1,
+                failures: 1,
+                slow: 1
+            }
+        );
         w.clear();
         assert_eq!(w.totals(1000), Totals::default());
     }
