@@ -1,0 +1,175 @@
+//! HTTP awareness: status classification, body-end observation, keys, and the
+//! `CircuitOpen` → `503 Service Unavailable` + `Retry-After` mapping.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::classify::{Classify, Complete, Outcome};
+use super::error::CircuitOpen;
+use super::future::Permit;
+use super::registry::KeyExtractor;
+
+/// `5xx` and `429 Too Many Requests` are failures, every other status (4xx included) a
+/// success; transport errors are failures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerErrorsAsFailures;
+
+impl<B, E> Classify<http::Response<B>, E> for ServerErrorsAsFailures {
+    #[inline]
+    fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
+        match result {
+            Ok(r)
+                if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Outcome::Failure
+            }
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// Classifies the response head with `C`; when the head is a success, the outcome waits for
+/// the end of the body: a body that errors counts as a failure, one that ends as a success,
+/// one dropped before its end (the client went away) is not counted.
+///
+/// ```
+/// # fn main() -> Result<(), tower_pressure::ConfigError> {
+/// use tower_pressure::circuit_breaker::{CircuitBreakerLayer, http::{ObserveBody, ServerErrorsAsFailures}};
+/// let layer = CircuitBreakerLayer::builder().build()?.classifier(ObserveBody(ServerErrorsAsFailures));
+/// # let _ = layer; Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObserveBody<C>(pub C);
+
+impl<B, E> Complete<http::Response<B>, E> for ServerErrorsAsFailures {
+    type Response = http::Response<B>;
+    #[inline]
+    fn complete(
+        &self,
+        result: Result<http::Response<B>, E>,
+        permit: Permit,
+    ) -> Result<Self::Response, E> {
+        super::classify::record_now(self, result, permit)
+    }
+}
+
+impl<C, B, E> Complete<http::Response<B>, E> for ObserveBody<C>
+where
+    C: Classify<http::Response<B>, E>,
+    B: Body,
+{
+    type Response = http::Response<ObservedBody<B>>;
+
+    fn complete(
+        &self,
+        result: Result<http::Response<B>, E>,
+        permit: Permit,
+    ) -> Result<Self::Response, E> {
+        let outcome = self.0.classify(&result);
+        let res = result?;
+        let permit = if outcome == Outcome::Success && !res.body().is_end_stream() {
+            Some(permit)
+        } else {
+            permit.record(outcome);
+            None
+        };
+        Ok(res.map(|inner| ObservedBody { inner, permit }))
+    }
+}
+
+pin_project! {
+    /// A response body that records the call's outcome when it ends (see [`ObserveBody`]).
+    #[derive(Debug)]
+    pub struct ObservedBody<B> {
+        #[pin]
+        inner: B,
+        permit: Option<Permit>,
+    }
+}
+
+impl<B: Body> Body for ObservedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            None => {
+                if let Some(p) = this.permit.take() {
+                    p.success();
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(p) = this.permit.take() {
+                    p.failure();
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Keys requests by host: the URI's authority host, else the `Host` header.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostKey;
+
+impl<B> KeyExtractor<http::Request<B>> for HostKey {
+    fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
+        if let Some(h) = req.uri().host() {
+            return Some(Cow::Borrowed(h));
+        }
+        let h = req.headers().get(http::header::HOST)?.to_str().ok()?;
+        Some(Cow::Borrowed(
+            h.rsplit_once(':').map_or(h, |(host, _)| host),
+        ))
+    }
+}
+
+/// Keys requests by the value of a header (say `x-provider` or `x-executor-id`).
+#[derive(Debug, Clone)]
+pub struct HeaderKey(pub HeaderName);
+
+impl<B> KeyExtractor<http::Request<B>> for HeaderKey {
+    fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
+        req.headers().get(&self.0)?.to_str().ok().map(Cow::Borrowed)
+    }
+}
+
+/// `503 Service Unavailable` with `Retry-After` (whole seconds, rounded up, at least 1) for
+/// a [`CircuitOpen`].
+pub fn open_response<B: Default>(open: &CircuitOpen) -> http::Response<B> {
+    let ra = open.retry_after();
+    let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+    let mut res = http::Response::new(B::default());
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    res.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    res
+}
+
+/// Maps an error to `503` + `Retry-After` when it is a [`CircuitOpen`] (for axum's
+/// `HandleErrorLayer` or a hyper service): `None` for any other error.
+pub fn circuit_open_response<B: Default>(
+    err: &(dyn std::error::Error + Send + Sync + 'static),
+) -> Option<http::Response<B>> {
+    err.downcast_ref::<CircuitOpen>().map(open_response)
+}
