@@ -225,11 +225,11 @@ mod tests {
         h.record(alert(Severity::Warning), min(30));
         h.record(alert(Severity::Critical), min(90));
         for i in 0..4 {
-            h.record(alert(Severity::Error), min(23 * 60 + i));
+            h.record(alert(Severity::Error), min(24 * 60 + 10 + i));
         }
-        let s = h.summary(min(24 * 60 + 10), 7);
+        let s = h.summary(min(24 * 60 + 40), 7);
         assert_eq!(s.total_alerts, 7);
-        // Minutes 0 and 30 are more than 24 h old at 24h10m; 90 and the four are not.
+        // Minutes 0 and 30 are 24 h or more old at 24h40m; 90 and the four are not.
         assert_eq!(s.last_24_hours, 5);
         assert_eq!(s.last_hour, 4);
         assert_eq!(s.by_severity.error, 4);
