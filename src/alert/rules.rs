@@ -350,7 +350,7 @@ impl Rule {
     }
 
     /// `service`: an `AlertLayer` crossed its error-rate or latency threshold (WARNING) or
-    /// recovered (INFO), keyed by service (and key).
+    /// recovered (INFO), keyed by service (and key) and symptom.
     pub fn service() -> Rule {
         Rule::new("service", |e| match e {
             Event::Service(s) => {
@@ -379,7 +379,10 @@ impl Rule {
                         format!("{id}: back under its thresholds"),
                     ),
                 };
-                Some(a.with_key(id).with_field("service", &s.name).at_time(s.at))
+                // Keyed per service and symptom, so a latency alert is not suppressed by
+                // an error-rate alert of the same service.
+                let key = format!("{id}:{}", a.kind);
+                Some(a.with_key(key).with_field("service", &s.name).at_time(s.at))
             }
             _ => None,
         })
