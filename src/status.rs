@@ -272,7 +272,13 @@ impl Status {
 fn sanitize_name(n: &str) -> String {
     let mut s: String = n
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
         s.insert(0, '_');
@@ -283,7 +289,13 @@ fn sanitize_name(n: &str) -> String {
 fn sanitize_label(n: &str) -> String {
     let mut s: String = n
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
         s.insert(0, '_');
@@ -292,7 +304,9 @@ fn sanitize_label(n: &str) -> String {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn escape_help(v: &str) -> String {
@@ -450,19 +464,75 @@ fn metrics_section(m: &crate::alert::MetricsSnapshot) -> StatusSection {
         Some(k) => k.clone(),
         None => m.service.clone(),
     };
-    let with = |o: &'static str| [("service", m.service.as_str()), ("key", key), ("outcome", o)];
+    let with = |o: &'static str| {
+        [
+            ("service", m.service.as_str()),
+            ("key", key),
+            ("outcome", o),
+        ]
+    };
     StatusSection::new(name, "service")
         .info("service", &m.service)
-        .counter("tower_pressure_service_calls_total", "Calls by outcome.", &with("success"), m.successful_executions as f64)
-        .counter("tower_pressure_service_calls_total", "Calls by outcome.", &with("failure"), m.failed_executions as f64)
-        .counter("tower_pressure_service_calls_total", "Calls by outcome.", &with("cancelled"), m.cancelled_executions as f64)
-        .gauge("tower_pressure_service_in_flight", "Calls in flight.", &l, m.in_flight as f64)
-        .gauge("tower_pressure_service_success_rate_percent", "Successes over completed calls.", &l, m.success_rate_percent)
-        .gauge("tower_pressure_service_latency_avg_seconds", "Mean latency.", &l, m.avg_duration_ms / 1e3)
-        .gauge("tower_pressure_service_latency_peak_seconds", "Slowest call.", &l, m.peak_duration_ms / 1e3)
-        .gauge("tower_pressure_service_latency_seconds", "Latency percentiles since start.", &q("0.5"), m.p50_duration_ms / 1e3)
-        .gauge("tower_pressure_service_latency_seconds", "Latency percentiles since start.", &q("0.9"), m.p90_duration_ms / 1e3)
-        .gauge("tower_pressure_service_latency_seconds", "Latency percentiles since start.", &q("0.99"), m.p99_duration_ms / 1e3)
+        .counter(
+            "tower_pressure_service_calls_total",
+            "Calls by outcome.",
+            &with("success"),
+            m.successful_executions as f64,
+        )
+        .counter(
+            "tower_pressure_service_calls_total",
+            "Calls by outcome.",
+            &with("failure"),
+            m.failed_executions as f64,
+        )
+        .counter(
+            "tower_pressure_service_calls_total",
+            "Calls by outcome.",
+            &with("cancelled"),
+            m.cancelled_executions as f64,
+        )
+        .gauge(
+            "tower_pressure_service_in_flight",
+            "Calls in flight.",
+            &l,
+            m.in_flight as f64,
+        )
+        .gauge(
+            "tower_pressure_service_success_rate_percent",
+            "Successes over completed calls.",
+            &l,
+            m.success_rate_percent,
+        )
+        .gauge(
+            "tower_pressure_service_latency_avg_seconds",
+            "Mean latency.",
+            &l,
+            m.avg_duration_ms / 1e3,
+        )
+        .gauge(
+            "tower_pressure_service_latency_peak_seconds",
+            "Slowest call.",
+            &l,
+            m.peak_duration_ms / 1e3,
+        )
+        .gauge(
+            "tower_pressure_service_latency_seconds",
+            "Latency percentiles since start.",
+            &q("0.5"),
+            m.p50_duration_ms / 1e3,
+        )
+        .gauge(
+            "tower_pressure_service_latency_seconds",
+            "Latency percentiles since start.",
+            &q("0.9"),
+            m.p90_duration_ms / 1e3,
+        )
+        .gauge(
+            "tower_pressure_service_latency_seconds",
+            "Latency percentiles since start.",
+            &q("0.99"),
+            m.p99_duration_ms / 1e3,
+        )
 }
 
 impl StatusProvider for ServiceMetrics {
@@ -486,11 +556,36 @@ impl StatusProvider for AlertManager {
         let stats = self.stats();
         let mut s = StatusSection::new("alerts", "alerts")
             .info("channels", self.channels().join(","))
-            .gauge("tower_pressure_alerts_last_hour", "Alerts delivered in the last hour.", &[], sum.last_hour as f64)
-            .gauge("tower_pressure_alerts_last_24_hours", "Alerts delivered in the last 24 hours.", &[], sum.last_24_hours as f64)
-            .counter("tower_pressure_alerts_suppressed_total", "Alerts suppressed by rate limits.", &[], stats.suppressed as f64)
-            .counter("tower_pressure_alert_events_total", "Events evaluated by the alert manager.", &[], stats.events_processed as f64)
-            .counter("tower_pressure_alert_events_lagged_total", "Events lost because the alert manager fell behind.", &[], stats.events_lagged as f64);
+            .gauge(
+                "tower_pressure_alerts_last_hour",
+                "Alerts delivered in the last hour.",
+                &[],
+                sum.last_hour as f64,
+            )
+            .gauge(
+                "tower_pressure_alerts_last_24_hours",
+                "Alerts delivered in the last 24 hours.",
+                &[],
+                sum.last_24_hours as f64,
+            )
+            .counter(
+                "tower_pressure_alerts_suppressed_total",
+                "Alerts suppressed by rate limits.",
+                &[],
+                stats.suppressed as f64,
+            )
+            .counter(
+                "tower_pressure_alert_events_total",
+                "Events evaluated by the alert manager.",
+                &[],
+                stats.events_processed as f64,
+            )
+            .counter(
+                "tower_pressure_alert_events_lagged_total",
+                "Events lost because the alert manager fell behind.",
+                &[],
+                stats.events_lagged as f64,
+            );
         for sev in crate::alert::Severity::ALL {
             s = s.counter(
                 "tower_pressure_alerts_total",
@@ -502,11 +597,36 @@ impl StatusProvider for AlertManager {
         for (name, st) in self.sink_stats() {
             let sink = [("sink", name.as_str())];
             s = s
-                .counter("tower_pressure_alert_sink_delivered_total", "Alerts a sink delivered.", &sink, st.delivered as f64)
-                .counter("tower_pressure_alert_sink_failed_total", "Alerts a sink gave up on.", &sink, st.failed as f64)
-                .counter("tower_pressure_alert_sink_dropped_total", "Alerts dropped from a full sink queue.", &sink, st.dropped as f64)
-                .counter("tower_pressure_alert_sink_retries_total", "Delivery retries.", &sink, st.retried as f64)
-                .gauge("tower_pressure_alert_sink_queued", "Alerts waiting in a sink queue.", &sink, st.queued as f64);
+                .counter(
+                    "tower_pressure_alert_sink_delivered_total",
+                    "Alerts a sink delivered.",
+                    &sink,
+                    st.delivered as f64,
+                )
+                .counter(
+                    "tower_pressure_alert_sink_failed_total",
+                    "Alerts a sink gave up on.",
+                    &sink,
+                    st.failed as f64,
+                )
+                .counter(
+                    "tower_pressure_alert_sink_dropped_total",
+                    "Alerts dropped from a full sink queue.",
+                    &sink,
+                    st.dropped as f64,
+                )
+                .counter(
+                    "tower_pressure_alert_sink_retries_total",
+                    "Delivery retries.",
+                    &sink,
+                    st.retried as f64,
+                )
+                .gauge(
+                    "tower_pressure_alert_sink_queued",
+                    "Alerts waiting in a sink queue.",
+                    &sink,
+                    st.queued as f64,
+                );
         }
         for a in &sum.recent_alerts {
             let mut e = StatusSection::new(a.kind.clone(), "alert")
@@ -579,7 +699,10 @@ mod service {
             }
             let status = self.registry.snapshot();
             let (body, ct) = if wants_prometheus(req.uri()) {
-                (status.to_prometheus(), "text/plain; version=0.0.4; charset=utf-8")
+                (
+                    status.to_prometheus(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
             } else {
                 (status.to_json(), "application/json")
             };

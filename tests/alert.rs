@@ -25,10 +25,12 @@ use tower_pressure::status::{StatusRegistry, StatusService};
 async fn layer_counts_outcomes_latency_and_in_flight() {
     let layer = AlertLayer::new("svc");
     let metrics = layer.metrics();
-    let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(|ms: u64| async move {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        if ms == 13 { Err("unlucky") } else { Ok(ms) }
-    }));
+    let mut svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if ms == 13 { Err("unlucky") } else { Ok(ms) }
+        }));
     for ms in [10, 20, 30, 13] {
         let _ = svc.ready().await.unwrap().call(ms).await;
     }
@@ -43,10 +45,26 @@ async fn layer_counts_outcomes_latency_and_in_flight() {
     assert_eq!(m.cancelled_executions, 1);
     assert_eq!(m.in_flight, 1);
     assert!((m.success_rate_percent - 75.0).abs() < 1e-9);
-    assert!((m.avg_duration_ms - 18.25).abs() < 0.5, "{}", m.avg_duration_ms);
-    assert!((m.peak_duration_ms - 30.0).abs() < 0.5, "{}", m.peak_duration_ms);
-    assert!((m.p50_duration_ms - 13.0).abs() / 13.0 < 0.07, "{}", m.p50_duration_ms);
-    assert!((m.p99_duration_ms - 30.0).abs() / 30.0 < 0.07, "{}", m.p99_duration_ms);
+    assert!(
+        (m.avg_duration_ms - 18.25).abs() < 0.5,
+        "{}",
+        m.avg_duration_ms
+    );
+    assert!(
+        (m.peak_duration_ms - 30.0).abs() < 0.5,
+        "{}",
+        m.peak_duration_ms
+    );
+    assert!(
+        (m.p50_duration_ms - 13.0).abs() / 13.0 < 0.07,
+        "{}",
+        m.p50_duration_ms
+    );
+    assert!(
+        (m.p99_duration_ms - 30.0).abs() / 30.0 < 0.07,
+        "{}",
+        m.p99_duration_ms
+    );
     assert_eq!(pending.await, Ok(1000));
     assert_eq!(metrics.snapshot().in_flight, 0);
 }
@@ -59,7 +77,12 @@ async fn per_key_metrics_are_bounded() {
     let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(
         |(_, ok): (String, bool)| async move { if ok { Ok(()) } else { Err("failed") } },
     ));
-    for (k, ok) in [("D3-Q3", true), ("D3-Q3", false), ("D4-Q2", true), ("other", true)] {
+    for (k, ok) in [
+        ("D3-Q3", true),
+        ("D3-Q3", false),
+        ("D4-Q2", true),
+        ("other", true),
+    ] {
         let _ = svc.ready().await.unwrap().call((k.to_string(), ok)).await;
     }
     let d3 = metrics.executor_metrics("D3-Q3").unwrap();
@@ -75,7 +98,11 @@ async fn per_key_metrics_are_bounded() {
 async fn thresholds_emit_service_events_and_alerts() {
     let bus = EventBus::new(64);
     let mut rx = bus.subscribe();
-    let alerts = AlertManager::builder().tracing(false).event_bus(bus.clone()).build().unwrap();
+    let alerts = AlertManager::builder()
+        .tracing(false)
+        .event_bus(bus.clone())
+        .build()
+        .unwrap();
     let layer = AlertLayer::builder("api")
         .event_bus(bus.clone())
         .window(Duration::from_secs(10))
@@ -84,10 +111,12 @@ async fn thresholds_emit_service_events_and_alerts() {
         .latency_threshold(0.9, Duration::from_millis(100))
         .build()
         .unwrap();
-    let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(|fail: bool| async move {
-        tokio::time::sleep(Duration::from_millis(if fail { 200 } else { 1 })).await;
-        if fail { Err("boom") } else { Ok(()) }
-    }));
+    let mut svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|fail: bool| async move {
+            tokio::time::sleep(Duration::from_millis(if fail { 200 } else { 1 })).await;
+            if fail { Err("boom") } else { Ok(()) }
+        }));
     // Window 1: 12 calls, 8 failing and slow.
     for i in 0..12 {
         let _ = svc.ready().await.unwrap().call(i < 8).await;
@@ -98,8 +127,18 @@ async fn thresholds_emit_service_events_and_alerts() {
     while let Ok(Event::Service(e)) = rx.try_recv() {
         kinds.push(e.kind.clone());
     }
-    assert!(kinds.iter().any(|k| matches!(k, ServiceEventKind::ErrorRateExceeded { rate, .. } if *rate > 60.0)), "{kinds:?}");
-    assert!(kinds.iter().any(|k| matches!(k, ServiceEventKind::LatencyExceeded { .. })), "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, ServiceEventKind::ErrorRateExceeded { rate, .. } if *rate > 60.0)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, ServiceEventKind::LatencyExceeded { .. })),
+        "{kinds:?}"
+    );
     // Window 2: healthy calls recover.
     for _ in 0..12 {
         let _ = svc.ready().await.unwrap().call(false).await;
@@ -108,13 +147,18 @@ async fn thresholds_emit_service_events_and_alerts() {
     let _ = svc.ready().await.unwrap().call(false).await;
     let mut recovered = false;
     while let Ok(e) = rx.try_recv() {
-        recovered |= matches!(e, Event::Service(ref s) if matches!(s.kind, ServiceEventKind::Recovered));
+        recovered |=
+            matches!(e, Event::Service(ref s) if matches!(s.kind, ServiceEventKind::Recovered));
     }
     assert!(recovered);
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    let kinds: Vec<_> = alerts.history().iter().map(|a| a.kind().to_string()).collect();
+    let kinds: Vec<_> = alerts
+        .history()
+        .iter()
+        .map(|a| a.kind().to_string())
+        .collect();
     assert!(kinds.contains(&"error_rate_exceeded".into()), "{kinds:?}");
     assert!(kinds.contains(&"latency_exceeded".into()), "{kinds:?}");
 }
@@ -128,7 +172,9 @@ async fn two_route_axum_router_shares_one_layer_state() {
         .route("/b", axum::routing::get(|| async { "b" }))
         .layer(layer);
     for p in ["/a", "/b", "/a"] {
-        let req = http::Request::get(p).body(axum::body::Body::empty()).unwrap();
+        let req = http::Request::get(p)
+            .body(axum::body::Body::empty())
+            .unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), 200);
     }
@@ -139,7 +185,11 @@ async fn two_route_axum_router_shares_one_layer_state() {
 
 #[tokio::test(start_paused = true)]
 async fn history_summary_windows() {
-    let m = AlertManager::builder().tracing(false).recent_alerts(3).build().unwrap();
+    let m = AlertManager::builder()
+        .tracing(false)
+        .recent_alerts(3)
+        .build()
+        .unwrap();
     let ev = |k: &str| Event::Custom(CustomEvent::new("note", "n").with_key(k.to_string()));
     m.process_event(&ev("a"));
     tokio::time::advance(Duration::from_secs(2 * 3600)).await;
@@ -157,7 +207,13 @@ async fn history_summary_windows() {
     // "a" is now more than 24 h old; b, c (22h30m) and d (22h) are not; none in the hour.
     assert_eq!((s.total_alerts, s.last_hour, s.last_24_hours), (4, 0, 3));
     let json: serde_json::Value = serde_json::to_value(&s).unwrap();
-    for k in ["total_alerts", "last_hour", "last_24_hours", "by_severity", "recent_alerts"] {
+    for k in [
+        "total_alerts",
+        "last_hour",
+        "last_24_hours",
+        "by_severity",
+        "recent_alerts",
+    ] {
         assert!(json.get(k).is_some(), "{k}");
     }
     assert_eq!(json["by_severity"]["info"], 4);
@@ -174,22 +230,28 @@ async fn hook_server(delay: Option<Duration>) -> (SocketAddr, Received) {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let tx = tx.clone();
-                    async move {
-                        if let Some(d) = delay {
-                            tokio::time::sleep(d).await;
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            if let Some(d) = delay {
+                                tokio::time::sleep(d).await;
+                            }
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let json =
+                                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                            let _ = tx.send((parts.headers, json));
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                                b"ok",
+                            ))))
                         }
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.unwrap().to_bytes();
-                        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                        let _ = tx.send((parts.headers, json));
-                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
-                    }
-                });
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                     .await;
@@ -217,7 +279,11 @@ async fn webhook_posts_json_to_a_real_server() {
         .allow_private_destinations(true)
         .build()
         .unwrap();
-    let m = AlertManager::builder().tracing(false).sink(hook).build().unwrap();
+    let m = AlertManager::builder()
+        .tracing(false)
+        .sink(hook)
+        .build()
+        .unwrap();
     let ev = Event::Custom(CustomEvent::new("deploy", "v2 rolled out").with_key("api"));
     assert_eq!(m.process_event(&ev).len(), 1);
     let (headers, json) = rx.recv().await.unwrap();
@@ -254,13 +320,20 @@ async fn slow_webhook_never_delays_requests_and_drops_oldest() {
     registry.register(alerts.clone());
 
     let mut svc = ServiceBuilder::new()
-        .layer(AlertLayer::builder("protected").event_bus(bus.clone()).build().unwrap())
+        .layer(
+            AlertLayer::builder("protected")
+                .event_bus(bus.clone())
+                .build()
+                .unwrap(),
+        )
         .service(service_fn(|x: u32| async move { Ok::<_, Infallible>(x) }));
     let waker = std::task::Waker::noop();
     let mut cx = Context::from_waker(waker);
     for i in 0..100u32 {
         // Flood the sink with alerts...
-        alerts.process_event(&Event::Custom(CustomEvent::new("flood", "x").with_key(i.to_string())));
+        alerts.process_event(&Event::Custom(
+            CustomEvent::new("flood", "x").with_key(i.to_string()),
+        ));
         // ...and every request still completes on its first poll.
         assert!(svc.poll_ready(&mut cx).is_ready());
         let mut fut = std::pin::pin!(svc.call(i));
@@ -273,10 +346,10 @@ async fn slow_webhook_never_delays_requests_and_drops_oldest() {
     assert!(st.dropped >= 95, "{st:?}");
     assert_eq!(st.delivered, 0);
     let status = registry.snapshot();
-    let dropped = status
-        .section("alerts")
-        .unwrap()
-        .metric_value("tower_pressure_alert_sink_dropped_total", &[("sink", "webhook")]);
+    let dropped = status.section("alerts").unwrap().metric_value(
+        "tower_pressure_alert_sink_dropped_total",
+        &[("sink", "webhook")],
+    );
     assert_eq!(dropped, Some(st.dropped as f64));
 }
 
@@ -293,13 +366,20 @@ async fn dead_webhook_fails_counted_and_requests_proceed() {
         .queue_capacity(2)
         .build()
         .unwrap();
-    let alerts = AlertManager::builder().tracing(false).sink(hook).rate_limit("custom", Duration::ZERO).build().unwrap();
+    let alerts = AlertManager::builder()
+        .tracing(false)
+        .sink(hook)
+        .rate_limit("custom", Duration::ZERO)
+        .build()
+        .unwrap();
     let mut svc = ServiceBuilder::new()
         .layer(AlertLayer::new("protected"))
         .service(service_fn(|x: u32| async move { Ok::<_, Infallible>(x) }));
     let mut cx = Context::from_waker(std::task::Waker::noop());
     for i in 0..10u32 {
-        alerts.process_event(&Event::Custom(CustomEvent::new("x", "x").with_key(i.to_string())));
+        alerts.process_event(&Event::Custom(
+            CustomEvent::new("x", "x").with_key(i.to_string()),
+        ));
         let mut fut = std::pin::pin!(svc.call(i));
         assert!(fut.as_mut().poll(&mut cx).is_ready());
     }
@@ -374,12 +454,20 @@ async fn credentials_and_query_never_appear_in_logs() {
 
 #[tokio::test]
 async fn non_http_schemes_are_rejected_at_build() {
-    for url in ["ftp://example.com/", "file:///etc/passwd", "unix:/run/x.sock", "javascript:alert(1)", "example.com/hook"] {
+    for url in [
+        "ftp://example.com/",
+        "file:///etc/passwd",
+        "unix:/run/x.sock",
+        "javascript:alert(1)",
+        "example.com/hook",
+    ] {
         let err = WebhookSink::builder(url).build().unwrap_err();
         assert_eq!(err.field(), "url", "{url}");
     }
     // https needs a TLS client given explicitly.
-    let err = WebhookSink::builder("https://example.com/hook").build().unwrap_err();
+    let err = WebhookSink::builder("https://example.com/hook")
+        .build()
+        .unwrap_err();
     assert_eq!(err.field(), "url");
     assert!(err.reason().contains("TLS"));
 }
@@ -393,17 +481,31 @@ async fn private_destinations_are_refused_in_every_numeric_spelling() {
         .allow_private_destinations(true)
         .build()
         .unwrap();
-    let m = AlertManager::builder().tracing(false).sink(ok).build().unwrap();
+    let m = AlertManager::builder()
+        .tracing(false)
+        .sink(ok)
+        .build()
+        .unwrap();
     m.process_event(&Event::Custom(CustomEvent::new("t", "control")));
     let (_, json) = rx.recv().await.unwrap();
     assert_eq!(json["message"], "control");
 
-    for host in ["127.0.0.1", "2130706433", "0x7f.1", "[::ffff:127.0.0.1]", "localhost"] {
+    for host in [
+        "127.0.0.1",
+        "2130706433",
+        "0x7f.1",
+        "[::ffff:127.0.0.1]",
+        "localhost",
+    ] {
         let hook = WebhookSink::builder(format!("http://{host}:{port}/hook"))
             .retries(0)
             .build()
             .unwrap();
-        let m = AlertManager::builder().tracing(false).sink(hook).build().unwrap();
+        let m = AlertManager::builder()
+            .tracing(false)
+            .sink(hook)
+            .build()
+            .unwrap();
         m.process_event(&Event::Custom(CustomEvent::new("t", host)));
         wait_until(|| m.sink_stats()[0].1.failed == 1).await;
         assert!(rx.try_recv().is_err(), "{host} reached the server");
@@ -437,7 +539,10 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
                 "TYPE" => {
                     let t = parts.next().unwrap();
                     assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&t));
-                    assert!(typed.insert(name.clone(), t.to_string()).is_none(), "TYPE twice for {name}");
+                    assert!(
+                        typed.insert(name.clone(), t.to_string()).is_none(),
+                        "TYPE twice for {name}"
+                    );
                 }
                 other => panic!("unknown keyword {other}"),
             }
@@ -491,7 +596,11 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
         };
         assert!(name_ok(&name, true), "bad name {name}");
         assert!(typed.contains_key(&name), "sample before TYPE: {name}");
-        assert_eq!(current.as_deref(), Some(name.as_str()), "family {name} not contiguous");
+        assert_eq!(
+            current.as_deref(),
+            Some(name.as_str()),
+            "family {name} not contiguous"
+        );
         samples.push((name, labels, value));
     }
     samples
@@ -500,8 +609,15 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_from_a_stack_under_load_parses_as_json_and_prometheus() {
     let (monitor, manual) = PressureMonitor::manual();
-    let alerts = AlertManager::builder().tracing(false).monitor(monitor.clone()).build().unwrap();
-    let layer = AlertLayer::builder("llm \"api\"\nv2").monitor(&monitor).build().unwrap();
+    let alerts = AlertManager::builder()
+        .tracing(false)
+        .monitor(monitor.clone())
+        .build()
+        .unwrap();
+    let layer = AlertLayer::builder("llm \"api\"\nv2")
+        .monitor(&monitor)
+        .build()
+        .unwrap();
     let metrics = layer.metrics();
     let layer = layer.key_by(|req: &http::Request<String>| Some(req.uri().path()));
     let svc = ServiceBuilder::new()
@@ -509,10 +625,17 @@ async fn status_from_a_stack_under_load_parses_as_json_and_prometheus() {
         .layer(DegradationLayer::new(monitor.clone()))
         .service(service_fn(|req: http::Request<String>| async move {
             tokio::task::yield_now().await;
-            if req.uri().path() == "/fail" { Err("failed") } else { Ok::<_, &str>(req.into_body()) }
+            if req.uri().path() == "/fail" {
+                Err("failed")
+            } else {
+                Ok::<_, &str>(req.into_body())
+            }
         }));
     let registry = StatusRegistry::new();
-    registry.register(monitor.clone()).register(metrics.clone()).register(alerts.clone());
+    registry
+        .register(monitor.clone())
+        .register(metrics.clone())
+        .register(alerts.clone());
 
     manual.set(96.0);
     monitor.sample_now();
@@ -520,7 +643,13 @@ async fn status_from_a_stack_under_load_parses_as_json_and_prometheus() {
     for i in 0..200 {
         let svc = svc.clone();
         tasks.push(tokio::spawn(async move {
-            let path = if i % 10 == 0 { "/fail" } else if i % 2 == 0 { "/a" } else { "/b" };
+            let path = if i % 10 == 0 {
+                "/fail"
+            } else if i % 2 == 0 {
+                "/a"
+            } else {
+                "/b"
+            };
             let req = http::Request::get(path).body(format!("{i}")).unwrap();
             let _ = svc.oneshot(req).await;
         }));
@@ -528,7 +657,9 @@ async fn status_from_a_stack_under_load_parses_as_json_and_prometheus() {
     // Snapshots taken while the load runs parse too.
     let app = axum::Router::new().route_service("/status", StatusService::new(registry.clone()));
     for _ in 0..5 {
-        let req = http::Request::get("/status").body(axum::body::Body::empty()).unwrap();
+        let req = http::Request::get("/status")
+            .body(axum::body::Body::empty())
+            .unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let _: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -537,7 +668,9 @@ async fn status_from_a_stack_under_load_parses_as_json_and_prometheus() {
         t.await.unwrap();
     }
 
-    let req = http::Request::get("/status").body(axum::body::Body::empty()).unwrap();
+    let req = http::Request::get("/status")
+        .body(axum::body::Body::empty())
+        .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
@@ -552,24 +685,54 @@ async fn status_from_a_stack_under_load_parses_as_json_and_prometheus() {
     assert_eq!(snap.failed_executions, 20);
     assert_eq!(metrics.executor_metrics("/a").unwrap().total_executions, 80);
 
-    let req = http::Request::get("/status?format=prometheus").body(axum::body::Body::empty()).unwrap();
+    let req = http::Request::get("/status?format=prometheus")
+        .body(axum::body::Body::empty())
+        .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let text = std::str::from_utf8(&body).unwrap();
     let samples = parse_prometheus(text);
     let find = |name: &str, labels: &[(&str, &str)]| {
         samples
             .iter()
-            .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+            .find(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
             .map(|s| s.2)
     };
     assert_eq!(find("tower_pressure_level", &[]), Some(4.0));
-    assert_eq!(find("tower_pressure_service_calls_total", &[("outcome", "failure"), ("key", "")]), Some(20.0));
-    assert_eq!(find("tower_pressure_service_calls_total", &[("outcome", "success"), ("key", "/b")]), Some(100.0));
-    assert_eq!(find("tower_pressure_service_in_flight", &[("service", "llm \"api\"\nv2"), ("key", "")]), Some(0.0));
+    assert_eq!(
+        find(
+            "tower_pressure_service_calls_total",
+            &[("outcome", "failure"), ("key", "")]
+        ),
+        Some(20.0)
+    );
+    assert_eq!(
+        find(
+            "tower_pressure_service_calls_total",
+            &[("outcome", "success"), ("key", "/b")]
+        ),
+        Some(100.0)
+    );
+    assert_eq!(
+        find(
+            "tower_pressure_service_in_flight",
+            &[("service", "llm \"api\"\nv2"), ("key", "")]
+        ),
+        Some(0.0)
+    );
 
-    let req = http::Request::post("/status").body(axum::body::Body::empty()).unwrap();
+    let req = http::Request::post("/status")
+        .body(axum::body::Body::empty())
+        .unwrap();
     let resp = app.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 405);
 }

@@ -67,7 +67,9 @@ where
         if !this.rec.done {
             this.rec.done = true;
             let failed = this.classify.is_failure(&out);
-            this.rec.shared.complete(this.rec.slot, this.rec.start, failed);
+            this.rec
+                .shared
+                .complete(this.rec.slot, this.rec.start, failed);
         }
         Poll::Ready(out)
     }

@@ -43,7 +43,8 @@ pub(crate) struct Shared {
 impl Shared {
     #[inline]
     pub(crate) fn slot(&self, key: &str) -> u32 {
-        self.keys.slot(key, &self.total.name, self.thresholds.window_ns)
+        self.keys
+            .slot(key, &self.total.name, self.thresholds.window_ns)
     }
 
     #[inline]
@@ -61,7 +62,8 @@ impl Shared {
         let now = Instant::now();
         let latency = now.saturating_duration_since(start).as_nanos() as u64;
         let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        self.total.complete(latency, failed, now_ns, &self.thresholds);
+        self.total
+            .complete(latency, failed, now_ns, &self.thresholds);
         if slot != NO_SLOT
             && let Some(m) = self.keys.get(slot)
         {
@@ -257,7 +259,11 @@ impl AlertLayerBuilder {
             check_range("latency_threshold.quantile", q, 0.0, 1.0)?;
         }
         if self.max_keys > 4096 {
-            return Err(ConfigError::new("max_keys", self.max_keys, "must be at most 4096"));
+            return Err(ConfigError::new(
+                "max_keys",
+                self.max_keys,
+                "must be at most 4096",
+            ));
         }
         let window_ns = self.window.as_nanos().min(u64::MAX as u128) as u64;
         Ok(AlertLayer {

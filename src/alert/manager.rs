@@ -121,7 +121,14 @@ impl AlertManager {
             let mut out = Vec::new();
             for rule in rules.iter() {
                 if let Some(alert) = rule.evaluate(event, ctx) {
-                    admit(limiter, history, rule.interval(&alert), alert, now, &mut out);
+                    admit(
+                        limiter,
+                        history,
+                        rule.interval(&alert),
+                        alert,
+                        now,
+                        &mut out,
+                    );
                 }
             }
             out
@@ -192,7 +199,11 @@ impl AlertManager {
 
     /// The names of the rules, in evaluation order.
     pub fn rules(&self) -> Vec<String> {
-        self.lock().rules.iter().map(|r| r.name().to_string()).collect()
+        self.lock()
+            .rules
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect()
     }
 
     /// The monitor given to the builder, if any.
@@ -329,7 +340,10 @@ impl fmt::Debug for AlertManagerBuilder {
         f.debug_struct("AlertManagerBuilder")
             .field("rules", &self.rules)
             .field("tracing", &self.tracing)
-            .field("sinks", &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>())
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
             .field("history", &self.history)
             .field("watches", &self.watches)
             .finish_non_exhaustive()
@@ -466,7 +480,11 @@ impl AlertManagerBuilder {
         let mut rules = self.rules;
         for (name, every) in self.intervals {
             let Some(r) = rules.iter_mut().find(|r| r.name() == name) else {
-                return Err(ConfigError::new("rate_limit", name, "no rule with this name"));
+                return Err(ConfigError::new(
+                    "rate_limit",
+                    name,
+                    "no rule with this name",
+                ));
             };
             *r = r.clone().every(every);
         }
@@ -479,7 +497,11 @@ impl AlertManagerBuilder {
                 ));
             }
             if self.watch_interval.is_zero() {
-                return Err(ConfigError::new("watch_interval", self.watch_interval, "must be > 0"));
+                return Err(ConfigError::new(
+                    "watch_interval",
+                    self.watch_interval,
+                    "must be > 0",
+                ));
             }
             for w in &self.watches {
                 check_range("watch.warning", w.warning, f64::MIN, f64::MAX)?;

@@ -230,7 +230,12 @@ impl Metrics {
         if now_ns < due
             || self
                 .next_eval
-                .compare_exchange(due, now_ns + t.window_ns, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    due,
+                    now_ns + t.window_ns,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_err()
         {
             return;

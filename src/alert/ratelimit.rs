@@ -154,17 +154,38 @@ mod tests {
     fn suppresses_within_interval_and_reports_count() {
         let mut rl = RateLimiter::new(16);
         let t0 = Instant::now();
-        assert_eq!(rl.check("r", Some("k"), S(300), t0), Decision::Deliver { suppressed: 0 });
+        assert_eq!(
+            rl.check("r", Some("k"), S(300), t0),
+            Decision::Deliver { suppressed: 0 }
+        );
         for i in 1..=12 {
-            assert_eq!(rl.check("r", Some("k"), S(300), t0 + S(i)), Decision::Suppress);
+            assert_eq!(
+                rl.check("r", Some("k"), S(300), t0 + S(i)),
+                Decision::Suppress
+            );
         }
         // Other keys and rules are independent.
-        assert_eq!(rl.check("r", Some("other"), S(300), t0), Decision::Deliver { suppressed: 0 });
-        assert_eq!(rl.check("q", Some("k"), S(300), t0), Decision::Deliver { suppressed: 0 });
-        assert_eq!(rl.check("r", None, S(300), t0), Decision::Deliver { suppressed: 0 });
+        assert_eq!(
+            rl.check("r", Some("other"), S(300), t0),
+            Decision::Deliver { suppressed: 0 }
+        );
+        assert_eq!(
+            rl.check("q", Some("k"), S(300), t0),
+            Decision::Deliver { suppressed: 0 }
+        );
+        assert_eq!(
+            rl.check("r", None, S(300), t0),
+            Decision::Deliver { suppressed: 0 }
+        );
         assert_eq!(rl.pending_suppressed(), 12);
-        assert_eq!(rl.check("r", Some("k"), S(300), t0 + S(300)), Decision::Deliver { suppressed: 12 });
-        assert_eq!(rl.check("r", Some("k"), S(300), t0 + S(301)), Decision::Suppress);
+        assert_eq!(
+            rl.check("r", Some("k"), S(300), t0 + S(300)),
+            Decision::Deliver { suppressed: 12 }
+        );
+        assert_eq!(
+            rl.check("r", Some("k"), S(300), t0 + S(301)),
+            Decision::Suppress
+        );
         assert_eq!(rl.suppressed_total(), 13);
     }
 
@@ -173,7 +194,10 @@ mod tests {
         let mut rl = RateLimiter::new(4);
         let t0 = Instant::now();
         for _ in 0..10 {
-            assert_eq!(rl.check("r", None, Duration::ZERO, t0), Decision::Deliver { suppressed: 0 });
+            assert_eq!(
+                rl.check("r", None, Duration::ZERO, t0),
+                Decision::Deliver { suppressed: 0 }
+            );
         }
         assert!(rl.is_empty());
     }

@@ -67,7 +67,10 @@ impl RuleContext {
 
     /// The open breakers as `name` or `name/key`.
     pub fn open_breaker_names(&self) -> Vec<String> {
-        self.open.iter().map(|(b, k)| breaker_id(b, k.as_deref())).collect()
+        self.open
+            .iter()
+            .map(|(b, k)| breaker_id(b, k.as_deref()))
+            .collect()
     }
 }
 
@@ -103,7 +106,9 @@ pub struct Rule {
 
 impl fmt::Debug for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rule").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Rule")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -440,8 +445,8 @@ impl Rule {
     pub fn custom() -> Rule {
         Rule::new("custom", |e| match e {
             Event::Custom(c) => {
-                let mut a = Alert::new(Severity::Info, c.kind.clone(), c.message.to_string())
-                    .at_time(c.at);
+                let mut a =
+                    Alert::new(Severity::Info, c.kind.clone(), c.message.to_string()).at_time(c.at);
                 if let Some(k) = &c.key {
                     a = a.with_key(k.clone());
                 }

@@ -100,7 +100,9 @@ pub struct StdoutSink {
 
 impl fmt::Debug for StdoutSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StdoutSink").field("colour", &self.colour).finish_non_exhaustive()
+        f.debug_struct("StdoutSink")
+            .field("colour", &self.colour)
+            .finish_non_exhaustive()
     }
 }
 

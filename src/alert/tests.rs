@@ -55,7 +55,10 @@ fn default_rules_and_severities() {
         active: true,
         at: Instant::now(),
     });
-    assert_eq!(one(&m, &deg), (Severity::Info, "degradation_started".into()));
+    assert_eq!(
+        one(&m, &deg),
+        (Severity::Info, "degradation_started".into())
+    );
     assert_eq!(
         one(&m, &pressure(Normal, High, Signal::Memory)),
         (Severity::Warning, "high_memory_usage".into())
@@ -77,14 +80,20 @@ fn default_rules_and_severities() {
         (Severity::Warning, "pressure_high".into())
     );
     // Falling levels do not alert.
-    assert!(m.process_event(&pressure(High, Normal, Signal::Memory)).is_empty());
+    assert!(
+        m.process_event(&pressure(High, Normal, Signal::Memory))
+            .is_empty()
+    );
 
     assert_eq!(
         one(&m, &breaker("db", CircuitState::Open)),
         (Severity::Warning, "breaker_opened".into())
     );
     let two = m.process_event(&breaker("llm", CircuitState::Open));
-    let kinds: Vec<_> = two.iter().map(|a| (a.severity(), a.kind().to_string())).collect();
+    let kinds: Vec<_> = two
+        .iter()
+        .map(|a| (a.severity(), a.kind().to_string()))
+        .collect();
     assert_eq!(
         kinds,
         vec![
@@ -94,7 +103,10 @@ fn default_rules_and_severities() {
     );
     assert!(two[1].message().contains("2 circuit breakers open"));
     // Closing one: no alert, and the count drops.
-    assert!(m.process_event(&breaker("db", CircuitState::Closed)).is_empty());
+    assert!(
+        m.process_event(&breaker("db", CircuitState::Closed))
+            .is_empty()
+    );
 
     let svc = Event::Service(ServiceEvent::new(
         "api",
@@ -105,7 +117,10 @@ fn default_rules_and_severities() {
         },
         Instant::now(),
     ));
-    assert_eq!(one(&m, &svc), (Severity::Warning, "error_rate_exceeded".into()));
+    assert_eq!(
+        one(&m, &svc),
+        (Severity::Warning, "error_rate_exceeded".into())
+    );
     let lat = Event::Service(ServiceEvent::new(
         "api",
         None,
@@ -115,13 +130,19 @@ fn default_rules_and_severities() {
         },
         Instant::now(),
     ));
-    assert_eq!(one(&m, &lat), (Severity::Warning, "latency_exceeded".into()));
+    assert_eq!(
+        one(&m, &lat),
+        (Severity::Warning, "latency_exceeded".into())
+    );
     let budget = Event::Retry(RetryEvent {
         name: Arc::from("llm"),
         kind: RetryEventKind::BudgetExhausted { count: 4 },
         at: Instant::now(),
     });
-    assert_eq!(one(&m, &budget), (Severity::Warning, "retry_budget_exhausted".into()));
+    assert_eq!(
+        one(&m, &budget),
+        (Severity::Warning, "retry_budget_exhausted".into())
+    );
     let custom = Event::Custom(CustomEvent::new("deploy", "v2"));
     assert_eq!(one(&m, &custom), (Severity::Info, "deploy".into()));
 
@@ -153,14 +174,26 @@ async fn rate_limits_and_suppression_counts() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].suppressed(), 12);
     assert!(
-        seen.lock().unwrap().last().unwrap().ends_with("(12 more since last report)"),
+        seen.lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .ends_with("(12 more since last report)"),
         "{:?}",
         seen.lock().unwrap()
     );
 
     // Pressure alerts: Emergency every 2 minutes, Elevated every 10.
-    let emerg = pressure(PressureLevel::Critical, PressureLevel::Emergency, Signal::Manual);
-    let elev = pressure(PressureLevel::Normal, PressureLevel::Elevated, Signal::Manual);
+    let emerg = pressure(
+        PressureLevel::Critical,
+        PressureLevel::Emergency,
+        Signal::Manual,
+    );
+    let elev = pressure(
+        PressureLevel::Normal,
+        PressureLevel::Elevated,
+        Signal::Manual,
+    );
     assert_eq!(m.process_event(&emerg).len(), 1);
     assert_eq!(m.process_event(&elev).len(), 1);
     tokio::time::advance(Duration::from_secs(120)).await;
@@ -193,10 +226,20 @@ async fn user_rule_and_override() {
         .build()
         .unwrap();
     for _ in 0..3 {
-        assert_eq!(m.process_event(&Event::Custom(CustomEvent::new("deploy", "x"))).len(), 1);
+        assert_eq!(
+            m.process_event(&Event::Custom(CustomEvent::new("deploy", "x")))
+                .len(),
+            1
+        );
     }
-    assert!(m.process_event(&Event::Custom(CustomEvent::new("other", "x"))).is_empty());
-    let err = AlertManager::builder().rate_limit("nope", Duration::ZERO).build().unwrap_err();
+    assert!(
+        m.process_event(&Event::Custom(CustomEvent::new("other", "x")))
+            .is_empty()
+    );
+    let err = AlertManager::builder()
+        .rate_limit("nope", Duration::ZERO)
+        .build()
+        .unwrap_err();
     assert_eq!(err.field(), "rate_limit");
 }
 
@@ -216,13 +259,23 @@ async fn manager_consumes_the_bus_and_watches() {
         tokio::task::yield_now().await;
     }
     let kinds: Vec<_> = m.history().iter().map(|a| a.kind().to_string()).collect();
-    assert!(kinds.contains(&"pressure_emergency".to_string()), "{kinds:?}");
-    assert!(kinds.contains(&"degradation_started".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"pressure_emergency".to_string()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"degradation_started".to_string()),
+        "{kinds:?}"
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    let watch: Vec<_> = m.history().into_iter().filter(|a| a.rule() == "watch").collect();
+    let watch: Vec<_> = m
+        .history()
+        .into_iter()
+        .filter(|a| a.rule() == "watch")
+        .collect();
     assert_eq!(watch.len(), 1);
     assert_eq!(watch[0].severity(), Severity::Critical);
 }

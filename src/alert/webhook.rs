@@ -193,9 +193,8 @@ impl WebhookSink {
 
     /// The default client: hyper-util's legacy client over a [`GuardedConnector`].
     pub fn default_client(allow_private: bool, connect_timeout: Duration) -> WebhookClient {
-        let client: Client<GuardedConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new())
-                .build(GuardedConnector::new(allow_private).connect_timeout(connect_timeout));
+        let client: Client<GuardedConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .build(GuardedConnector::new(allow_private).connect_timeout(connect_timeout));
         BoxCloneSyncService::new(
             client
                 .map_response(|r| r.map(|_| ()))
@@ -249,10 +248,18 @@ impl WebhookSinkBuilder {
             return Err(ConfigError::new("timeout", self.timeout, "must be > 0"));
         }
         if self.retries > 10 {
-            return Err(ConfigError::new("retries", self.retries, "must be at most 10"));
+            return Err(ConfigError::new(
+                "retries",
+                self.retries,
+                "must be at most 10",
+            ));
         }
         if self.capacity == 0 {
-            return Err(ConfigError::new("queue_capacity", self.capacity, "must be >= 1"));
+            return Err(ConfigError::new(
+                "queue_capacity",
+                self.capacity,
+                "must be >= 1",
+            ));
         }
         if target.https && self.client.is_none() {
             return Err(ConfigError::new(
@@ -262,7 +269,11 @@ impl WebhookSinkBuilder {
             ));
         }
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            ConfigError::new("runtime", "none", "WebhookSink::build must run inside a tokio runtime")
+            ConfigError::new(
+                "runtime",
+                "none",
+                "WebhookSink::build must run inside a tokio runtime",
+            )
         })?;
         let client = self
             .client
@@ -424,7 +435,11 @@ fn redact_str(url: &str) -> String {
             let host = auth.rsplit_once('@').map(|(_, h)| h).unwrap_or(auth);
             format!("{scheme}://{host}{path}")
         }
-        None => url.rsplit_once('@').map(|(_, h)| h).unwrap_or(url).to_string(),
+        None => url
+            .rsplit_once('@')
+            .map(|(_, h)| h)
+            .unwrap_or(url)
+            .to_string(),
     }
 }
 
@@ -791,7 +806,11 @@ mod tests {
             assert!(forbidden_reason(s.parse().unwrap()).is_some(), "{s}");
         }
         for s in ["169.254.169.254", "fe80::1"] {
-            assert_eq!(forbidden_reason(s.parse().unwrap()), Some("link-local"), "{s}");
+            assert_eq!(
+                forbidden_reason(s.parse().unwrap()),
+                Some("link-local"),
+                "{s}"
+            );
         }
         assert_eq!(forbidden_reason("8.8.8.8".parse().unwrap()), None);
         assert_eq!(forbidden_reason("2001:4860::8888".parse().unwrap()), None);
@@ -809,7 +828,12 @@ mod tests {
 
     #[test]
     fn schemes() {
-        for bad in ["ftp://example.com/x", "file:///etc/passwd", "example.com/x", "gopher://a"] {
+        for bad in [
+            "ftp://example.com/x",
+            "file:///etc/passwd",
+            "example.com/x",
+            "gopher://a",
+        ] {
             let e = Target::parse(bad).err().unwrap();
             assert_eq!(e.field(), "url", "{bad}");
         }
