@@ -39,17 +39,17 @@
 //! ```
 
 pub mod future;
-mod history;
+pub mod history;
 mod layer;
 mod manager;
-mod metrics;
-mod ratelimit;
+pub mod metrics;
+pub mod ratelimit;
 pub mod rules;
 mod service;
-mod sink;
+pub mod sink;
 mod types;
 #[cfg(all(feature = "http", feature = "serde"))]
-mod webhook;
+pub mod webhook;
 
 pub use history::{AlertHistory, AlertRecord, AlertSummary, BySeverity};
 pub use layer::{AlertLayer, AlertLayerBuilder, ServiceMetrics};
