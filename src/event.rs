@@ -283,6 +283,23 @@ pub struct ServiceEvent {
     pub at: Instant,
 }
 
+impl ServiceEvent {
+    /// Creates a service event (for `AlertLayer` and for tests of alert rules).
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        key: Option<Arc<str>>,
+        kind: ServiceEventKind,
+        at: Instant,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            key,
+            kind,
+            at,
+        }
+    }
+}
+
 /// A symptom observed by an `AlertLayer`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

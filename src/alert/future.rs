@@ -1,0 +1,76 @@
+//! The response future of [`AlertService`](super::AlertService).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::layer::Shared;
+use super::service::Classify;
+
+/// Records the call's outcome when it completes, or a cancellation when dropped first.
+pub(crate) struct Recording {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) slot: u32,
+    pub(crate) start: Instant,
+    pub(crate) done: bool,
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.cancel(self.slot);
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`AlertService`](super::AlertService): records latency and outcome
+    /// when the inner future completes; a future dropped before completing counts as cancelled.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        inner: F,
+        rec: Recording,
+        classify: C,
+    }
+}
+
+impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn new(inner: F, rec: Recording, classify: C) -> Self {
+        Self {
+            inner,
+            rec,
+            classify,
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = ready!(this.inner.poll(cx));
+        if !this.rec.done {
+            this.rec.done = true;
+            let failed = this.classify.is_failure(&out);
+            this.rec
+                .shared
+                .complete(this.rec.slot, this.rec.start, failed);
+        }
+        Poll::Ready(out)
+    }
+}

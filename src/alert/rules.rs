@@ -1,0 +1,471 @@
+//! Rules: functions from an [`Event`] to an optional [`Alert`], each with its rate limit.
+//!
+//! [`Rule::defaults`] are seed 000's alert configuration:
+//!
+//! | rule              | fires on                                   | severity | rate limit (per key) |
+//! |-------------------|--------------------------------------------|----------|----------------------|
+//! | `degradation`     | degradation started                        | INFO     | 10 min               |
+//! | `resource`        | memory or CPU drove the level to High/Critical | WARNING | 5 min             |
+//! | `pressure`        | any other rise (Emergency from any signal) | INFO / WARNING / CRITICAL | 10/5/3/2 min by level |
+//! | `breaker_opened`  | a circuit breaker opened                   | WARNING  | 5 min                |
+//! | `breakers_open`   | two or more breakers open at once          | ERROR    | 5 min                |
+//! | `service`         | an `AlertLayer` threshold was crossed      | WARNING (INFO on recovery) | 5 min  |
+//! | `retry_budget`    | a retry budget refused retries             | WARNING  | 5 min                |
+//! | `shed`            | a concurrency limiter shed requests        | WARNING  | 5 min                |
+//! | `custom`          | a [`CustomEvent`](crate::event::CustomEvent) | INFO   | 1 min                |
+//!
+//! Exactly one of `resource` and `pressure` fires for a given level change, so a rise is
+//! reported once.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Alert, Severity};
+use crate::PressureLevel;
+use crate::event::{
+    BreakerEventKind, CircuitState, ConcurrencyEventKind, Event, RetryEventKind, ServiceEventKind,
+};
+use crate::pressure::Signal;
+
+type EvalFn = dyn Fn(&Event, &RuleContext) -> Option<Alert> + Send + Sync;
+type IntervalFn = dyn Fn(&Alert) -> Duration + Send + Sync;
+
+/// State the manager keeps across events for rules that need more than one event
+/// (for example "several breakers open").
+#[derive(Debug, Default, Clone)]
+pub struct RuleContext {
+    open: BTreeSet<(Arc<str>, Option<Arc<str>>)>,
+}
+
+impl RuleContext {
+    /// Updates the context with an event (the manager calls this before evaluating rules).
+    pub fn observe(&mut self, event: &Event) {
+        if let Event::Breaker(b) = event {
+            let id = (b.breaker.clone(), b.key.clone());
+            match &b.kind {
+                BreakerEventKind::StateTransition { to, .. } => {
+                    if matches!(to, CircuitState::Open | CircuitState::ForcedOpen) {
+                        self.open.insert(id);
+                    } else {
+                        self.open.remove(&id);
+                    }
+                }
+                BreakerEventKind::Reset => {
+                    self.open.remove(&id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// How many breakers (or per-key breakers) are open right now.
+    pub fn open_breakers(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The open breakers as `name` or `name/key`.
+    pub fn open_breaker_names(&self) -> Vec<String> {
+        self.open
+            .iter()
+            .map(|(b, k)| breaker_id(b, k.as_deref()))
+            .collect()
+    }
+}
+
+fn breaker_id(b: &str, k: Option<&str>) -> String {
+    match k {
+        Some(k) => format!("{b}/{k}"),
+        None => b.to_string(),
+    }
+}
+
+/// One alert rule: a name, an evaluation function and a rate-limit interval.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_pressure::alert::{Alert, Rule, Severity};
+/// use tower_pressure::event::Event;
+///
+/// let deploys = Rule::new("deploys", |e: &Event| match e {
+///     Event::Custom(c) if &*c.kind == "deploy" => {
+///         Some(Alert::new(Severity::Info, "deploy", c.message.to_string()))
+///     }
+///     _ => None,
+/// })
+/// .every(Duration::from_secs(60));
+/// assert_eq!(deploys.name(), "deploys");
+/// ```
+#[derive(Clone)]
+pub struct Rule {
+    name: Arc<str>,
+    eval: Arc<EvalFn>,
+    interval: Arc<IntervalFn>,
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seed 000's default intervals.
+pub mod intervals {
+    use std::time::Duration;
+
+    /// Memory and CPU warnings: every 5 minutes.
+    pub const RESOURCE: Duration = Duration::from_secs(5 * 60);
+    /// Circuit breaker alerts: every 5 minutes.
+    pub const BREAKER: Duration = Duration::from_secs(5 * 60);
+    /// Degradation alerts: every 10 minutes.
+    pub const DEGRADATION: Duration = Duration::from_secs(10 * 60);
+    /// Service symptom alerts: every 5 minutes.
+    pub const SERVICE: Duration = Duration::from_secs(5 * 60);
+    /// Custom events: every minute.
+    pub const CUSTOM: Duration = Duration::from_secs(60);
+    /// Threshold watches (seed 001's monitor): every 60 seconds.
+    pub const WATCH: Duration = Duration::from_secs(60);
+    /// Pressure alerts per level (Normal, Elevated, High, Critical, Emergency): 2 to 10
+    /// minutes, more often when the level is worse.
+    pub const PRESSURE: [Duration; 5] = [
+        Duration::from_secs(10 * 60),
+        Duration::from_secs(10 * 60),
+        Duration::from_secs(5 * 60),
+        Duration::from_secs(3 * 60),
+        Duration::from_secs(2 * 60),
+    ];
+}
+
+impl Rule {
+    /// A rule from a user closure; rate limit 5 minutes per key unless changed with
+    /// [`Rule::every`].
+    pub fn new<F>(name: impl Into<Arc<str>>, f: F) -> Self
+    where
+        F: Fn(&Event) -> Option<Alert> + Send + Sync + 'static,
+    {
+        Self::with_context(name, move |e, _| f(e))
+    }
+
+    /// A rule that also sees the manager's [`RuleContext`].
+    pub fn with_context<F>(name: impl Into<Arc<str>>, f: F) -> Self
+    where
+        F: Fn(&Event, &RuleContext) -> Option<Alert> + Send + Sync + 'static,
+    {
+        Self {
+            name: name.into(),
+            eval: Arc::new(f),
+            interval: Arc::new(|_| Duration::from_secs(300)),
+        }
+    }
+
+    /// Rate-limits this rule's alerts to one per `interval` per key (zero: no limit).
+    pub fn every(mut self, interval: Duration) -> Self {
+        self.interval = Arc::new(move |_| interval);
+        self
+    }
+
+    /// Rate-limits with an interval chosen per alert (the pressure rule uses the level).
+    pub fn interval_by<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Alert) -> Duration + Send + Sync + 'static,
+    {
+        self.interval = Arc::new(f);
+        self
+    }
+
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Evaluates the rule; the returned alert carries the rule's name.
+    pub fn evaluate(&self, event: &Event, ctx: &RuleContext) -> Option<Alert> {
+        let mut alert = (self.eval)(event, ctx)?;
+        alert.rule = self.name.clone();
+        Some(alert)
+    }
+
+    /// The rate-limit interval for `alert`.
+    pub fn interval(&self, alert: &Alert) -> Duration {
+        (self.interval)(alert)
+    }
+
+    /// Seed 000's default rules; see the [module docs](self).
+    pub fn defaults() -> Vec<Rule> {
+        vec![
+            Rule::degradation(),
+            Rule::resource(),
+            Rule::pressure(),
+            Rule::breaker_opened(),
+            Rule::breakers_open(2),
+            Rule::service(),
+            Rule::retry_budget(),
+            Rule::shed(),
+            Rule::custom(),
+        ]
+    }
+
+    /// `degradation`: degradation started (INFO).
+    pub fn degradation() -> Rule {
+        Rule::new("degradation", |e| match e {
+            Event::Degradation(d) if d.active => Some(
+                Alert::new(
+                    Severity::Info,
+                    "degradation_started",
+                    format!("degradation started at pressure level {}", d.level),
+                )
+                .with_field("level", d.level)
+                .at_time(d.at),
+            ),
+            _ => None,
+        })
+        .every(intervals::DEGRADATION)
+    }
+
+    /// `resource`: memory or CPU drove the level up to High or Critical (WARNING), keyed by
+    /// signal.
+    pub fn resource() -> Rule {
+        Rule::new("resource", |e| match e {
+            Event::PressureChanged(p)
+                if p.to > p.from
+                    && matches!(p.to, PressureLevel::High | PressureLevel::Critical)
+                    && resource_kind(p.signal).is_some() =>
+            {
+                let what = resource_kind(p.signal)?;
+                Some(
+                    Alert::new(
+                        Severity::Warning,
+                        format!("high_{what}_usage"),
+                        format!(
+                            "high {what} usage: {} at {:.1} (threshold {:.1}), pressure {}",
+                            p.signal_name, p.value, p.threshold, p.to
+                        ),
+                    )
+                    .with_key(p.signal_name.clone())
+                    .with_field("signal", &p.signal_name)
+                    .with_field("value", p.value)
+                    .with_field("threshold", p.threshold)
+                    .with_field("level", p.to)
+                    .at_time(p.at),
+                )
+            }
+            _ => None,
+        })
+        .every(intervals::RESOURCE)
+    }
+
+    /// `pressure`: every other rise of the level; Elevated is INFO, High and Critical are
+    /// WARNING, Emergency is CRITICAL. Keyed by level; 10/5/3/2 minutes by level.
+    pub fn pressure() -> Rule {
+        Rule::new("pressure", |e| match e {
+            Event::PressureChanged(p)
+                if p.to > p.from
+                    && !(matches!(p.to, PressureLevel::High | PressureLevel::Critical)
+                        && resource_kind(p.signal).is_some()) =>
+            {
+                let severity = match p.to {
+                    PressureLevel::Emergency => Severity::Critical,
+                    PressureLevel::High | PressureLevel::Critical => Severity::Warning,
+                    _ => Severity::Info,
+                };
+                Some(
+                    Alert::new(
+                        severity,
+                        format!("pressure_{}", p.to),
+                        format!(
+                            "pressure {} (was {}): {} at {:.1}",
+                            p.to, p.from, p.signal_name, p.value
+                        ),
+                    )
+                    .with_key(p.to.as_str())
+                    .with_field("level", p.to)
+                    .with_field("from", p.from)
+                    .with_field("signal", &p.signal_name)
+                    .with_field("value", p.value)
+                    .at_time(p.at),
+                )
+            }
+            _ => None,
+        })
+        .interval_by(|a| {
+            let level = a
+                .field("level")
+                .and_then(|l| l.parse::<PressureLevel>().ok())
+                .unwrap_or_default();
+            intervals::PRESSURE[level.index()]
+        })
+    }
+
+    /// `breaker_opened`: a breaker moved to OPEN or FORCED_OPEN (WARNING), keyed by breaker.
+    pub fn breaker_opened() -> Rule {
+        Rule::new("breaker_opened", |e| match e {
+            Event::Breaker(b) => match &b.kind {
+                BreakerEventKind::StateTransition { from, to, reason }
+                    if matches!(to, CircuitState::Open | CircuitState::ForcedOpen) =>
+                {
+                    let id = breaker_id(&b.breaker, b.key.as_deref());
+                    Some(
+                        Alert::new(
+                            Severity::Warning,
+                            "breaker_opened",
+                            format!("circuit breaker {id} opened: {reason}"),
+                        )
+                        .with_key(id)
+                        .with_field("breaker", &b.breaker)
+                        .with_field("from", from)
+                        .with_field("to", to)
+                        .with_field("reason", reason)
+                        .at_time(b.at),
+                    )
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .every(intervals::BREAKER)
+    }
+
+    /// `breakers_open`: at least `min` breakers are open at once (ERROR).
+    pub fn breakers_open(min: usize) -> Rule {
+        let min = min.max(2);
+        Rule::with_context("breakers_open", move |e, ctx| match e {
+            Event::Breaker(b)
+                if matches!(&b.kind, BreakerEventKind::StateTransition { to, .. }
+                    if matches!(to, CircuitState::Open | CircuitState::ForcedOpen))
+                    && ctx.open_breakers() >= min =>
+            {
+                let names = ctx.open_breaker_names().join(", ");
+                Some(
+                    Alert::new(
+                        Severity::Error,
+                        "breakers_open",
+                        format!("{} circuit breakers open: {names}", ctx.open_breakers()),
+                    )
+                    .with_field("open", ctx.open_breakers())
+                    .with_field("breakers", names)
+                    .at_time(b.at),
+                )
+            }
+            _ => None,
+        })
+        .every(intervals::BREAKER)
+    }
+
+    /// `service`: an `AlertLayer` crossed its error-rate or latency threshold (WARNING) or
+    /// recovered (INFO), keyed by service (and key) and symptom.
+    pub fn service() -> Rule {
+        Rule::new("service", |e| match e {
+            Event::Service(s) => {
+                let id = breaker_id(&s.name, s.key.as_deref());
+                let a = match &s.kind {
+                    ServiceEventKind::ErrorRateExceeded { rate, threshold } => Alert::new(
+                        Severity::Warning,
+                        "error_rate_exceeded",
+                        format!("{id}: error rate {rate:.1}% >= {threshold:.1}%"),
+                    )
+                    .with_field("rate", format!("{rate:.2}"))
+                    .with_field("threshold", threshold),
+                    ServiceEventKind::LatencyExceeded {
+                        observed,
+                        threshold,
+                    } => Alert::new(
+                        Severity::Warning,
+                        "latency_exceeded",
+                        format!("{id}: latency {observed:?} above {threshold:?}"),
+                    )
+                    .with_field("observed_ms", observed.as_secs_f64() * 1e3)
+                    .with_field("threshold_ms", threshold.as_secs_f64() * 1e3),
+                    ServiceEventKind::Recovered => Alert::new(
+                        Severity::Info,
+                        "service_recovered",
+                        format!("{id}: back under its thresholds"),
+                    ),
+                };
+                // Keyed per service and symptom, so a latency alert is not suppressed by
+                // an error-rate alert of the same service.
+                let key = format!("{id}:{}", a.kind);
+                Some(a.with_key(key).with_field("service", &s.name).at_time(s.at))
+            }
+            _ => None,
+        })
+        .every(intervals::SERVICE)
+    }
+
+    /// `retry_budget`: a retry budget refused retries (WARNING), keyed by retry layer.
+    pub fn retry_budget() -> Rule {
+        Rule::new("retry_budget", |e| match e {
+            Event::Retry(r) => match &r.kind {
+                RetryEventKind::BudgetExhausted { count } => Some(
+                    Alert::new(
+                        Severity::Warning,
+                        "retry_budget_exhausted",
+                        format!("{}: retry budget refused {count} retries", r.name),
+                    )
+                    .with_key(r.name.clone())
+                    .with_field("count", count)
+                    .at_time(r.at),
+                ),
+                _ => None,
+            },
+            _ => None,
+        })
+        .every(intervals::BREAKER)
+    }
+
+    /// `shed`: a concurrency limiter shed requests (WARNING), keyed by limiter and class.
+    pub fn shed() -> Rule {
+        Rule::new("shed", |e| match e {
+            Event::Concurrency(c) => match &c.kind {
+                ConcurrencyEventKind::Shed {
+                    priority,
+                    count,
+                    reason,
+                } => Some(
+                    Alert::new(
+                        Severity::Warning,
+                        "requests_shed",
+                        format!("{}: shed {count} {priority} requests: {reason}", c.name),
+                    )
+                    .with_key(format!("{}/{priority}", c.name))
+                    .with_field("priority", priority)
+                    .with_field("count", count)
+                    .at_time(c.at),
+                ),
+                _ => None,
+            },
+            _ => None,
+        })
+        .every(intervals::SERVICE)
+    }
+
+    /// `custom`: a user event becomes an INFO alert of the event's kind.
+    pub fn custom() -> Rule {
+        Rule::new("custom", |e| match e {
+            Event::Custom(c) => {
+                let mut a =
+                    Alert::new(Severity::Info, c.kind.clone(), c.message.to_string()).at_time(c.at);
+                if let Some(k) = &c.key {
+                    a = a.with_key(k.clone());
+                }
+                Some(a)
+            }
+            _ => None,
+        })
+        .every(intervals::CUSTOM)
+    }
+}
+
+fn resource_kind(signal: Signal) -> Option<&'static str> {
+    match signal {
+        Signal::Memory
+        | Signal::MemoryBytes
+        | Signal::PsiMemory
+        | Signal::CgroupPsiMemory
+        | Signal::ProcessRss => Some("memory"),
+        Signal::Cpu | Signal::PsiCpu | Signal::CgroupPsiCpu => Some("cpu"),
+        _ => None,
+    }
+}
