@@ -153,6 +153,15 @@ where
                         Verdict::Retry { reason, pushback } => (reason, pushback),
                     };
                     let Some(req) = this.request.as_ref() else {
+                        // No copy kept: the request may not be replayed, or this was the
+                        // last allowed attempt.
+                        if *this.attempts >= shared.policy.max_attempts {
+                            shared.exhausted(
+                                *this.attempts,
+                                StopReason::MaxAttempts,
+                                Instant::now(),
+                            );
+                        }
                         return Poll::Ready(result);
                     };
                     let now = Instant::now();
