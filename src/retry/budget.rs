@@ -24,7 +24,8 @@
 //!                +----------------+----------------+
 //! ```
 //!
-//! * A first attempt *deposits* `ratio x 1000` milli-tokens into the current slot's balance.
+//! * A first attempt *deposits* `ratio x 1000` milli-tokens into the current slot's balance
+//!   (without reading the clock on most calls: see [`RetryBudget::deposit`]).
 //! * A retry *withdraws* 1000 milli-tokens: from the balances of the last ten slots (the
 //!   window) if they hold enough, otherwise from the current slot's floor allowance of
 //!   `min_per_second x slot length`.
@@ -93,7 +94,13 @@ struct Inner {
     last_report: AtomicU64,
     refused_total: AtomicU64,
     withdrawn_total: AtomicU64,
+    /// The clock-free deposit path's idea of the current slot: generation in the high 32
+    /// bits, a deposit counter in the low 32 (see [`RetryBudget::deposit`]).
+    cached: AtomicU64,
 }
+
+/// The clock-free deposit path reads the clock once every this many deposits.
+const REFRESH: u32 = 32;
 
 impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -209,6 +216,7 @@ impl RetryBudget {
                 last_report: AtomicU64::new(0),
                 refused_total: AtomicU64::new(0),
                 withdrawn_total: AtomicU64::new(0),
+                cached: AtomicU64::new(0),
             }),
         }
     }
@@ -246,17 +254,71 @@ impl RetryBudget {
             as u32
     }
 
+    /// Remembers `now`'s slot for the clock-free [`RetryBudget::deposit`]; returns it.
+    fn refresh(&self, now: Instant) -> u32 {
+        let g = self.generation(now);
+        let c = &self.inner.cached;
+        let mut cur = c.load(Ordering::Relaxed);
+        // Only move forward (wrapping compare): a slow thread must not rewind the slot.
+        while (g.wrapping_sub(gen_of(cur)) as i32) > 0 {
+            match c.compare_exchange_weak(
+                cur,
+                pack(g, low(cur)),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        g
+    }
+
+    /// Records a first attempt without reading the clock on most calls: the slot is the one
+    /// last seen by any withdrawal or by every 32nd deposit, which read the clock. While
+    /// retries happen (the only time the budget matters) every withdrawal refreshes the slot,
+    /// so deposits are exact. After a quiet period, up to 31 deposits may land in an expired
+    /// slot and be lost: this only makes the budget stricter, by at most 31 x `ratio`
+    /// retries, and the `min_per_second` floor still applies.
+    #[inline]
+    pub fn deposit(&self) {
+        if self.inner.deposit == 0 {
+            return;
+        }
+        // Relaxed: a counter and a hint; the slot update below is its own CAS.
+        let w = self.inner.cached.fetch_add(1, Ordering::Relaxed);
+        let g = if low(w) % REFRESH == 0 {
+            self.refresh(Instant::now())
+        } else {
+            gen_of(w)
+        };
+        if !self.deposit_gen(g) {
+            // The slot already belongs to a later generation: the cached one is stale.
+            let g = self.refresh(Instant::now());
+            self.deposit_gen(g);
+        }
+    }
+
     /// Records a first attempt at `now`.
     #[inline]
     pub fn deposit_at(&self, now: Instant) {
-        let deposit = self.inner.deposit;
-        if deposit == 0 {
+        if self.inner.deposit == 0 {
             return;
         }
-        let g = self.generation(now);
+        let g = self.refresh(now);
+        self.deposit_gen(g);
+    }
+
+    /// Adds a deposit to generation `g`'s slot; `false` if the slot holds a later one.
+    #[inline]
+    fn deposit_gen(&self, g: u32) -> bool {
+        let deposit = self.inner.deposit;
         let slot = &self.inner.balance[g as usize % SLOTS];
         let mut cur = slot.load(Ordering::Relaxed);
         loop {
+            if (gen_of(cur).wrapping_sub(g) as i32) > 0 {
+                return false;
+            }
             let bal = if gen_of(cur) == g {
                 low(cur) as i32 as i64
             } else {
@@ -270,7 +332,7 @@ impl RetryBudget {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(actual) => cur = actual,
             }
         }
@@ -288,7 +350,7 @@ impl RetryBudget {
     }
 
     fn try_withdraw(&self, now: Instant) -> bool {
-        let g = self.generation(now);
+        let g = self.refresh(now);
         let idx = g as usize % SLOTS;
         // Balance of the other slots of the window (the past; Relaxed snapshot).
         let mut others: i64 = 0;
@@ -429,6 +491,41 @@ mod tests {
         b.deposit_at(t0 + secs(20.0));
         assert!(b.withdraw_at(t0 + secs(20.0)));
         assert!(!b.withdraw_at(t0 + secs(20.0)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clock_free_deposits_follow_the_slot() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!(
+            (0..200).filter(|_| b.withdraw_at(Instant::now())).count(),
+            100
+        );
+        // After a quiet window, at most REFRESH - 1 deposits land in the stale slot; the
+        // rest reach the current one.
+        tokio::time::advance(secs(30.0)).await;
+        for _ in 0..100 {
+            b.deposit();
+        }
+        let granted = (0..200).filter(|_| b.withdraw_at(Instant::now())).count();
+        assert!(
+            (100 - REFRESH as usize + 1..=100).contains(&granted),
+            "{granted}"
+        );
+        // Withdrawals refresh the slot: during a failure storm deposits are exact.
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!(
+            (0..200).filter(|_| b.withdraw_at(Instant::now())).count(),
+            100
+        );
     }
 
     #[test]

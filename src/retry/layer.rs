@@ -50,7 +50,7 @@ pub(crate) struct Shared<C> {
     pub(crate) events: EventBus,
     pub(crate) rng: Box<dyn Rng>,
     pub(crate) classifier: C,
-    /// Whether `call` must read the clock (budget deposit or a total time bound).
+    /// Whether `call` must read the clock (a total time bound is set).
     pub(crate) needs_start: bool,
 }
 
@@ -93,7 +93,7 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
             monitor,
             rng: Box::new(FastRng),
             classifier: DefaultClassifier,
-            needs_start: true,
+            needs_start: false,
         }),
     }
 }
@@ -266,7 +266,7 @@ impl<C> RetryLayerBuilder<C> {
             BudgetChoice::Given(b) => Some(b),
             BudgetChoice::None => None,
         };
-        let needs_start = budget.is_some() || self.policy.time_bound.is_some();
+        let needs_start = self.policy.time_bound.is_some();
         Ok(RetryLayer {
             shared: Arc::new(Shared {
                 name: self.name,
