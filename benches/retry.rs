@@ -2,6 +2,7 @@
 //! tower's own `Retry` with a never-retry policy, in the same run. Also allocations per call.
 //!
 //! `cargo bench --bench retry -- --warm-up-time 1 --measurement-time 3`
+#![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use std::alloc::System;
 use std::future::Future;
@@ -83,25 +84,39 @@ fn bench(c: &mut Criterion) {
         let inner = service_fn(|_: Req| {
             std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(())))
         });
-        RetryLayer::http(monitor.clone()).build().unwrap().layer(inner)
+        RetryLayer::http(monitor.clone())
+            .build()
+            .unwrap()
+            .layer(inner)
     };
 
     let mut g = c.benchmark_group("retry_success_first_attempt");
     g.bench_function("bare", |b| b.iter(|| call(&mut bare)));
     g.bench_function("tower_retry_never", |b| b.iter(|| call(&mut tower_retry)));
     g.bench_function("retry_layer", |b| b.iter(|| call(&mut ours)));
-    g.bench_function("retry_layer_no_budget", |b| b.iter(|| call(&mut ours_no_budget)));
+    g.bench_function("retry_layer_no_budget", |b| {
+        b.iter(|| call(&mut ours_no_budget))
+    });
     #[cfg(feature = "http")]
     g.bench_function("retry_layer_http", |b| b.iter(|| call(&mut ours_http)));
     g.finish();
 
     println!("allocations per call:");
     println!("  bare                  {:.2}", allocs_per_call(&mut bare));
-    println!("  tower_retry_never     {:.2}", allocs_per_call(&mut tower_retry));
+    println!(
+        "  tower_retry_never     {:.2}",
+        allocs_per_call(&mut tower_retry)
+    );
     println!("  retry_layer           {:.2}", allocs_per_call(&mut ours));
-    println!("  retry_layer_no_budget {:.2}", allocs_per_call(&mut ours_no_budget));
+    println!(
+        "  retry_layer_no_budget {:.2}",
+        allocs_per_call(&mut ours_no_budget)
+    );
     #[cfg(feature = "http")]
-    println!("  retry_layer_http      {:.2}", allocs_per_call(&mut ours_http));
+    println!(
+        "  retry_layer_http      {:.2}",
+        allocs_per_call(&mut ours_http)
+    );
 }
 
 criterion_group!(benches, bench);

@@ -491,11 +491,11 @@ async fn retry_storm_is_bounded_by_the_budget() {
     let mut events = 0;
     let mut counted = 0;
     while let Ok(e) = rx.try_recv() {
-        if let Event::Retry(r) = e {
-            if let RetryEventKind::BudgetExhausted { count } = r.kind {
-                events += 1;
-                counted += count;
-            }
+        if let Event::Retry(r) = e
+            && let RetryEventKind::BudgetExhausted { count } = r.kind
+        {
+            events += 1;
+            counted += count;
         }
     }
     assert!(events <= 12, "{events} BudgetExhausted events");
@@ -549,7 +549,7 @@ async fn axum_two_routes_share_one_budget() {
         move |body: String| {
             let n = hits.fetch_add(1, Ordering::SeqCst);
             async move {
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     (StatusCode::SERVICE_UNAVAILABLE, String::new())
                 } else {
                     (StatusCode::OK, body)

@@ -174,14 +174,14 @@ impl Backoff {
     /// A [`ConfigError`] naming `backoff.multiplier` (must be finite and >= 1) or
     /// `backoff.max` (must be >= the initial delay).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Kind::Exponential { multiplier } = self.kind {
-            if !multiplier.is_finite() || multiplier < 1.0 {
-                return Err(ConfigError::new(
-                    "backoff.multiplier",
-                    multiplier,
-                    "must be a finite number >= 1",
-                ));
-            }
+        if let Kind::Exponential { multiplier } = self.kind
+            && (!multiplier.is_finite() || multiplier < 1.0)
+        {
+            return Err(ConfigError::new(
+                "backoff.multiplier",
+                multiplier,
+                "must be a finite number >= 1",
+            ));
         }
         if self.max < self.initial {
             return Err(ConfigError::new(

@@ -287,7 +287,7 @@ impl RetryBudget {
         }
         // Relaxed: a counter and a hint; the slot update below is its own CAS.
         let w = self.inner.cached.fetch_add(1, Ordering::Relaxed);
-        let g = if low(w) % REFRESH == 0 {
+        let g = if low(w).is_multiple_of(REFRESH) {
             self.refresh(Instant::now())
         } else {
             gen_of(w)

@@ -135,10 +135,10 @@ pub fn is_retryable(err: &(dyn Error + 'static)) -> Option<&'static str> {
             }
         }
         #[cfg(feature = "http")]
-        if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-            if h.is_connect() {
-                return Some("connect error");
-            }
+        if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>()
+            && h.is_connect()
+        {
+            return Some("connect error");
         }
         depth += 1;
         if depth >= 16 {

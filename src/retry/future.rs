@@ -181,15 +181,15 @@ where
                             return Poll::Ready(result);
                         }
                     };
-                    if let Some(budget) = &shared.budget {
-                        if !budget.withdraw_at(now) {
-                            if let Some(count) = budget.note_refusal(now) {
-                                shared.emit(RetryEventKind::BudgetExhausted { count }, now);
-                            }
-                            shared.exhausted(*this.attempts, StopReason::Budget, now);
-                            // The original result, not a new error.
-                            return Poll::Ready(result);
+                    if let Some(budget) = &shared.budget
+                        && !budget.withdraw_at(now)
+                    {
+                        if let Some(count) = budget.note_refusal(now) {
+                            shared.emit(RetryEventKind::BudgetExhausted { count }, now);
                         }
+                        shared.exhausted(*this.attempts, StopReason::Budget, now);
+                        // The original result, not a new error.
+                        return Poll::Ready(result);
                     }
                     shared.emit(
                         RetryEventKind::Attempt {

@@ -155,14 +155,14 @@ impl RetryPolicy {
                 });
             }
         }
-        if let Some(deadline) = f.deadline {
-            if at.is_none_or(|at| at >= deadline) {
-                return Err(if pushed {
-                    StopReason::PushbackTooLong
-                } else {
-                    StopReason::Deadline
-                });
-            }
+        if let Some(deadline) = f.deadline
+            && at.is_none_or(|at| at >= deadline)
+        {
+            return Err(if pushed {
+                StopReason::PushbackTooLong
+            } else {
+                StopReason::Deadline
+            });
         }
         Ok(delay)
     }
