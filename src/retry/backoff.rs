@@ -59,7 +59,7 @@ impl Rng for FastRng {
     }
 }
 
-/// How a backoff delay is randomised. See the [module docs](self).
+/// How a backoff delay is randomised: see [`Backoff`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Jitter {

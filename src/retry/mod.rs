@@ -79,8 +79,8 @@
 //!
 //! The bench `benches/retry.rs` compares both on a successful first attempt.
 
-mod backoff;
-mod budget;
+pub mod backoff;
+pub mod budget;
 mod classify;
 mod error;
 pub mod future;
@@ -88,7 +88,7 @@ pub mod future;
 pub mod http;
 mod layer;
 mod policy;
-mod pushback;
+pub mod pushback;
 mod service;
 
 pub use backoff::{Backoff, FastRng, Jitter, Rng};
