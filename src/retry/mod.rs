@@ -1,1 +1,101 @@
-//! Retry (in progress).
+//! Retries that are safe by default: backoff with jitter, a retry budget shared by every
+//! clone, server pushback, and awareness of pressure and deadlines.
+//!
+//! Retries are where resilience stacks do the most harm: "3 attempts" triples the load on a
+//! backend exactly when it is failing. [`RetryLayer`] therefore:
+//!
+//! * spends a shared [`RetryBudget`] (default: retries add at most 20 % on top of first
+//!   attempts over 10 s, plus 10 per second): when it is empty the original error is returned
+//!   and a counted `BudgetExhausted` event is reported (at most one per second);
+//! * makes **no retry at or above `Critical` pressure** (configurable) and doubles the backoff
+//!   at `High`, reading the shared [`PressureMonitor`](crate::PressureMonitor) with one atomic
+//!   load;
+//! * never sleeps past the request's [`Constraints`](crate::Constraints) deadline nor past
+//!   its total time bound, and can time out each attempt;
+//! * honours `Retry-After` (delta-seconds and HTTP-date) and `grpc-retry-pushback-ms`,
+//!   capped by `max_pushback`; a pushback longer than the time left ends retrying at once;
+//! * backs off with [`Backoff`] (fixed, linear, exponential) and [`Jitter`] (none, full,
+//!   equal, decorrelated), randomised by an injectable [`Rng`];
+//! * retries only what a [`Classify`] allows: by default errors marked [`Retryable`],
+//!   connection refused/reset, timeouts; with the `http` feature,
+//!   [`http::HttpClassifier`] adds 502/503/504/429/408 (never other 4xx) and replays only
+//!   idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, or an `Idempotency-Key` header, or
+//!   the [`http::Idempotent`] extension);
+//! * reports `RetryAttempt`, `RetryExhausted` and `BudgetExhausted` as
+//!   [`RetryEvent`](crate::event::RetryEvent)s on the monitor's bus.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower::BoxError> {
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_pressure::{pressure::PressureMonitor, retry::{RetryLayer, Retryable}};
+//!
+//! let (monitor, _manual) = PressureMonitor::manual();
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let c = calls.clone();
+//! let svc = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(monitor))
+//!     .service(service_fn(move |_req: http::Request<()>| {
+//!         let n = c.fetch_add(1, Ordering::SeqCst);
+//!         async move {
+//!             if n == 0 { Err(Retryable::new("flaky")) } else { Ok("done") }
+//!         }
+//!     }));
+//! assert_eq!(svc.oneshot(http::Request::new(())).await?, "done");
+//! assert_eq!(calls.load(Ordering::SeqCst), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! # Requests
+//!
+//! A request is replayed by cloning it, so it must be `Clone` and carry extensions
+//! ([`HasExtensions`](crate::constraints::HasExtensions)): `http::Request<B>` is `Clone` when
+//! its body is (`Full<Bytes>`, `String`, `()`...). Streaming bodies (hyper's `Incoming`,
+//! axum's `Body`, tonic's) are made replayable by [`http::BufferBodyLayer`], which buffers
+//! them up to a size limit and fails with [`http::BodyTooLarge`] past it. The last attempt
+//! is made with the original copy, so a request allowed `n` attempts is cloned `n - 1` times;
+//! a request the classifier will never retry (a POST without idempotency key) is not cloned.
+//!
+//! # Why not tower's `Retry` + `Policy`?
+//!
+//! The crate reuses tower where it fits: [`RetryBudget`] implements
+//! `tower::retry::budget::Budget`, so it plugs into tower's own policies, and the future
+//! follows `tower::retry::future::ResponseFuture`'s shape (the service is cloned into the
+//! future and driven to readiness before each retry; no `Box::pin`). But the layer is not a
+//! `Policy` on top of `tower::retry::Retry`, because:
+//!
+//! * a `Policy` only sees the result *after* an attempt and returns a future to await; the
+//!   per-attempt timeout must race the attempt itself, and its deadline must be re-armed for
+//!   each attempt: with `Retry` that needs a second wrapper service and a way to smuggle
+//!   per-request state into it;
+//! * the service's error type would be the inner one, while timeouts need `BoxError`;
+//! * after a wait the pressure may have risen to `Critical`: the retry must then be called
+//!   off and the *previous* result returned; `Retry` has already dropped it (it hands the
+//!   result back to `Policy::retry` by `&mut` and keeps nothing);
+//! * `Retry` clones the whole policy into every response future (per-request counters,
+//!   `Arc`s) and always clones the request, even when it will never be retried and even for
+//!   the last attempt; ours clones only what a retry can use.
+//!
+//! The bench `benches/retry.rs` compares both on a successful first attempt.
+
+pub mod backoff;
+pub mod budget;
+mod classify;
+mod error;
+pub mod future;
+#[cfg(feature = "http")]
+pub mod http;
+mod layer;
+mod policy;
+pub mod pushback;
+mod service;
+
+pub use backoff::{Backoff, FastRng, Jitter, Rng};
+pub use budget::{RetryBudget, RetryBudgetBuilder};
+pub use classify::{Classify, DefaultClassifier, RetryAllErrors, Verdict, classify_error};
+pub use error::{AttemptTimedOut, Retryable, is_retryable};
+pub use layer::{RetryLayer, RetryLayerBuilder};
+pub use policy::{RetryPolicy, StopReason};
+pub use pushback::{Pushback, parse_grpc_pushback, parse_retry_after};
+pub use service::Retry;

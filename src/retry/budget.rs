@@ -1,0 +1,598 @@
+//! A lock-free retry budget shared by every clone of a layer.
+//!
+//! # Why budgets and not only max attempts?
+//!
+//! "3 attempts" looks safe per request but multiplies load by 3 exactly when the backend is
+//! failing: a retry storm. A budget (the Finagle / Linkerd / Envoy idea) caps retries as a
+//! fraction of *first* attempts: with the default `ratio` of 20 %, a backend failing every
+//! request sees at most 1.2x its normal load, not 3x. A small `min_per_second` floor lets a
+//! client that sends few requests still retry the occasional failure.
+//!
+//! # How it works, and why it is cheaper than tower's `TpsBudget`
+//!
+//! Time since the budget was built is cut into slots of `window / 10`. Two rings of ten
+//! `AtomicU64` words hold, per slot:
+//!
+//! ```text
+//!  balance word:  63            32 31             0
+//!                +----------------+----------------+
+//!                | slot generation| balance (i32,  |
+//!                | (u32, wraps)   | milli-tokens)  |
+//!                +----------------+----------------+
+//!  floor word:   | slot generation| floor used     |
+//!                | (u32, wraps)   | (u32, milli)   |
+//!                +----------------+----------------+
+//! ```
+//!
+//! * A first attempt *deposits* `ratio x 1000` milli-tokens into the current slot's balance
+//!   (without reading the clock on most calls: see [`RetryBudget::deposit`]).
+//! * A retry *withdraws* 1000 milli-tokens: from the balances of the last ten slots (the
+//!   window) if they hold enough, otherwise from the current slot's floor allowance of
+//!   `min_per_second x slot length`.
+//! * A word whose generation is not the current slot's is stale: the first writer of the new
+//!   slot replaces it with a fresh word in the same compare-exchange, so expiry needs no
+//!   lock, no background task and no "generation" mutex (tower's `TpsBudget` takes a
+//!   `Mutex` on every deposit and withdrawal to rotate its slots).
+//!
+//! Every update is a compare-exchange on one word, so two retries racing for the last token
+//! cannot both take it. Reads of the *other* slots of the ring are `Relaxed` snapshots: those
+//! slots belong to the past and only change by expiring, so a racing reader can at worst
+//! count a slot that expires at that instant (a one-slot rounding, documented and accepted).
+//! No other memory is published through these words, so `Relaxed` ordering suffices for all
+//! of them: atomic read-modify-writes on one location are totally ordered regardless.
+//!
+//! Over any run of `T` seconds the budget therefore admits at most
+//! `ratio x first attempts + min_per_second x (T + slot length)` retries.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{ConfigError, check_range};
+
+const SLOTS: usize = 10;
+/// One token in milli-tokens.
+const COST: i64 = 1000;
+
+/// A retry budget: retries may add at most `ratio` on top of first attempts over a window,
+/// plus a `min_per_second` floor. Cheap to clone; clones share the same budget.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio::time::Instant;
+/// use tower_pressure::retry::RetryBudget;
+///
+/// let budget = RetryBudget::builder().ratio(0.5).min_per_second(0).build()?;
+/// let now = Instant::now();
+/// budget.deposit_at(now);
+/// budget.deposit_at(now);
+/// assert!(budget.withdraw_at(now)); // two first attempts x 50 % = one retry
+/// assert!(!budget.withdraw_at(now));
+/// # Ok::<(), tower_pressure::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct RetryBudget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    epoch: Instant,
+    slot_nanos: u64,
+    deposit: i64,
+    floor_per_slot: u64,
+    balance: [AtomicU64; SLOTS],
+    floor: [AtomicU64; SLOTS],
+    ratio: f64,
+    window: Duration,
+    min_per_second: u32,
+    /// Refusals not yet reported in a `BudgetExhausted` event.
+    pending_refusals: AtomicU64,
+    /// Slot generation (+1, 0 = never) of the last `BudgetExhausted` report.
+    last_report: AtomicU64,
+    refused_total: AtomicU64,
+    withdrawn_total: AtomicU64,
+    /// The clock-free deposit path's idea of the current slot: generation in the high 32
+    /// bits, a deposit counter in the low 32 (see [`RetryBudget::deposit`]).
+    cached: AtomicU64,
+}
+
+/// The clock-free deposit path reads the clock once every this many deposits.
+const REFRESH: u32 = 32;
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("ratio", &self.inner.ratio)
+            .field("window", &self.inner.window)
+            .field("min_per_second", &self.inner.min_per_second)
+            .field("withdrawn", &self.withdrawn())
+            .field("refused", &self.refused())
+            .finish()
+    }
+}
+
+impl Default for RetryBudget {
+    /// 20 % over a 10 s window, floor 10 per second.
+    fn default() -> Self {
+        Self::from_parts(0.2, Duration::from_secs(10), 10)
+    }
+}
+
+/// Builder for [`RetryBudget`].
+#[derive(Debug, Clone)]
+pub struct RetryBudgetBuilder {
+    ratio: f64,
+    window: Duration,
+    min_per_second: u32,
+}
+
+impl RetryBudgetBuilder {
+    /// Retries allowed per first attempt (default 0.2 = 20 %). `0.0..=10.0`.
+    pub fn ratio(mut self, ratio: f64) -> Self {
+        self.ratio = ratio;
+        self
+    }
+    /// How long a first attempt's deposit stays valid (default 10 s). `1 s..=60 s`.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+    /// Retries always allowed per second, whatever the ratio (default 10).
+    pub fn min_per_second(mut self, n: u32) -> Self {
+        self.min_per_second = n;
+        self
+    }
+    /// Builds the budget.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `budget.ratio` (`0.0..=10.0`), `budget.window` (`1 s..=60 s`) or
+    /// `budget.min_per_second` (at most 1 000 000).
+    pub fn build(self) -> Result<RetryBudget, ConfigError> {
+        check_range("budget.ratio", self.ratio, 0.0, 10.0)?;
+        if self.window < Duration::from_secs(1) || self.window > Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "budget.window",
+                self.window,
+                "must be within 1s..=60s",
+            ));
+        }
+        if self.min_per_second > 1_000_000 {
+            return Err(ConfigError::new(
+                "budget.min_per_second",
+                self.min_per_second,
+                "must be at most 1000000",
+            ));
+        }
+        Ok(RetryBudget::from_parts(
+            self.ratio,
+            self.window,
+            self.min_per_second,
+        ))
+    }
+}
+
+#[inline]
+fn gen_of(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+#[inline]
+fn low(word: u64) -> u32 {
+    word as u32
+}
+#[inline]
+fn pack(generation: u32, low: u32) -> u64 {
+    ((generation as u64) << 32) | low as u64
+}
+
+impl RetryBudget {
+    /// A builder with the defaults: ratio 0.2, window 10 s, floor 10 per second.
+    pub fn builder() -> RetryBudgetBuilder {
+        RetryBudgetBuilder {
+            ratio: 0.2,
+            window: Duration::from_secs(10),
+            min_per_second: 10,
+        }
+    }
+
+    fn from_parts(ratio: f64, window: Duration, min_per_second: u32) -> Self {
+        let slot = window / SLOTS as u32;
+        let slot_nanos = (slot.as_nanos() as u64).max(1);
+        Self {
+            inner: Arc::new(Inner {
+                epoch: Instant::now(),
+                slot_nanos,
+                deposit: (ratio * COST as f64).round() as i64,
+                floor_per_slot: (min_per_second as f64 * slot.as_secs_f64() * COST as f64).round()
+                    as u64,
+                balance: std::array::from_fn(|_| AtomicU64::new(0)),
+                floor: std::array::from_fn(|_| AtomicU64::new(0)),
+                ratio,
+                window,
+                min_per_second,
+                pending_refusals: AtomicU64::new(0),
+                last_report: AtomicU64::new(0),
+                refused_total: AtomicU64::new(0),
+                withdrawn_total: AtomicU64::new(0),
+                cached: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The ratio of retries to first attempts.
+    pub fn ratio(&self) -> f64 {
+        self.inner.ratio
+    }
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.inner.window
+    }
+    /// The floor of retries per second.
+    pub fn min_per_second(&self) -> u32 {
+        self.inner.min_per_second
+    }
+    /// Retries granted since the budget was built.
+    pub fn withdrawn(&self) -> u64 {
+        self.inner.withdrawn_total.load(Ordering::Relaxed)
+    }
+    /// Retries refused since the budget was built.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused_total.load(Ordering::Relaxed)
+    }
+
+    /// `true` when both handles share one budget.
+    pub fn ptr_eq(&self, other: &RetryBudget) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    #[inline]
+    fn generation(&self, now: Instant) -> u32 {
+        // Truncation to u32 is intended: generations are compared with wrapping arithmetic.
+        (now.saturating_duration_since(self.inner.epoch).as_nanos() as u64 / self.inner.slot_nanos)
+            as u32
+    }
+
+    /// Remembers `now`'s slot for the clock-free [`RetryBudget::deposit`]; returns it.
+    fn refresh(&self, now: Instant) -> u32 {
+        let g = self.generation(now);
+        let c = &self.inner.cached;
+        let mut cur = c.load(Ordering::Relaxed);
+        // Only move forward (wrapping compare): a slow thread must not rewind the slot.
+        while (g.wrapping_sub(gen_of(cur)) as i32) > 0 {
+            match c.compare_exchange_weak(
+                cur,
+                pack(g, low(cur)),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        g
+    }
+
+    /// Records a first attempt without reading the clock on most calls: the slot is the one
+    /// last seen by any withdrawal or by every 32nd deposit, which read the clock. While
+    /// retries happen (the only time the budget matters) every withdrawal refreshes the slot,
+    /// so deposits are exact. After a quiet period, up to 31 deposits may land in an expired
+    /// slot and be lost: this only makes the budget stricter, by at most 31 x `ratio`
+    /// retries, and the `min_per_second` floor still applies.
+    #[inline]
+    pub fn deposit(&self) {
+        if self.inner.deposit == 0 {
+            return;
+        }
+        // Relaxed: a counter and a hint; the slot update below is its own CAS.
+        let w = self.inner.cached.fetch_add(1, Ordering::Relaxed);
+        let g = if low(w).is_multiple_of(REFRESH) {
+            self.refresh(Instant::now())
+        } else {
+            gen_of(w)
+        };
+        if !self.deposit_gen(g) {
+            // The slot already belongs to a later generation: the cached one is stale.
+            let g = self.refresh(Instant::now());
+            self.deposit_gen(g);
+        }
+    }
+
+    /// Records a first attempt at `now`.
+    #[inline]
+    pub fn deposit_at(&self, now: Instant) {
+        if self.inner.deposit == 0 {
+            return;
+        }
+        let g = self.refresh(now);
+        self.deposit_gen(g);
+    }
+
+    /// Adds a deposit to generation `g`'s slot; `false` if the slot holds a later one.
+    #[inline]
+    fn deposit_gen(&self, g: u32) -> bool {
+        let deposit = self.inner.deposit;
+        let slot = &self.inner.balance[g as usize % SLOTS];
+        let mut cur = slot.load(Ordering::Relaxed);
+        loop {
+            if (gen_of(cur).wrapping_sub(g) as i32) > 0 {
+                return false;
+            }
+            let bal = if gen_of(cur) == g {
+                low(cur) as i32 as i64
+            } else {
+                0
+            };
+            let next = (bal + deposit).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            // Relaxed: see the module docs; the CAS alone makes the update exact.
+            match slot.compare_exchange_weak(
+                cur,
+                pack(g, next as u32),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Tries to take one retry at `now`; `false` when the budget is empty.
+    pub fn withdraw_at(&self, now: Instant) -> bool {
+        let ok = self.try_withdraw(now);
+        if ok {
+            self.inner.withdrawn_total.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.inner.refused_total.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn try_withdraw(&self, now: Instant) -> bool {
+        let g = self.refresh(now);
+        let idx = g as usize % SLOTS;
+        // Balance of the other slots of the window (the past; Relaxed snapshot).
+        let mut others: i64 = 0;
+        for (i, slot) in self.inner.balance.iter().enumerate() {
+            if i == idx {
+                continue;
+            }
+            let w = slot.load(Ordering::Relaxed);
+            if g.wrapping_sub(gen_of(w)) < SLOTS as u32 {
+                others += low(w) as i32 as i64;
+            }
+        }
+        let slot = &self.inner.balance[idx];
+        let mut cur = slot.load(Ordering::Relaxed);
+        loop {
+            let bal = if gen_of(cur) == g {
+                low(cur) as i32 as i64
+            } else {
+                0
+            };
+            if others + bal < COST {
+                break;
+            }
+            let next = (bal - COST).max(i32::MIN as i64) as i32;
+            match slot.compare_exchange_weak(
+                cur,
+                pack(g, next as u32),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+        // The ratio pool is empty: try the current slot's floor allowance.
+        let floor = &self.inner.floor[idx];
+        let mut cur = floor.load(Ordering::Relaxed);
+        loop {
+            let used = if gen_of(cur) == g { low(cur) as u64 } else { 0 };
+            if used + COST as u64 > self.inner.floor_per_slot {
+                return false;
+            }
+            let next = (used + COST as u64).min(u32::MAX as u64) as u32;
+            match floor.compare_exchange_weak(
+                cur,
+                pack(g, next),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Counts a refusal at `now`; returns the number of refusals to report when a
+    /// `BudgetExhausted` event is due (at most one per slot, i.e. per `window / 10`).
+    pub(crate) fn note_refusal(&self, now: Instant) -> Option<u64> {
+        self.inner.pending_refusals.fetch_add(1, Ordering::Relaxed);
+        let g = self.generation(now) as u64 + 1;
+        let last = self.inner.last_report.load(Ordering::Relaxed);
+        if last == g {
+            return None;
+        }
+        // Only the thread that wins the CAS for this slot reports.
+        if self
+            .inner
+            .last_report
+            .compare_exchange(last, g, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        Some(self.inner.pending_refusals.swap(0, Ordering::Relaxed)).filter(|n| *n > 0)
+    }
+}
+
+/// The budget works with tower's own `Retry` policies as well.
+impl tower::retry::budget::Budget for RetryBudget {
+    fn deposit(&self) {
+        self.deposit_at(Instant::now())
+    }
+    fn withdraw(&self) -> bool {
+        self.withdraw_at(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn ratio_limits_retries() {
+        let b = RetryBudget::builder().min_per_second(0).build().unwrap();
+        let t0 = b.inner.epoch;
+        for _ in 0..100 {
+            b.deposit_at(t0);
+        }
+        let granted = (0..100).filter(|_| b.withdraw_at(t0)).count();
+        assert_eq!(granted, 20);
+        assert_eq!(b.refused(), 80);
+    }
+
+    #[test]
+    fn floor_allows_some_retries_per_second() {
+        let b = RetryBudget::builder()
+            .ratio(0.0)
+            .min_per_second(10)
+            .build()
+            .unwrap();
+        let t0 = b.inner.epoch;
+        // Slots are 1 s long with the default 10 s window: 10 per slot.
+        let first = (0..50).filter(|_| b.withdraw_at(t0)).count();
+        assert_eq!(first, 10);
+        let next = (0..50).filter(|_| b.withdraw_at(t0 + secs(1.0))).count();
+        assert_eq!(next, 10);
+    }
+
+    #[test]
+    fn deposits_expire_after_the_window() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        let t0 = b.inner.epoch;
+        for _ in 0..5 {
+            b.deposit_at(t0);
+        }
+        assert!(b.withdraw_at(t0 + secs(9.5)));
+        // After the window the remaining deposits are gone.
+        assert!(!b.withdraw_at(t0 + secs(10.5)));
+        // A slot reused after a full wrap starts fresh.
+        b.deposit_at(t0 + secs(20.0));
+        assert!(b.withdraw_at(t0 + secs(20.0)));
+        assert!(!b.withdraw_at(t0 + secs(20.0)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clock_free_deposits_follow_the_slot() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!(
+            (0..200).filter(|_| b.withdraw_at(Instant::now())).count(),
+            100
+        );
+        // After a quiet window, at most REFRESH - 1 deposits land in the stale slot; the
+        // rest reach the current one.
+        tokio::time::advance(secs(30.0)).await;
+        for _ in 0..100 {
+            b.deposit();
+        }
+        let granted = (0..200).filter(|_| b.withdraw_at(Instant::now())).count();
+        assert!(
+            (100 - REFRESH as usize + 1..=100).contains(&granted),
+            "{granted}"
+        );
+        // Withdrawals refresh the slot: during a failure storm deposits are exact.
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!(
+            (0..200).filter(|_| b.withdraw_at(Instant::now())).count(),
+            100
+        );
+    }
+
+    #[test]
+    fn refusals_are_aggregated_per_slot() {
+        let b = RetryBudget::builder()
+            .ratio(0.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        let t0 = b.inner.epoch;
+        assert_eq!(b.note_refusal(t0), Some(1));
+        assert_eq!(b.note_refusal(t0), None);
+        assert_eq!(b.note_refusal(t0 + secs(0.5)), None);
+        assert_eq!(b.note_refusal(t0 + secs(1.0)), Some(3));
+    }
+
+    #[test]
+    fn builder_names_fields() {
+        assert_eq!(
+            RetryBudget::builder()
+                .ratio(-1.0)
+                .build()
+                .unwrap_err()
+                .field(),
+            "budget.ratio"
+        );
+        assert_eq!(
+            RetryBudget::builder()
+                .window(Duration::from_millis(10))
+                .build()
+                .unwrap_err()
+                .field(),
+            "budget.window"
+        );
+        assert_eq!(
+            RetryBudget::builder()
+                .min_per_second(u32::MAX)
+                .build()
+                .unwrap_err()
+                .field(),
+            "budget.min_per_second"
+        );
+    }
+
+    #[test]
+    fn concurrent_withdrawals_never_overdraw() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        let t0 = b.inner.epoch;
+        for _ in 0..1000 {
+            b.deposit_at(t0);
+        }
+        let granted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..500 {
+                        if b.withdraw_at(t0) {
+                            granted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(granted.load(Ordering::Relaxed), 1000);
+    }
+}

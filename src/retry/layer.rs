@@ -1,0 +1,333 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::backoff::{Backoff, FastRng, Rng};
+use super::budget::RetryBudget;
+use super::classify::DefaultClassifier;
+use super::policy::RetryPolicy;
+use super::service::Retry;
+use crate::PressureLevel;
+use crate::error::ConfigError;
+use crate::event::EventBus;
+use crate::pressure::PressureMonitor;
+
+/// Retries failed requests with backoff, a shared budget, server pushback, and awareness of
+/// pressure and deadlines. See the [module docs](crate::retry).
+///
+/// Everything shared (budget, policy, classifier, RNG) is created in
+/// [`RetryLayerBuilder::build`], never in [`Layer::layer`], so every clone of the layer and
+/// every route of an axum router share one budget.
+pub struct RetryLayer<C = DefaultClassifier> {
+    pub(crate) shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for RetryLayer<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for RetryLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("name", &self.shared.name)
+            .field("policy", &self.shared.policy)
+            .field("budget", &self.shared.budget)
+            .finish()
+    }
+}
+
+pub(crate) struct Shared<C> {
+    pub(crate) name: Arc<str>,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) monitor: PressureMonitor,
+    pub(crate) events: EventBus,
+    pub(crate) rng: Box<dyn Rng>,
+    pub(crate) classifier: C,
+    /// Whether `call` must read the clock (a total time bound is set).
+    pub(crate) needs_start: bool,
+}
+
+impl RetryLayer {
+    /// A builder with the defaults: 3 attempts, exponential backoff 50 ms x2 up to 5 s with
+    /// full jitter, the default [`RetryBudget`] (20 %, floor 10/s), no retries at `Critical`,
+    /// backoff doubled at `High`, pushback capped at 60 s, [`DefaultClassifier`].
+    pub fn builder(monitor: PressureMonitor) -> RetryLayerBuilder<DefaultClassifier> {
+        RetryLayerBuilder {
+            monitor,
+            name: Arc::from("retry"),
+            policy: RetryPolicy::default(),
+            budget: BudgetChoice::Default,
+            rng: None,
+            classifier: DefaultClassifier,
+            events: None,
+        }
+    }
+
+    /// A layer with every default (see [`RetryLayer::builder`]).
+    pub fn new(monitor: PressureMonitor) -> Self {
+        // The defaults are valid by construction: this cannot fail.
+        match Self::builder(monitor.clone()).build() {
+            Ok(l) => l,
+            Err(_) => unreachable_defaults(monitor),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
+    // Invariant: `RetryPolicy::default()` and `RetryBudget::default()` pass validation (see the
+    // `defaults_are_valid` test); this branch only exists to avoid a panic path.
+    RetryLayer {
+        shared: Arc::new(Shared {
+            name: Arc::from("retry"),
+            policy: RetryPolicy::default(),
+            budget: Some(RetryBudget::default()),
+            events: monitor.events().clone(),
+            monitor,
+            rng: Box::new(FastRng),
+            classifier: DefaultClassifier,
+            needs_start: false,
+        }),
+    }
+}
+
+impl<C> RetryLayer<C> {
+    /// The layer's name (in events).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+    /// The shared budget, `None` when disabled.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.shared.budget.as_ref()
+    }
+    /// The retry rules.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.shared.policy
+    }
+    /// The classifier.
+    pub fn classifier(&self) -> &C {
+        &self.shared.classifier
+    }
+}
+
+impl<S, C> Layer<S> for RetryLayer<C> {
+    type Service = Retry<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+enum BudgetChoice {
+    Default,
+    Given(RetryBudget),
+    None,
+}
+
+/// Builder for [`RetryLayer`]; see [`RetryLayer::builder`] for the defaults.
+pub struct RetryLayerBuilder<C> {
+    monitor: PressureMonitor,
+    name: Arc<str>,
+    policy: RetryPolicy,
+    budget: BudgetChoice,
+    rng: Option<Box<dyn Rng>>,
+    classifier: C,
+    events: Option<EventBus>,
+}
+
+impl<C> fmt::Debug for RetryLayerBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayerBuilder")
+            .field("name", &self.name)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> RetryLayerBuilder<C> {
+    /// The name used in events (default `"retry"`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// Attempts per request, the first included (default 3; at least 1).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.policy.max_attempts = n;
+        self
+    }
+    /// The backoff schedule.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.policy.backoff = backoff;
+        self
+    }
+    /// A timeout for each attempt; an attempt that takes longer fails with
+    /// [`AttemptTimedOut`](super::AttemptTimedOut), which is retried.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.attempt_timeout = Some(timeout);
+        self
+    }
+    /// A bound on the whole request from its first attempt: no wait ends after it.
+    pub fn time_bound(mut self, bound: Duration) -> Self {
+        self.policy.time_bound = Some(bound);
+        self
+    }
+    /// The cap on server pushback (`Retry-After`, `grpc-retry-pushback-ms`); default 60 s.
+    pub fn max_pushback(mut self, max: Duration) -> Self {
+        self.policy.max_pushback = max;
+        self
+    }
+    /// No retries at or above this pressure level (default `Critical`).
+    pub fn no_retry_at(mut self, level: PressureLevel) -> Self {
+        self.policy.no_retry_at = level;
+        self
+    }
+    /// Backoff multiplier at `High` pressure (default 2.0; at least 1.0).
+    pub fn stretch_at_high(mut self, factor: f64) -> Self {
+        self.policy.stretch_at_high = factor;
+        self
+    }
+    /// Uses `budget` (clones share it: pass one budget to several layers to pool them).
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = BudgetChoice::Given(budget);
+        self
+    }
+    /// Disables the budget: only `max_attempts` limits retries. Not recommended.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = BudgetChoice::None;
+        self
+    }
+    /// Injects the jitter RNG (tests pass a closure returning fixed values).
+    pub fn rng(mut self, rng: impl Rng) -> Self {
+        self.rng = Some(Box::new(rng));
+        self
+    }
+    /// Reports to `bus` instead of the monitor's bus.
+    pub fn event_bus(mut self, bus: EventBus) -> Self {
+        self.events = Some(bus);
+        self
+    }
+    /// Uses another classifier.
+    pub fn classifier<C2>(self, classifier: C2) -> RetryLayerBuilder<C2> {
+        RetryLayerBuilder {
+            monitor: self.monitor,
+            name: self.name,
+            policy: self.policy,
+            budget: self.budget,
+            rng: self.rng,
+            classifier,
+            events: self.events,
+        }
+    }
+
+    /// Builds the layer and its shared state.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming `max_attempts`, `backoff.*`, `attempt_timeout`, `time_bound`
+    /// or `stretch_at_high`.
+    pub fn build(self) -> Result<RetryLayer<C>, ConfigError> {
+        let p = &self.policy;
+        if p.max_attempts == 0 {
+            return Err(ConfigError::new("max_attempts", 0, "must be at least 1"));
+        }
+        p.backoff.validate()?;
+        if p.attempt_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                Duration::ZERO,
+                "must be positive",
+            ));
+        }
+        if p.time_bound == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "time_bound",
+                Duration::ZERO,
+                "must be positive",
+            ));
+        }
+        if !p.stretch_at_high.is_finite() || p.stretch_at_high < 1.0 {
+            return Err(ConfigError::new(
+                "stretch_at_high",
+                p.stretch_at_high,
+                "must be a finite number >= 1",
+            ));
+        }
+        let budget = match self.budget {
+            BudgetChoice::Default => Some(RetryBudget::default()),
+            BudgetChoice::Given(b) => Some(b),
+            BudgetChoice::None => None,
+        };
+        let needs_start = self.policy.time_bound.is_some();
+        Ok(RetryLayer {
+            shared: Arc::new(Shared {
+                name: self.name,
+                events: self.events.unwrap_or_else(|| self.monitor.events().clone()),
+                monitor: self.monitor,
+                policy: self.policy,
+                budget,
+                rng: self.rng.unwrap_or_else(|| Box::new(FastRng)),
+                classifier: self.classifier,
+                needs_start,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let (monitor, _) = PressureMonitor::manual();
+        assert!(RetryLayer::builder(monitor.clone()).build().is_ok());
+        let l = RetryLayer::new(monitor);
+        assert_eq!(l.policy().max_attempts(), 3);
+        assert!(l.budget().is_some());
+    }
+
+    #[test]
+    fn build_names_fields() {
+        let (m, _) = PressureMonitor::manual();
+        let f =
+            |b: RetryLayerBuilder<DefaultClassifier>| b.build().unwrap_err().field().to_string();
+        assert_eq!(
+            f(RetryLayer::builder(m.clone()).max_attempts(0)),
+            "max_attempts"
+        );
+        assert_eq!(
+            f(RetryLayer::builder(m.clone()).attempt_timeout(Duration::ZERO)),
+            "attempt_timeout"
+        );
+        assert_eq!(
+            f(RetryLayer::builder(m.clone()).time_bound(Duration::ZERO)),
+            "time_bound"
+        );
+        assert_eq!(
+            f(RetryLayer::builder(m.clone()).stretch_at_high(0.5)),
+            "stretch_at_high"
+        );
+        assert_eq!(
+            f(RetryLayer::builder(m).backoff(Backoff::exponential(Duration::from_millis(1), 0.0))),
+            "backoff.multiplier"
+        );
+    }
+
+    #[test]
+    fn clones_share_state() {
+        let (m, _) = PressureMonitor::manual();
+        let l = RetryLayer::new(m);
+        let a: Retry<(), _> = l.layer(());
+        let b: Retry<(), _> = l.clone().layer(());
+        assert!(Arc::ptr_eq(&a.shared, &b.shared));
+    }
+}

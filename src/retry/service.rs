@@ -1,0 +1,92 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+use tower::BoxError;
+use tower_service::Service;
+
+use super::classify::Classify;
+use super::future::ResponseFuture;
+use super::layer::Shared;
+use crate::constraints::HasExtensions;
+
+/// The service built by [`RetryLayer`](super::RetryLayer).
+///
+/// Requests must be `Clone` (to be replayed) and carry extensions (for the `Constraints`
+/// deadline). `http::Request<B>` is `Clone` when `B` is, e.g. `Full<Bytes>`; for streaming
+/// bodies put [`BufferBodyLayer`](super::http::BufferBodyLayer) in front.
+pub struct Retry<S, C> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared<C>>,
+}
+
+impl<S: Clone, C> Clone for Retry<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("name", &self.shared.name)
+            .finish()
+    }
+}
+
+impl<S, C> Retry<S, C> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Consumes the wrapper, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for Retry<S, C>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    Req: Clone + HasExtensions,
+    C: Classify<Req, S::Response>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, C, Req>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let shared = &*self.shared;
+        let replay = if shared.policy.max_attempts > 1 && shared.classifier.may_retry(&req) {
+            Some(req.clone())
+        } else {
+            None
+        };
+        if let Some(b) = &shared.budget {
+            // Clock-free on 31 calls of 32 (see `RetryBudget::deposit`).
+            b.deposit();
+        }
+        // The clock is read only when a total time bound needs the start time.
+        let start = shared.needs_start.then(Instant::now);
+        let fut = self.inner.call(req);
+        // As tower's `Retry`: the called (ready) service stays here; the future gets a clone
+        // that it drives to readiness before each retry.
+        ResponseFuture::new(fut, self.inner.clone(), self.shared.clone(), replay, start)
+    }
+}

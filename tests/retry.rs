@@ -1,0 +1,679 @@
+//! Integration tests of the retry layer. Time-based tests run under paused tokio time.
+#![cfg(feature = "http")]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::time::Instant;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_pressure::event::{Event, RetryEventKind};
+use tower_pressure::pressure::{ManualSource, PressureMonitor};
+use tower_pressure::retry::http::{BufferBodyLayer, HttpClassifier};
+use tower_pressure::retry::{AttemptTimedOut, Backoff, Jitter, RetryBudget, RetryLayer, Retryable};
+use tower_pressure::{Constraints, PressureLevel};
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn fixed(d: Duration) -> Backoff {
+    Backoff::fixed(d).jitter(Jitter::None)
+}
+
+fn monitor() -> (PressureMonitor, ManualSource) {
+    PressureMonitor::manual()
+}
+
+/// An inner service that fails with a retryable error `fail` times, then answers `"ok"`,
+/// recording the (virtual) time of every call.
+#[derive(Clone)]
+struct Flaky {
+    fail: u32,
+    calls: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Flaky {
+    fn new(fail: u32) -> Self {
+        Self {
+            fail,
+            calls: Arc::default(),
+        }
+    }
+    fn times(&self) -> Vec<Duration> {
+        let c = self.calls.lock().unwrap();
+        c.iter().map(|t| t.duration_since(c[0])).collect()
+    }
+    fn count(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+}
+
+impl<B> Service<Request<B>> for Flaky {
+    type Response = &'static str;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<&'static str, BoxError>>;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        let mut c = self.calls.lock().unwrap();
+        c.push(Instant::now());
+        let n = c.len() as u32;
+        std::future::ready(if n <= self.fail {
+            Err(Retryable::new(std::io::Error::other("flaky")).into())
+        } else {
+            Ok("ok")
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempts_and_delays() {
+    let (m, _) = monitor();
+    let layer = RetryLayer::builder(m)
+        .backoff(fixed(ms(100)))
+        .build()
+        .unwrap();
+    let inner = Flaky::new(2);
+    let res = layer
+        .layer_svc(inner.clone())
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(res, "ok");
+    assert_eq!(inner.times(), [ms(0), ms(100), ms(200)]);
+
+    // Exhausted: the last error is returned as is.
+    let inner = Flaky::new(10);
+    let (m, _) = monitor();
+    let layer = RetryLayer::builder(m)
+        .backoff(Backoff::exponential(ms(100), 2.0).jitter(Jitter::None))
+        .max_attempts(4)
+        .build()
+        .unwrap();
+    let err = layer
+        .layer_svc(inner.clone())
+        .oneshot(Request::new(()))
+        .await
+        .unwrap_err();
+    assert!(err.is::<Retryable>());
+    assert_eq!(inner.times(), [ms(0), ms(100), ms(300), ms(700)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_uses_injected_rng() {
+    let (m, _) = monitor();
+    let layer = RetryLayer::builder(m)
+        .backoff(Backoff::fixed(ms(1000)).jitter(Jitter::Full))
+        .rng(|| 0.25)
+        .build()
+        .unwrap();
+    let inner = Flaky::new(2);
+    layer
+        .layer_svc(inner.clone())
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(inner.times(), [ms(0), ms(250), ms(500)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_retryable_errors_are_not_retried() {
+    let (m, _) = monitor();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let svc = RetryLayer::new(m).layer_svc(service_fn(move |_: Request<()>| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), BoxError>("bad input".into()) }
+    }));
+    assert!(svc.oneshot(Request::new(())).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_bound_stops_waiting() {
+    let (m, _) = monitor();
+    let layer = RetryLayer::builder(m)
+        .backoff(fixed(ms(1000)))
+        .max_attempts(10)
+        .time_bound(ms(1500))
+        .build()
+        .unwrap();
+    let inner = Flaky::new(100);
+    let start = Instant::now();
+    assert!(
+        layer
+            .layer_svc(inner.clone())
+            .oneshot(Request::new(()))
+            .await
+            .is_err()
+    );
+    assert_eq!(inner.times(), [ms(0), ms(1000)]);
+    assert_eq!(start.elapsed(), ms(1000), "never sleeps past the bound");
+}
+
+#[tokio::test(start_paused = true)]
+async fn constraints_deadline_stops_waiting() {
+    let (m, _) = monitor();
+    let layer = RetryLayer::builder(m)
+        .backoff(fixed(ms(400)))
+        .max_attempts(10)
+        .build()
+        .unwrap();
+    let inner = Flaky::new(100);
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(Constraints::unconstrained().with_deadline(Instant::now() + ms(1000)));
+    assert!(layer.layer_svc(inner.clone()).oneshot(req).await.is_err());
+    // 0, 400, 800; the next would start at 1200 > deadline.
+    assert_eq!(inner.times(), [ms(0), ms(400), ms(800)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_attempt_timeout() {
+    let (m, _) = monitor();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let svc = RetryLayer::builder(m)
+        .backoff(fixed(ms(10)))
+        .attempt_timeout(ms(500))
+        .build()
+        .unwrap()
+        .layer_svc(service_fn(move |_: Request<()>| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok::<_, Infallible>("ok")
+            }
+        }));
+    let start = Instant::now();
+    assert_eq!(svc.oneshot(Request::new(())).await.unwrap(), "ok");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(start.elapsed(), ms(510));
+
+    // Every attempt times out: the typed error comes back.
+    let (m, _) = monitor();
+    let svc = RetryLayer::builder(m)
+        .backoff(fixed(ms(10)))
+        .attempt_timeout(ms(500))
+        .build()
+        .unwrap()
+        .layer_svc(service_fn(|_: Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, Infallible>("late")
+        }));
+    let err = svc.oneshot(Request::new(())).await.unwrap_err();
+    let t = err.downcast_ref::<AttemptTimedOut>().unwrap();
+    assert_eq!(t.attempt(), 3);
+    assert_eq!(t.to_string(), "attempt 3 timed out after 500ms");
+}
+
+#[tokio::test(start_paused = true)]
+async fn pressure_suppresses_and_stretches() {
+    let (m, manual) = monitor();
+    let layer = RetryLayer::builder(m.clone())
+        .backoff(fixed(ms(100)))
+        .build()
+        .unwrap();
+    manual.set(90.0);
+    m.sample_now();
+    assert_eq!(m.level(), PressureLevel::Critical);
+    let inner = Flaky::new(1);
+    assert!(
+        layer
+            .layer_svc(inner.clone())
+            .oneshot(Request::new(()))
+            .await
+            .is_err()
+    );
+    assert_eq!(inner.count(), 1, "no retry at Critical");
+
+    // A fresh monitor (levels fall with hysteresis), at High.
+    let (m, manual) = monitor();
+    let layer = RetryLayer::builder(m.clone())
+        .backoff(fixed(ms(100)))
+        .build()
+        .unwrap();
+    manual.set(80.0);
+    m.sample_now();
+    assert_eq!(m.level(), PressureLevel::High);
+    let inner = Flaky::new(1);
+    assert_eq!(
+        layer
+            .layer_svc(inner.clone())
+            .oneshot(Request::new(()))
+            .await
+            .unwrap(),
+        "ok"
+    );
+    assert_eq!(inner.times(), [ms(0), ms(200)], "backoff doubled at High");
+}
+
+#[tokio::test(start_paused = true)]
+async fn pressure_rising_during_the_wait_calls_the_retry_off() {
+    let (m, manual) = monitor();
+    let layer = RetryLayer::builder(m.clone())
+        .backoff(fixed(ms(1000)))
+        .build()
+        .unwrap();
+    let inner = Flaky::new(1);
+    let fut = layer.layer_svc(inner.clone()).oneshot(Request::new(()));
+    let task = tokio::spawn(fut);
+    tokio::time::sleep(ms(500)).await;
+    manual.set(96.0);
+    m.sample_now();
+    let res = task.await.unwrap();
+    assert!(
+        res.unwrap_err().is::<Retryable>(),
+        "the previous error is returned"
+    );
+    assert_eq!(inner.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_are_reported() {
+    let (m, _) = monitor();
+    let mut rx = m.events().subscribe();
+    let layer = RetryLayer::builder(m)
+        .name("llm")
+        .backoff(fixed(ms(100)))
+        .build()
+        .unwrap();
+    let inner = Flaky::new(10);
+    let _ = layer.layer_svc(inner).oneshot(Request::new(())).await;
+    let mut kinds = Vec::new();
+    while let Ok(Event::Retry(e)) = rx.try_recv() {
+        assert_eq!(&*e.name, "llm");
+        kinds.push(e.kind);
+    }
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    match &kinds[0] {
+        RetryEventKind::Attempt {
+            attempt,
+            delay,
+            reason,
+        } => {
+            assert_eq!(
+                (*attempt, *delay, &**reason),
+                (2, ms(100), "retryable error")
+            );
+        }
+        k => panic!("{k:?}"),
+    }
+    match &kinds[2] {
+        RetryEventKind::Exhausted { attempts, reason } => {
+            assert_eq!((*attempts, &**reason), (3, "max attempts reached"));
+        }
+        k => panic!("{k:?}"),
+    }
+}
+
+fn http_503_then_200(
+    first: Response<Full<Bytes>>,
+) -> (
+    impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone,
+    Arc<Mutex<Vec<Instant>>>,
+) {
+    let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let c = calls.clone();
+    let first = Arc::new(Mutex::new(Some(first)));
+    let svc = service_fn(move |_: Request<Full<Bytes>>| {
+        c.lock().unwrap().push(Instant::now());
+        let r = first.lock().unwrap().take();
+        async move { Ok::<_, Infallible>(r.unwrap_or_else(|| Response::new(Full::from("ok")))) }
+    });
+    (svc, calls)
+}
+
+fn status_with(status: u16, header: (&str, &str)) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header.0, header.1)
+        .body(Full::default())
+        .unwrap()
+}
+
+fn gaps(calls: &Arc<Mutex<Vec<Instant>>>) -> Vec<Duration> {
+    let c = calls.lock().unwrap();
+    c.iter().map(|t| t.duration_since(c[0])).collect()
+}
+
+async fn run_http(
+    layer: RetryLayer<HttpClassifier>,
+    first: Response<Full<Bytes>>,
+) -> (StatusCode, Vec<Duration>) {
+    let (svc, calls) = http_503_then_200(first);
+    let res = layer
+        .layer_svc(svc)
+        .oneshot(Request::new(Full::default()))
+        .await
+        .unwrap();
+    (res.status(), gaps(&calls))
+}
+
+fn wall() -> SystemTime {
+    // Wed, 21 Oct 2015 07:27:50 GMT
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_470)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_both_forms_garbage_and_huge() {
+    let build = |max_pushback: Duration, bound: Option<Duration>| {
+        let (m, _) = monitor();
+        let b = RetryLayer::http(m)
+            .classifier(HttpClassifier::new().wall_clock(wall))
+            .backoff(fixed(ms(100)))
+            .max_pushback(max_pushback);
+        match bound {
+            Some(t) => b.time_bound(t),
+            None => b,
+        }
+        .build()
+        .unwrap()
+    };
+    let big = Duration::from_secs(60);
+    // delta-seconds
+    let (s, g) = run_http(build(big, None), status_with(503, ("retry-after", "2"))).await;
+    assert_eq!((s, g), (StatusCode::OK, vec![ms(0), ms(2000)]));
+    // HTTP-date, 10 s after the injected wall clock
+    let (s, g) = run_http(
+        build(big, None),
+        status_with(429, ("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")),
+    )
+    .await;
+    assert_eq!((s, g), (StatusCode::OK, vec![ms(0), ms(10_000)]));
+    // garbage: ignored, the layer's own backoff applies
+    let (s, g) = run_http(
+        build(big, None),
+        status_with(503, ("retry-after", "in a while")),
+    )
+    .await;
+    assert_eq!((s, g), (StatusCode::OK, vec![ms(0), ms(100)]));
+    // huge: capped at max_pushback
+    let (s, g) = run_http(
+        build(ms(5000), None),
+        status_with(503, ("retry-after", "99999999999999999999")),
+    )
+    .await;
+    assert_eq!((s, g), (StatusCode::OK, vec![ms(0), ms(5000)]));
+    // huge, and longer than the time left: retrying ends at once with the 503
+    let (s, g) = run_http(
+        build(big, Some(ms(3000))),
+        status_with(503, ("retry-after", "3600")),
+    )
+    .await;
+    assert_eq!((s, g), (StatusCode::SERVICE_UNAVAILABLE, vec![ms(0)]));
+    // gRPC pushback
+    let (s, g) = run_http(
+        build(big, None),
+        status_with(503, ("grpc-retry-pushback-ms", "750")),
+    )
+    .await;
+    assert_eq!((s, g), (StatusCode::OK, vec![ms(0), ms(750)]));
+    // 4xx other than 408/429 is final
+    let (s, g) = run_http(build(big, None), status_with(404, ("x", "y"))).await;
+    assert_eq!((s, g), (StatusCode::NOT_FOUND, vec![ms(0)]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_needs_idempotency() {
+    let (m, _) = monitor();
+    let layer = RetryLayer::http(m).backoff(fixed(ms(100))).build().unwrap();
+    let (svc, calls) = http_503_then_200(status_with(503, ("x", "y")));
+    let post = Request::post("/").body(Full::default()).unwrap();
+    let res = layer.layer_svc(svc).oneshot(post).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.lock().unwrap().len(), 1);
+
+    let (svc, calls) = http_503_then_200(status_with(503, ("x", "y")));
+    let post = Request::post("/")
+        .header("idempotency-key", "k1")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        layer.layer_svc(svc).oneshot(post).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(calls.lock().unwrap().len(), 2);
+}
+
+/// 10 000 requests against a backend that always fails: the budget keeps total attempts
+/// within (1 + ratio) x requests + floor x seconds; without it they would be 3x.
+#[tokio::test(start_paused = true)]
+async fn retry_storm_is_bounded_by_the_budget() {
+    const REQUESTS: u64 = 10_000;
+    async fn storm(layer: RetryLayer) -> (u64, Duration) {
+        let attempts = Arc::new(AtomicU64::new(0));
+        let a = attempts.clone();
+        let mut svc = layer.layer_svc(service_fn(move |_: Request<()>| {
+            a.fetch_add(1, Ordering::Relaxed);
+            std::future::ready(Err::<(), BoxError>(Retryable::new("down").into()))
+        }));
+        let start = Instant::now();
+        for i in 0..REQUESTS {
+            // 1 000 requests per (virtual) second.
+            if i > 0 && i % 1000 == 0 {
+                tokio::time::advance(Duration::from_secs(1)).await;
+            }
+            let _ = svc.ready().await.unwrap().call(Request::new(())).await;
+        }
+        (attempts.load(Ordering::Relaxed), start.elapsed())
+    }
+    let (m, _) = monitor();
+    let bus = tower_pressure::event::EventBus::new(100_000);
+    let budgeted = RetryLayer::builder(m)
+        .backoff(fixed(ms(1)))
+        .event_bus(bus.clone())
+        .build()
+        .unwrap();
+    let mut rx = bus.subscribe();
+    let (with, elapsed) = storm(budgeted.clone()).await;
+    let seconds = elapsed.as_secs_f64().ceil() + 1.0; // + one budget slot of rounding
+    let bound = 1.2 * REQUESTS as f64 + 10.0 * seconds;
+    assert!(with as f64 <= bound, "{with} attempts > {bound}");
+    assert!(with > REQUESTS, "some retries are allowed");
+    // BudgetExhausted is aggregated: about one event per second, not one per refusal.
+    let mut events = 0;
+    let mut counted = 0;
+    while let Ok(e) = rx.try_recv() {
+        if let Event::Retry(r) = e
+            && let RetryEventKind::BudgetExhausted { count } = r.kind
+        {
+            events += 1;
+            counted += count;
+        }
+    }
+    assert!(events <= 12, "{events} BudgetExhausted events");
+    assert!(counted > 0 && counted <= budgeted.budget().unwrap().refused());
+
+    let (m, _) = monitor();
+    let unbudgeted = RetryLayer::builder(m)
+        .backoff(fixed(ms(1)))
+        .no_budget()
+        .build()
+        .unwrap();
+    let (without, _) = storm(unbudgeted).await;
+    assert_eq!(without, 3 * REQUESTS);
+}
+
+/// Two clones of one layer (two routes, two clients) share one budget.
+#[tokio::test(start_paused = true)]
+async fn clones_share_one_budget() {
+    let (m, _) = monitor();
+    let budget = RetryBudget::builder()
+        .ratio(0.0)
+        .min_per_second(1)
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder(m)
+        .backoff(fixed(ms(1)))
+        .budget(budget)
+        .build()
+        .unwrap();
+    let a = Flaky::new(100);
+    let b = Flaky::new(100);
+    let _ = layer
+        .clone()
+        .layer_svc(a.clone())
+        .oneshot(Request::new(()))
+        .await;
+    let _ = layer.layer_svc(b.clone()).oneshot(Request::new(())).await;
+    // One retry per second in total across both clones.
+    assert_eq!(a.count() + b.count(), 3);
+}
+
+/// A two-route axum router behind one RetryLayer shares one budget; streaming bodies are
+/// made replayable by BufferBodyLayer.
+#[tokio::test(start_paused = true)]
+async fn axum_two_routes_share_one_budget() {
+    use axum::{Router, error_handling::HandleErrorLayer, routing::post};
+    let (m, _) = monitor();
+    let retry = RetryLayer::http(m).backoff(fixed(ms(10))).build().unwrap();
+    let hits = Arc::new(AtomicU32::new(0));
+    let handler = |hits: Arc<AtomicU32>| {
+        move |body: String| {
+            let n = hits.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n.is_multiple_of(2) {
+                    (StatusCode::SERVICE_UNAVAILABLE, String::new())
+                } else {
+                    (StatusCode::OK, body)
+                }
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/a", post(handler(hits.clone())))
+        .route("/b", post(handler(hits.clone())))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|e: BoxError| async move {
+                    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                }))
+                .layer(BufferBodyLayer::new(1024))
+                .layer(retry.clone()),
+        );
+    for path in ["/a", "/b"] {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("idempotency-key", "k")
+            .body(axum::body::Body::from("payload"))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.into_body().collect().await.unwrap().to_bytes(),
+            "payload"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        retry.budget().unwrap().withdrawn(),
+        2,
+        "both routes drew on one budget"
+    );
+
+    // Past the buffer limit: a clear typed error, mapped by HandleErrorLayer.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/a")
+        .body(axum::body::Body::from(vec![b'x'; 2048]))
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let msg = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        msg,
+        "request body exceeds the replay buffer limit of 1024 bytes"
+    );
+}
+
+/// A real hyper server on 127.0.0.1 answering 503 + Retry-After, then 200.
+#[tokio::test(start_paused = true)]
+async fn real_server_retry_after_then_ok() {
+    use axum::{Router, routing::any};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let hits: Arc<Mutex<Vec<(Method, Instant)>>> = Arc::default();
+    let h = hits.clone();
+    let app = Router::new().route(
+        "/",
+        any(move |method: Method| {
+            let h = h.clone();
+            async move {
+                let mut v = h.lock().unwrap();
+                v.push((method, Instant::now()));
+                if v.len() % 2 == 1 {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [("retry-after", "3")],
+                        "busy",
+                    )
+                } else {
+                    (StatusCode::OK, [("x-ok", "1")], "done")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (m, _) = monitor();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::http(m).backoff(fixed(ms(100))).build().unwrap())
+        .service(client);
+
+    let uri: http::Uri = format!("http://{addr}/").parse().unwrap();
+    let res = svc
+        .clone()
+        .oneshot(Request::get(uri.clone()).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "done");
+    {
+        let v = hits.lock().unwrap();
+        assert_eq!(v.len(), 2, "retried once");
+        assert!(
+            v[1].1.duration_since(v[0].1) >= Duration::from_secs(3),
+            "after the header's delay"
+        );
+    }
+
+    // A POST without idempotency is not retried: the 503 reaches the caller.
+    let res = svc
+        .oneshot(Request::post(uri).body(Full::from("x")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hits.lock().unwrap().len(), 3);
+    assert_eq!(hits.lock().unwrap()[2].0, Method::POST);
+    server.abort();
+}
+
+/// Helper: apply a layer without naming `tower::Layer` at every call site.
+trait LayerExt<S>: tower::Layer<S> + Sized {
+    fn layer_svc(&self, s: S) -> Self::Service {
+        tower::Layer::layer(self, s)
+    }
+}
+impl<S, L: tower::Layer<S>> LayerExt<S> for L {}
