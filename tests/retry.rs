@@ -318,6 +318,7 @@ async fn events_are_reported() {
     }
 }
 
+#[allow(clippy::type_complexity)] // an `impl Service` with its associated types spelled out
 fn http_503_then_200(
     first: Response<Full<Bytes>>,
 ) -> (
