@@ -89,7 +89,10 @@ impl fmt::Debug for Constraints {
             .field("level", &self.level)
             .field("priority", &self.priority)
             .field("entity_limit_factor", &self.entity_limit_factor)
-            .field("embedding_dimensions_factor", &self.embedding_dimensions_factor)
+            .field(
+                "embedding_dimensions_factor",
+                &self.embedding_dimensions_factor,
+            )
             .field("skip_optional", &self.skip_optional)
             .field("skip_expensive", &self.skip_expensive)
             .field("use_simplified", &self.use_simplified)
@@ -305,7 +308,10 @@ mod axum_impl {
     impl<S: Send + Sync> FromRequestParts<S> for Constraints {
         type Rejection = MissingConstraints;
 
-        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
             parts
                 .extensions
                 .get::<Constraints>()
@@ -332,9 +338,18 @@ mod tests {
         assert!(!Constraints::for_level(PressureLevel::Elevated).should_skip_optional());
         assert!(Constraints::for_level(PressureLevel::High).should_skip_expensive());
         assert!(!Constraints::for_level(PressureLevel::High).should_use_simplified());
-        assert_eq!(Constraints::for_level(PressureLevel::Emergency).embedding_dimensions(768), 192);
-        assert_eq!(Constraints::for_level(PressureLevel::Emergency).entity_limit(1), 1);
-        assert_eq!(Constraints::for_level(PressureLevel::Emergency).entity_limit(0), 0);
+        assert_eq!(
+            Constraints::for_level(PressureLevel::Emergency).embedding_dimensions(768),
+            192
+        );
+        assert_eq!(
+            Constraints::for_level(PressureLevel::Emergency).entity_limit(1),
+            1
+        );
+        assert_eq!(
+            Constraints::for_level(PressureLevel::Emergency).entity_limit(0),
+            0
+        );
     }
 
     #[test]

@@ -468,7 +468,11 @@ fn trace_event(event: &Event) {
             }
         },
         Event::Concurrency(e) => match &e.kind {
-            ConcurrencyEventKind::LimitChanged { from, to, algorithm } => {
+            ConcurrencyEventKind::LimitChanged {
+                from,
+                to,
+                algorithm,
+            } => {
                 tracing::debug!(target: T, kind = "limit_changed", name = %e.name, from, to, algorithm, "concurrency limit changed");
             }
             ConcurrencyEventKind::Shed {

@@ -88,7 +88,11 @@ impl DegradationPolicy {
     /// Inserts `value` as a typed request extension at `level` and above (until a higher
     /// level registers another value of the same type). Opt-in: costs one extension insert
     /// per registered value per request.
-    pub fn extension<T: Clone + Send + Sync + 'static>(mut self, level: PressureLevel, value: T) -> Self {
+    pub fn extension<T: Clone + Send + Sync + 'static>(
+        mut self,
+        level: PressureLevel,
+        value: T,
+    ) -> Self {
         let ins: Inserter = Arc::new(move |ext: &mut http::Extensions| {
             ext.insert(value.clone());
         });

@@ -40,7 +40,10 @@ impl<S, H> Degradation<S, H> {
 impl Shared {
     /// Inserts the constraints (and opt-in extensions) for the current level; returns the level.
     #[inline]
-    pub(crate) fn constrain(&self, ext: &mut http::Extensions) -> (PressureLevel, crate::pressure::Signal) {
+    pub(crate) fn constrain(
+        &self,
+        ext: &mut http::Extensions,
+    ) -> (PressureLevel, crate::pressure::Signal) {
         let (level, signal, value) = self.monitor.level_and_cause();
         let mut c = self.policy.constraints(level);
         c.cause = crate::constraints::Cause { signal, value };
@@ -114,7 +117,8 @@ mod http_header {
             let this = self.project();
             let mut res = std::task::ready!(this.inner.poll(cx));
             if let (Ok(r), Some(v)) = (res.as_mut(), this.value.take()) {
-                r.headers_mut().insert(http::HeaderName::from_static("x-degraded"), v);
+                r.headers_mut()
+                    .insert(http::HeaderName::from_static("x-degraded"), v);
             }
             Poll::Ready(res)
         }

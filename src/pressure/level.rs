@@ -164,7 +164,12 @@ impl Thresholds {
     ///
     /// # Errors
     /// When a value is not finite or negative, or the values are not strictly increasing.
-    pub fn new(elevated: f64, high: f64, critical: f64, emergency: f64) -> Result<Self, ConfigError> {
+    pub fn new(
+        elevated: f64,
+        high: f64,
+        critical: f64,
+        emergency: f64,
+    ) -> Result<Self, ConfigError> {
         Self::with_margin([elevated, high, critical, emergency], 5.0)
     }
 
@@ -344,7 +349,9 @@ mod tests {
         use PressureLevel::*;
         assert_eq!(
             seq,
-            [Emergency, Critical, Critical, High, High, Elevated, Elevated, Normal]
+            [
+                Emergency, Critical, Critical, High, High, Elevated, Elevated, Normal
+            ]
         );
     }
 
@@ -371,7 +378,10 @@ mod tests {
                 last = l;
             }
         }
-        assert!(naive_changes >= 200, "naive mapping changed {naive_changes} times");
+        assert!(
+            naive_changes >= 200,
+            "naive mapping changed {naive_changes} times"
+        );
         assert!(changes <= 3, "hysteresis changed {changes} times");
     }
 }

@@ -16,10 +16,10 @@ mod signal;
 pub mod sources;
 
 pub use level::{HysteresisTracker, PressureLevel, Thresholds};
+pub(crate) use monitor::BuiltinSources;
 pub use monitor::{
     LevelChange, PressureMonitor, PressureMonitorBuilder, PressureSnapshot, SignalReading,
     default_thresholds,
 };
-pub(crate) use monitor::BuiltinSources;
 pub use signal::Signal;
 pub use sources::{ManualSource, Source};

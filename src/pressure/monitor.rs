@@ -409,7 +409,10 @@ impl Inner {
             let s = t.sticky_level_of(v);
             raw = raw.max(r);
             sticky = sticky.max(s);
-            let ratio = v / t.threshold(PressureLevel::Elevated).unwrap_or(1.0).max(f64::MIN_POSITIVE);
+            let ratio = v / t
+                .threshold(PressureLevel::Elevated)
+                .unwrap_or(1.0)
+                .max(f64::MIN_POSITIVE);
             let better = match driver {
                 None => true,
                 Some((_, ls, lr)) => (s, ratio) > (ls, lr),
@@ -440,7 +443,8 @@ impl Inner {
         // Sequence-lock publication; see the module docs.
         self.seq.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::Release);
-        self.word.store(pack(level, signal, value), Ordering::Relaxed);
+        self.word
+            .store(pack(level, signal, value), Ordering::Relaxed);
         self.at_nanos.store(at, Ordering::Relaxed);
         self.cpu.store(cpu.to_bits(), Ordering::Relaxed);
         self.memory.store(memory.to_bits(), Ordering::Relaxed);
@@ -673,7 +677,12 @@ impl PressureMonitorBuilder {
     /// assert_eq!(monitor.level(), tower_pressure::PressureLevel::High);
     /// # Ok(()) }
     /// ```
-    pub fn gauge<F>(mut self, name: impl Into<Arc<str>>, thresholds: Option<Thresholds>, read: F) -> Self
+    pub fn gauge<F>(
+        mut self,
+        name: impl Into<Arc<str>>,
+        thresholds: Option<Thresholds>,
+        read: F,
+    ) -> Self
     where
         F: Fn() -> f64 + Send + Sync + 'static,
     {
@@ -727,7 +736,11 @@ impl PressureMonitorBuilder {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.interval.is_zero() {
-            return Err(ConfigError::new("interval", self.interval, "must be greater than zero"));
+            return Err(ConfigError::new(
+                "interval",
+                self.interval,
+                "must be greater than zero",
+            ));
         }
         if self.lag_probe_interval.is_zero() {
             return Err(ConfigError::new(
@@ -737,7 +750,11 @@ impl PressureMonitorBuilder {
             ));
         }
         if self.dwell == 0 {
-            return Err(ConfigError::new("dwell", self.dwell, "must be at least 1 sample"));
+            return Err(ConfigError::new(
+                "dwell",
+                self.dwell,
+                "must be at least 1 sample",
+            ));
         }
         for (signal, t) in &self.thresholds {
             if let (Some(t), true) = (t, signal.is_percent()) {
@@ -745,14 +762,26 @@ impl PressureMonitorBuilder {
             }
         }
         if self.gauges.len() > u16::MAX as usize - 64 {
-            return Err(ConfigError::new("gauges", self.gauges.len(), "too many gauges"));
+            return Err(ConfigError::new(
+                "gauges",
+                self.gauges.len(),
+                "too many gauges",
+            ));
         }
         for (i, (name, _, _)) in self.gauges.iter().enumerate() {
             if name.trim().is_empty() {
-                return Err(ConfigError::new(format!("gauges[{i}].name"), &**name, "must not be empty"));
+                return Err(ConfigError::new(
+                    format!("gauges[{i}].name"),
+                    &**name,
+                    "must not be empty",
+                ));
             }
             if self.gauges[..i].iter().any(|(n, _, _)| n == name) {
-                return Err(ConfigError::new(format!("gauges[{i}].name"), &**name, "duplicate gauge name"));
+                return Err(ConfigError::new(
+                    format!("gauges[{i}].name"),
+                    &**name,
+                    "duplicate gauge name",
+                ));
             }
         }
         Ok(())
@@ -794,7 +823,13 @@ impl PressureMonitorBuilder {
 
         let claimed: Vec<Signal> = all.iter().flat_map(|s| s.signals()).collect();
         let psi_cpu = claimed.contains(&Signal::PsiCpu) || claimed.contains(&Signal::CgroupPsiCpu);
-        let explicit = |s: Signal| self.thresholds.iter().rev().find(|(x, _)| *x == s).map(|(_, t)| *t);
+        let explicit = |s: Signal| {
+            self.thresholds
+                .iter()
+                .rev()
+                .find(|(x, _)| *x == s)
+                .map(|(_, t)| *t)
+        };
 
         let mut slots = Vec::new();
         let mut sources_mapped = Vec::new();
@@ -816,7 +851,9 @@ impl PressureMonitorBuilder {
                             .unwrap_or((signal, Arc::from("custom"), None));
                         (name, explicit(signal).unwrap_or(t))
                     }
-                    Signal::Cpu if psi_cpu => (Arc::from(signal.as_str()), explicit(signal).unwrap_or(None)),
+                    Signal::Cpu if psi_cpu => {
+                        (Arc::from(signal.as_str()), explicit(signal).unwrap_or(None))
+                    }
                     _ => (
                         Arc::from(signal.as_str()),
                         explicit(signal).unwrap_or_else(|| default_thresholds(signal)),
@@ -833,7 +870,10 @@ impl PressureMonitorBuilder {
             sources_mapped.push((source, map));
         }
 
-        let values: Box<[AtomicU64]> = slots.iter().map(|_| AtomicU64::new(f64::NAN.to_bits())).collect();
+        let values: Box<[AtomicU64]> = slots
+            .iter()
+            .map(|_| AtomicU64::new(f64::NAN.to_bits()))
+            .collect();
         let (level_tx, _) = watch::channel(PressureLevel::Normal);
         let inner = Arc::new(Inner {
             word: AtomicU64::new(pack(PressureLevel::Normal, Signal::None, f64::NAN)),
@@ -900,10 +940,16 @@ mod tests {
 
     #[test]
     fn validation_names_fields() {
-        let e = PressureMonitor::builder().dwell(0).build_unstarted().unwrap_err();
+        let e = PressureMonitor::builder()
+            .dwell(0)
+            .build_unstarted()
+            .unwrap_err();
         assert_eq!(e.field(), "dwell");
         let e = PressureMonitor::builder()
-            .thresholds(Signal::Memory, Thresholds::new(65.0, 75.0, 85.0, 120.0).unwrap())
+            .thresholds(
+                Signal::Memory,
+                Thresholds::new(65.0, 75.0, 85.0, 120.0).unwrap(),
+            )
             .build_unstarted()
             .unwrap_err();
         assert_eq!(e.field(), "thresholds.memory.emergency");
@@ -938,7 +984,11 @@ mod tests {
         let mon = PressureMonitor::builder()
             .without_system_sources()
             .manual(Signal::Cpu, cpu.clone())
-            .gauge("gpu_mem", Some(Thresholds::new(1.0, 2.0, 3.0, 4.0).unwrap()), || 3.5)
+            .gauge(
+                "gpu_mem",
+                Some(Thresholds::new(1.0, 2.0, 3.0, 4.0).unwrap()),
+                || 3.5,
+            )
             .build_unstarted()
             .unwrap();
         assert_eq!(mon.level(), PressureLevel::Critical);
@@ -977,7 +1027,12 @@ mod tests {
             seen.push(mon.level());
         }
         use PressureLevel::*;
-        assert_eq!(seen, [Emergency, Critical, Critical, High, High, Elevated, Elevated, Normal]);
+        assert_eq!(
+            seen,
+            [
+                Emergency, Critical, Critical, High, High, Elevated, Elevated, Normal
+            ]
+        );
         assert_eq!(mon.level_history().len(), 5);
     }
 

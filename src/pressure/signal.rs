@@ -161,7 +161,10 @@ mod tests {
         for s in Signal::BUILTIN {
             assert_eq!(Signal::from_code(s.code()), s);
         }
-        assert_eq!(Signal::from_code(Signal::Custom(7).code()), Signal::Custom(7));
+        assert_eq!(
+            Signal::from_code(Signal::Custom(7).code()),
+            Signal::Custom(7)
+        );
         assert_eq!(Signal::from_code(Signal::None.code()), Signal::None);
     }
 }
