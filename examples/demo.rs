@@ -609,8 +609,10 @@ async fn main() -> Result<(), BoxError> {
         );
         outage.store(phase == Phase::Outage, Ordering::Relaxed);
         let mem = if phase == Phase::Memory {
-            let into = (frac - 0.60) / 0.20;
-            (70.0 + 27.0 * (into * 1.6).min(1.0)).min(97.0)
+            // Ramp from 60 % to 97 % over the phase: Elevated, High, then Critical about two
+            // thirds in (which gives the breaker time to close after the outage).
+            let into = ((frac - 0.60) / 0.20).clamp(0.0, 1.0);
+            60.0 + 37.0 * into
         } else {
             40.0
         };
