@@ -16,6 +16,7 @@
 //! cargo run --example status_dashboard -- --port 8080
 //! cargo run --example status_dashboard -- --seconds 20      # serve 20 s, then exit
 //! cargo run --example status_dashboard -- --quick           # serve ~4 s, self-check, exit 0
+//! cargo run --example status_dashboard -- --system          # add the machine's real signals
 //! ```
 //!
 //! The load stops after 120 s (or at exit); the page keeps polling. `tests/dashboard_chromium.rs`
@@ -156,6 +157,7 @@ fn point(registry: &StatusRegistry, t: f64) -> Value {
         "effective": metric(&c, "tower_pressure_concurrency_effective_limit"),
         "inflight": metric(&c, "tower_pressure_concurrency_in_flight"),
         "breakers": breakers,
+        "driverName": p["info"]["driver"],
     })
 }
 
@@ -176,6 +178,7 @@ struct Args {
     quick: bool,
     port: u16,
     seconds: Option<u64>,
+    system: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -183,6 +186,7 @@ fn parse_args() -> Result<Args, String> {
         quick: false,
         port: 3030,
         seconds: None,
+        system: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -195,9 +199,10 @@ fn parse_args() -> Result<Args, String> {
             "--quick" => a.quick = true,
             "--port" => a.port = u16::try_from(num("--port")?).map_err(|e| e.to_string())?,
             "--seconds" => a.seconds = Some(num("--seconds")?),
+            "--system" => a.system = true,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (use --quick, --port N, --seconds N)"
+                    "unknown argument {other:?} (use --quick, --port N, --seconds N, --system)"
                 ));
             }
         }
@@ -217,12 +222,12 @@ async fn main() -> Result<(), BoxError> {
     let started = Instant::now();
     let load_for = Duration::from_secs(args.seconds.unwrap_or(120).min(120));
 
-    // Pressure: a manual "demo wave" signal (plus the machine's own signals unless --quick).
+    // Pressure: a manual "demo wave" signal (plus the machine's own signals with --system).
     let wave = ManualSource::new(20.0);
     let mut builder = PressureMonitor::builder()
         .interval(Duration::from_millis(250))
         .manual(Signal::Manual, wave.clone());
-    if args.quick {
+    if !args.system {
         builder = builder.without_system_sources();
     }
     let monitor = builder.build()?;
@@ -360,7 +365,12 @@ async fn main() -> Result<(), BoxError> {
                 let Ok(req) = req else { break };
                 match client.request(req).await {
                     Ok(res) if res.status().is_success() => served.fetch_add(1, Ordering::Relaxed),
-                    Ok(_) => shed.fetch_add(1, Ordering::Relaxed),
+                    Ok(_) => {
+                        // Shed: back off a little instead of hammering (a real client would
+                        // honour Retry-After).
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        shed.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(_) => 0,
                 };
             }
@@ -431,7 +441,7 @@ const PAGE: &str = r##"<!doctype html>
 </style></head><body>
 <header><h1>tower-pressure</h1>
  <span>level <span id="level" class="badge">?</span></span>
- <span>driver <b id="driver">?</b></span>
+ <span>driver <b id="driverName">?</b> = <b id="driver">?</b></span>
  <span>limit <b id="limit">?</b> / in-flight <b id="inflight">?</b></span>
  <span class="muted" id="updated">waiting for /status…</span></header>
 <main>
@@ -461,7 +471,8 @@ function toPoint(status, t) {
   const p = sec("pressure"), c = sec("concurrency"), b = sec("breakers");
   const breakers = {};
   for (const e of (b && b.entries) || []) breakers[e.name] = e.info.state;
-  return { t, level: metric(p, "tower_pressure_level"), driver: metric(p, "tower_pressure_driver_value"),
+  const driverName = p && p.info ? p.info.driver : null;
+  return { t, driverName, level: metric(p, "tower_pressure_level"), driver: metric(p, "tower_pressure_driver_value"),
            limit: metric(c, "tower_pressure_concurrency_limit"), effective: metric(c, "tower_pressure_concurrency_effective_limit"),
            inflight: metric(c, "tower_pressure_concurrency_in_flight"), breakers };
 }
@@ -518,7 +529,7 @@ function draw() {
     const { g, w, h } = setup(document.getElementById("c2"));
     let ymax = 10;
     for (const p of pts) ymax = Math.max(ymax, p.limit || 0, p.inflight || 0, p.effective || 0);
-    ymax = Math.ceil(ymax * 1.15 / 5) * 5;
+    ymax = Math.ceil(ymax * 1.15 / 4) * 4;
     const map = xy(w, h, pad, tmax, ymax);
     frame(g, w, h, tmax, ymax, pad);
     line(g, pts, "limit", "#a3e635", map, true);
@@ -540,7 +551,7 @@ function draw() {
         if (!s) continue;
         const x0 = X(pts[j].t), x1 = j + 1 < pts.length ? X(pts[j + 1].t) : X(tmax) + 3;
         g.fillStyle = STATE_COLORS[s] || "#64748b";
-        g.fillRect(x0, y + 3, Math.max(1, x1 - x0), rowH - 6);
+        g.fillRect(x0, y + 3, Math.max(1, x1 - x0) + 0.8, rowH - 6);
       }
     });
     g.fillStyle = "#94a3b8"; g.font = "11px system-ui";
@@ -549,6 +560,7 @@ function draw() {
   const last = pts[pts.length - 1];
   const lv = document.getElementById("level");
   lv.textContent = LEVELS[last.level] || "?"; lv.style.background = LEVEL_COLORS[last.level] || "#64748b";
+  document.getElementById("driverName").textContent = last.driverName || "?";
   document.getElementById("driver").textContent = last.driver === null ? "?" : last.driver.toFixed(1);
   document.getElementById("limit").textContent = last.limit ?? "?";
   document.getElementById("inflight").textContent = last.inflight ?? "?";
