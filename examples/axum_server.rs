@@ -125,7 +125,11 @@ fn parse_args() -> Result<Args, String> {
                     .and_then(|p| p.parse().ok())
                     .ok_or("--port needs a number")?
             }
-            other => return Err(format!("unknown argument {other:?} (use --quick, --port N)")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (use --quick, --port N)"
+                ));
+            }
         }
     }
     if a.quick {
@@ -166,7 +170,9 @@ async fn main() -> Result<(), tower::BoxError> {
         // shares the stack's state.
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(tower_pressure::rejection::handle_error))
+                .layer(HandleErrorLayer::new(
+                    tower_pressure::rejection::handle_error,
+                ))
                 .layer(stack),
         )
         // Not behind the stack: operators and scrapers must see the status under overload.
@@ -174,7 +180,8 @@ async fn main() -> Result<(), tower::BoxError> {
         .route("/simulate/{percent}", post(simulate))
         .with_state(state);
 
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
     let addr = listener.local_addr()?;
     println!("axum_server listening on http://{addr}");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -187,8 +194,7 @@ async fn main() -> Result<(), tower::BoxError> {
     }
 
     // --quick: talk to ourselves with a hyper client, print what came back, exit.
-    let client: Client<_, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let get = |path: &str, priority: Option<&str>| {
         let mut b = http::Request::get(format!("http://{addr}{path}"));
         if let Some(p) = priority {
@@ -204,7 +210,11 @@ async fn main() -> Result<(), tower::BoxError> {
                 .get(http::header::RETRY_AFTER)
                 .map(|v| v.to_str().unwrap_or("?").to_owned());
             let body = res.into_body().collect().await?.to_bytes();
-            Ok::<_, tower::BoxError>((status, retry_after, String::from_utf8_lossy(&body).into_owned()))
+            Ok::<_, tower::BoxError>((
+                status,
+                retry_after,
+                String::from_utf8_lossy(&body).into_owned(),
+            ))
         }
     };
 
@@ -216,7 +226,11 @@ async fn main() -> Result<(), tower::BoxError> {
     println!("pressure set to {} (manual signal 80)", monitor.level());
     let (s, ra, b) = get("/analyze", Some("low")).await?;
     println!("[high]      GET /analyze x-priority=low  -> {s} retry-after={ra:?} {b}");
-    assert_eq!(s, http::StatusCode::SERVICE_UNAVAILABLE, "low is shed at high");
+    assert_eq!(
+        s,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "low is shed at high"
+    );
     let (s, _, b) = get("/analyze", Some("critical")).await?;
     println!("[high]      GET /analyze x-priority=critical -> {s} {b}");
     assert_eq!(s, http::StatusCode::OK, "critical is served, degraded");
@@ -233,12 +247,18 @@ async fn main() -> Result<(), tower::BoxError> {
         b.len(),
         v["sections"]
             .as_array()
-            .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect::<Vec<_>>())
+            .map(|a| a
+                .iter()
+                .filter_map(|s| s["name"].as_str())
+                .collect::<Vec<_>>())
             .unwrap_or_default(),
         pressure["info"]
     );
     let (s, _, b) = get("/status?format=prometheus", None).await?;
-    println!("[status]    GET /status?format=prometheus -> {s}, {} lines, e.g.:", b.lines().count());
+    println!(
+        "[status]    GET /status?format=prometheus -> {s}, {} lines, e.g.:",
+        b.lines().count()
+    );
     for line in b.lines().filter(|l| {
         l.starts_with("tower_pressure_level ")
             || l.starts_with("tower_pressure_driver_value")

@@ -42,6 +42,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
+use tower_pressure::PressureLevel;
 use tower_pressure::ResilienceStack;
 use tower_pressure::circuit_breaker::http::{HostKey, ServerErrorsAsFailures};
 use tower_pressure::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
@@ -50,7 +51,6 @@ use tower_pressure::event::{BreakerEventKind, Event, RetryEventKind};
 use tower_pressure::pressure::PressureMonitor;
 use tower_pressure::rejection::Rejection;
 use tower_pressure::retry::{Backoff, Jitter, RetryLayer};
-use tower_pressure::PressureLevel;
 
 const HOST_A: &str = "api.provider-a.test";
 const HOST_B: &str = "api.provider-b.test";
@@ -170,7 +170,10 @@ struct MaxTokens(u32);
 /// Innermost step of the client: the JSON body, with `max_tokens` capped by the level's
 /// `MaxTokens` extension. Runs per attempt, so a retry after pressure rose is smaller too.
 fn encode(req: http::Request<Chat>) -> http::Request<Full<Bytes>> {
-    let cap = req.extensions().get::<MaxTokens>().map_or(u32::MAX, |m| m.0);
+    let cap = req
+        .extensions()
+        .get::<MaxTokens>()
+        .map_or(u32::MAX, |m| m.0);
     req.map(|c| {
         let body = json!({
             "model": c.model,
@@ -300,7 +303,10 @@ async fn main() -> Result<(), BoxError> {
             if let Err(e) = &res {
                 let r = Rejection::from_error(&**e);
                 if r.reason() == "circuit_open" {
-                    println!("   provider A: {} -> falling back to provider B", r.message());
+                    println!(
+                        "   provider A: {} -> falling back to provider B",
+                        r.message()
+                    );
                     used = "B";
                     res = client.clone().oneshot(build(&url_b, key)?).await;
                 }
@@ -315,7 +321,11 @@ async fn main() -> Result<(), BoxError> {
                     println!(
                         "   => provider {used}: {status} in {:.2}s, max_tokens sent={}, breakers {}",
                         elapsed.as_secs_f64(),
-                        if mt.is_null() { "-".to_owned() } else { mt.to_string() },
+                        if mt.is_null() {
+                            "-".to_owned()
+                        } else {
+                            mt.to_string()
+                        },
                         breaker_states(&breakers)
                     );
                 }

@@ -79,14 +79,24 @@ async fn dependency(req: http::Request<()>, started: Instant) -> Result<(), BoxE
 fn concurrency_section(h: &AdaptiveConcurrencyHandle) -> StatusSection {
     let mut s = StatusSection::new("concurrency", "concurrency")
         .info("algorithm", h.algorithm())
-        .gauge("tower_pressure_concurrency_limit", "Learned limit.", &[], h.limit() as f64)
+        .gauge(
+            "tower_pressure_concurrency_limit",
+            "Learned limit.",
+            &[],
+            h.limit() as f64,
+        )
         .gauge(
             "tower_pressure_concurrency_effective_limit",
             "Limit after pressure scaling.",
             &[],
             h.effective_limit() as f64,
         )
-        .gauge("tower_pressure_concurrency_in_flight", "In flight.", &[], h.in_flight() as f64);
+        .gauge(
+            "tower_pressure_concurrency_in_flight",
+            "In flight.",
+            &[],
+            h.in_flight() as f64,
+        );
     for p in Priority::ALL {
         let class = p.to_string();
         s = s.counter(
@@ -103,7 +113,9 @@ fn concurrency_section(h: &AdaptiveConcurrencyHandle) -> StatusSection {
 fn breakers_section(h: &CircuitBreakerHandle) -> StatusSection {
     let mut s = StatusSection::new("breakers", "circuit_breaker");
     for m in h.all_metrics() {
-        let Some(key) = m.key.as_deref() else { continue };
+        let Some(key) = m.key.as_deref() else {
+            continue;
+        };
         s = s
             .gauge(
                 "tower_pressure_breaker_state",
@@ -115,7 +127,12 @@ fn breakers_section(h: &CircuitBreakerHandle) -> StatusSection {
                 StatusSection::new(key, "breaker")
                     .info("state", m.state)
                     .info("failure_rate", format!("{:.1}", m.failure_rate))
-                    .counter("tower_pressure_breaker_calls_total", "Calls.", &[("key", key)], m.calls as f64)
+                    .counter(
+                        "tower_pressure_breaker_calls_total",
+                        "Calls.",
+                        &[("key", key)],
+                        m.calls as f64,
+                    )
                     .counter(
                         "tower_pressure_breaker_rejected_total",
                         "Rejected calls.",
@@ -144,10 +161,17 @@ fn point(registry: &StatusRegistry, t: f64) -> Value {
             .map(|m| m["value"].clone())
             .unwrap_or(Value::Null)
     };
-    let (p, c, b) = (section("pressure"), section("concurrency"), section("breakers"));
+    let (p, c, b) = (
+        section("pressure"),
+        section("concurrency"),
+        section("breakers"),
+    );
     let mut breakers = serde_json::Map::new();
     for e in b["entries"].as_array().into_iter().flatten() {
-        breakers.insert(e["name"].as_str().unwrap_or("?").into(), e["info"]["state"].clone());
+        breakers.insert(
+            e["name"].as_str().unwrap_or("?").into(),
+            e["info"]["state"].clone(),
+        );
     }
     json!({
         "t": t,
@@ -234,7 +258,9 @@ async fn main() -> Result<(), BoxError> {
 
     let concurrency = AdaptiveConcurrencyLayer::builder(monitor.clone())
         .name("api")
-        .classifier(HeaderPriority::new(http::HeaderName::from_static("x-priority")))
+        .classifier(HeaderPriority::new(http::HeaderName::from_static(
+            "x-priority",
+        )))
         .build()?;
     let limiter = concurrency.handle();
     let stack = ResilienceStack::inbound(monitor.clone()).concurrency(concurrency);
@@ -289,7 +315,9 @@ async fn main() -> Result<(), BoxError> {
         .route("/api/work", get(work))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(tower_pressure::rejection::handle_error))
+                .layer(HandleErrorLayer::new(
+                    tower_pressure::rejection::handle_error,
+                ))
                 .layer(stack),
         )
         .route("/", get(|| async { Html(PAGE) }))
@@ -353,7 +381,8 @@ async fn main() -> Result<(), BoxError> {
             while started.elapsed() < load_for {
                 i += 1;
                 // Workers join and leave over time so the offered load varies.
-                let active = 8.0 + 16.0 * ((started.elapsed().as_secs_f64() / 5.0).sin() * 0.5 + 0.5);
+                let active =
+                    8.0 + 16.0 * ((started.elapsed().as_secs_f64() / 5.0).sin() * 0.5 + 0.5);
                 if f64::from(w) >= active {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -416,7 +445,10 @@ async fn main() -> Result<(), BoxError> {
             println!("GET {path} -> {status} ({len} bytes)");
             assert!(status.is_success());
         }
-        assert!(served.load(Ordering::Relaxed) > 0, "the load reached the handler");
+        assert!(
+            served.load(Ordering::Relaxed) > 0,
+            "the load reached the handler"
+        );
         println!("quick run OK");
     }
     Ok(())

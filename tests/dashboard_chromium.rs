@@ -110,7 +110,10 @@ fn dashboard_renders_live_data() {
     // 1. The page's script ran and filled the header from /status.
     let dom = chromium(&browser, &["--dump-dom"], &url);
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("updated "), "the page never got /status:\n{dom}");
+    assert!(
+        dom.contains("updated "),
+        "the page never got /status:\n{dom}"
+    );
     let level_badge = dom
         .split("id=\"level\"")
         .nth(1)
@@ -142,6 +145,14 @@ fn dashboard_renders_live_data() {
     });
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     // A blank 1200x800 page compresses to a few KB; charts with data are tens of KB.
-    assert!(png.len() > 20_000, "screenshot suspiciously small: {} bytes", png.len());
-    eprintln!("screenshot: {} ({} bytes), level {level_badge}", out_path.display(), png.len());
+    assert!(
+        png.len() > 20_000,
+        "screenshot suspiciously small: {} bytes",
+        png.len()
+    );
+    eprintln!(
+        "screenshot: {} ({} bytes), level {level_badge}",
+        out_path.display(),
+        png.len()
+    );
 }

@@ -34,6 +34,8 @@ use tower_pressure::priority::HeaderPriority;
 use tower_pressure::rejection::to_grpc_status;
 use tower_pressure::{Constraints, ResilienceStack};
 
+// Generated code, checked in as generated: rustfmt leaves it alone.
+#[rustfmt::skip]
 #[allow(missing_docs, unreachable_pub, missing_debug_implementations)]
 mod analysis;
 
@@ -86,7 +88,11 @@ fn parse_args() -> Result<(bool, u16), String> {
                     .and_then(|p| p.parse().ok())
                     .ok_or("--port needs a number")?
             }
-            other => return Err(format!("unknown argument {other:?} (use --quick, --port N)")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (use --quick, --port N)"
+                ));
+            }
         }
     }
     Ok((quick, if quick { 0 } else { port }))
@@ -136,7 +142,9 @@ async fn main() -> Result<(), BoxError> {
     println!("tonic_server listening on http://{addr}");
 
     if !quick {
-        println!("call it with the generated client, or grpcurl (no reflection: pass the proto). Ctrl-C to stop.");
+        println!(
+            "call it with the generated client, or grpcurl (no reflection: pass the proto). Ctrl-C to stop."
+        );
         tokio::signal::ctrl_c().await?;
         server.abort();
         return Ok(());
@@ -177,23 +185,38 @@ async fn main() -> Result<(), BoxError> {
         }
     };
 
-    assert!(show("[normal]    Analyze x-priority=low     ", client.analyze(call("low")).await).is_ok());
+    assert!(
+        show(
+            "[normal]    Analyze x-priority=low     ",
+            client.analyze(call("low")).await
+        )
+        .is_ok()
+    );
 
     manual.set(96.0);
     monitor.sample_now();
     println!("pressure set to {} (manual signal 96)", monitor.level());
     assert!(
-        show("[emergency] Analyze x-priority=critical", client.analyze(call("critical")).await)
-            .is_ok()
+        show(
+            "[emergency] Analyze x-priority=critical",
+            client.analyze(call("critical")).await
+        )
+        .is_ok()
     );
-    let shed = show("[emergency] Analyze x-priority=low     ", client.analyze(call("low")).await);
+    let shed = show(
+        "[emergency] Analyze x-priority=low     ",
+        client.analyze(call("low")).await,
+    );
     assert_eq!(shed, Err(tonic::Code::ResourceExhausted));
 
     manual.set(0.0);
     monitor.sample_now();
     monitor.sample_now();
     open_breaker(&breaker_handle);
-    let open = show("[breaker]   Analyze x-priority=critical", client.analyze(call("critical")).await);
+    let open = show(
+        "[breaker]   Analyze x-priority=critical",
+        client.analyze(call("critical")).await,
+    );
     assert_eq!(open, Err(tonic::Code::Unavailable));
 
     server.abort();
