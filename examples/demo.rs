@@ -243,6 +243,9 @@ struct Tick {
     latencies_us: Vec<u64>,
 }
 
+/// A breaker transition: seconds since start, from, to, reason.
+type Transition = (f64, CircuitState, CircuitState, String);
+
 #[derive(Clone)]
 struct Row {
     t: f64,
@@ -328,7 +331,7 @@ async fn main() -> Result<(), BoxError> {
     // Events: retries and breaker transitions, counted from the one bus.
     let retries = Arc::new(AtomicU64::new(0));
     let budget_refusals = Arc::new(AtomicU64::new(0));
-    let transitions: Arc<Mutex<Vec<(f64, CircuitState, CircuitState, String)>>> = Arc::default();
+    let transitions: Arc<Mutex<Vec<Transition>>> = Arc::default();
     let start = Instant::now();
     {
         let mut rx = monitor.events().subscribe();
@@ -504,7 +507,6 @@ async fn main() -> Result<(), BoxError> {
             sent.clone(),
             stop.clone(),
         );
-        let capacity = capacity;
         tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(42);
             let mut next = Instant::now();
