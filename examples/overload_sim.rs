@@ -37,6 +37,9 @@ const PHASES: [(f64, f64, &str); 6] = [
     (4.0, 1.0, "4x, C back"),
 ];
 const BUCKET_MS: u64 = 100;
+/// Baseline probe interval of the "gradient2 probe" and "gradient2+prio" runs (the default,
+/// 60 s, is longer than the whole run).
+const PROBE_S: u64 = 5;
 
 type Svc = BoxCloneService<http::Request<()>, (), BoxError>;
 
@@ -128,7 +131,7 @@ fn adaptive(
         b = b
             .shares(
                 Shares::none()
-                    .with(Priority::Critical, 0.3)
+                    .with(Priority::Critical, 0.5)
                     .unwrap_or_default(),
             )
             .critical_queue(64, Duration::from_millis(20));
@@ -225,6 +228,7 @@ struct PhaseStats {
     admitted: f64,
     crit: f64,
     low: f64,
+    limit: f64,
 }
 
 fn phase_stats(run: &Run, phase: usize) -> PhaseStats {
@@ -254,6 +258,15 @@ fn phase_stats(run: &Run, phase: usize) -> PhaseStats {
         p50: pct(&mut lat, 0.5),
         p99: pct(&mut lat, 0.99),
         admitted: 100.0 * lat.len() as f64 / recs.len().max(1) as f64,
+        limit: {
+            let l: Vec<f64> = run
+                .limits
+                .iter()
+                .filter(|(t, _)| *t >= u64::from(from) && *t < u64::from(to))
+                .map(|(_, l)| f64::from(*l))
+                .collect();
+            l.iter().sum::<f64>() / l.len().max(1) as f64
+        },
         crit: rate(Priority::Critical.index() as u8),
         low: rate(Priority::Low.index() as u8),
     }
@@ -291,7 +304,7 @@ fn svg(runs: &[Run], unloaded_p99: f64) -> String {
     let total_s = (PHASES.len() as u64 * PHASE_S) as f64;
     let x = |t_s: f64| pad + t_s / total_s * (w - 2.0 * pad);
     let colors = [
-        "#999999", "#e08000", "#c00000", "#2a7fff", "#8a2be2", "#008000", "#004d00",
+        "#999999", "#e08000", "#c00000", "#2a7fff", "#8a2be2", "#00a000", "#00a0a0", "#004d00",
     ];
     let mut s = String::new();
     let height = 2.0 * h + 3.0 * pad;
@@ -318,12 +331,17 @@ fn svg(runs: &[Run], unloaded_p99: f64) -> String {
             r#"<text x="{pad}" y="{}" font-weight="bold">{title}</text>"#,
             top - 8.0
         );
-        let _ = writeln!(s, r#"<rect x="{pad}" y="{top}" width="{}" height="{h}" fill="none" stroke="#333"/>"#, w - 2.0 * pad);
+        let _ = writeln!(
+            s,
+            r##"<rect x="{pad}" y="{top}" width="{}" height="{h}" fill="none" stroke="#333"/>"##,
+            w - 2.0 * pad
+        );
         for v in [0.0, 50.0, 100.0, 150.0, 200.0] {
             let _ = writeln!(
                 s,
-                r##"<line x1="{pad}" x2="{}" y1="{0:.1}" y2="{0:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{v}</text>"##,
+                r##"<line x1="{pad}" x2="{0}" y1="{1:.1}" y2="{1:.1}" stroke="#eee"/><text x="{2}" y="{3:.1}" text-anchor="end">{v}</text>"##,
                 w - pad,
+                y(v),
                 pad - 4.0,
                 y(v) + 4.0
             );
@@ -375,7 +393,7 @@ fn svg(runs: &[Run], unloaded_p99: f64) -> String {
         } else {
             let _ = writeln!(
                 s,
-                r##"<line x1="{pad}" x2="{}" y1="{1:.1}" y2="{1:.1}" stroke="#000" stroke-dasharray="4 3"/><text x="{}" y="{:.1}">2x unloaded p99</text>"##,
+                r##"<line x1="{pad}" x2="{0}" y1="{1:.1}" y2="{1:.1}" stroke="#000" stroke-dasharray="4 3"/><text x="{2}" y="{3:.1}">2x unloaded p99</text>"##,
                 w - pad,
                 y(2.0 * unloaded_p99),
                 pad + 4.0,
@@ -461,8 +479,14 @@ async fn main() -> Result<(), BoxError> {
             .build()
     };
     let vegas = || Vegas::builder().min_limit(min).max_limit(400).build();
-    let g2 = || Gradient2::builder().min_limit(min).max_limit(400).build();
-    let (a, v, g, gp) = (aimd()?, vegas()?, g2()?, g2()?);
+    let g2 = |probe: u64| {
+        Gradient2::builder()
+            .min_limit(min)
+            .max_limit(400)
+            .probe_interval(Some(Duration::from_secs(probe)))
+            .build()
+    };
+    let (a, v, g, gs, gp) = (aimd()?, vegas()?, g2(60)?, g2(PROBE_S)?, g2(60)?);
     runs.push(
         run("aimd", |b| {
             let (s, h) = adaptive(b, a, false);
@@ -485,6 +509,13 @@ async fn main() -> Result<(), BoxError> {
         .await,
     );
     runs.push(
+        run("gradient2 probe", |b| {
+            let (s, h) = adaptive(b, gs, false);
+            (s, Some(h))
+        })
+        .await,
+    );
+    runs.push(
         run("gradient2+prio", |b| {
             let (s, h) = adaptive(b, gp, true);
             (s, Some(h))
@@ -498,15 +529,15 @@ async fn main() -> Result<(), BoxError> {
         f64::from(C) * 1e3 / BASE_MS
     );
     println!(
-        "| limiter | phase | goodput (% of C) | admitted % | p50 ms | p99 ms | Critical ok % | Low ok % |"
+        "| limiter | phase | mean limit | goodput (% of C) | admitted % | p50 ms | p99 ms | Critical ok % | Low ok % |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for run in &runs {
         for (i, (_, _, label)) in PHASES.iter().enumerate() {
             let s = phase_stats(run, i);
             println!(
-                "| {} | {label} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                run.name, s.goodput, s.admitted, s.p50, s.p99, s.crit, s.low
+                "| {} | {label} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                run.name, s.limit, s.goodput, s.admitted, s.p50, s.p99, s.crit, s.low
             );
         }
     }
