@@ -14,7 +14,7 @@ use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_main};
 use tower::{Layer, Service, service_fn};
 use tower_pressure::Priority;
 use tower_pressure::concurrency::AdaptiveConcurrencyLayer;
@@ -156,5 +156,8 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+mod harness {
+    #![allow(missing_docs, unreachable_pub)]
+    criterion::criterion_group!(benches, super::bench);
+}
+criterion_main!(harness::benches);

@@ -342,18 +342,17 @@ async fn shed_events_are_aggregated_and_limit_changes_reported() {
     assert!(svc.clone().oneshot(req(Priority::Low)).await.is_err());
     let mut sheds = Vec::new();
     while let Ok(e) = rx.try_recv() {
-        if let Event::Concurrency(c) = e {
-            if let ConcurrencyEventKind::Shed {
+        if let Event::Concurrency(c) = e
+            && let ConcurrencyEventKind::Shed {
                 priority,
                 count,
                 reason,
             } = c.kind
-            {
-                assert_eq!(&*c.name, "api");
-                assert_eq!(priority, Priority::Low);
-                assert_eq!(&*reason, "pressure emergency: class refused");
-                sheds.push(count);
-            }
+        {
+            assert_eq!(&*c.name, "api");
+            assert_eq!(priority, Priority::Low);
+            assert_eq!(&*reason, "pressure emergency: class refused");
+            sheds.push(count);
         }
     }
     assert_eq!(sheds, [1, 100], "101 sheds reported in two events");
@@ -382,11 +381,11 @@ async fn shed_events_are_aggregated_and_limit_changes_reported() {
     }
     let mut changes = 0;
     while let Ok(e) = rx.try_recv() {
-        if let Event::Concurrency(c) = e {
-            if let ConcurrencyEventKind::LimitChanged { algorithm, .. } = c.kind {
-                assert_eq!(algorithm, "gradient2");
-                changes += 1;
-            }
+        if let Event::Concurrency(c) = e
+            && let ConcurrencyEventKind::LimitChanged { algorithm, .. } = c.kind
+        {
+            assert_eq!(algorithm, "gradient2");
+            changes += 1;
         }
     }
     assert!(
