@@ -1007,7 +1007,7 @@ mod tests {
             if f() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("condition not reached");
     }
