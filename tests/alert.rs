@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_pressure::alert::{AlertLayer, AlertManager, WebhookSink};
-use tower_pressure::degradation::DegradationLayer;
 use tower_pressure::circuit_breaker::CircuitState;
+use tower_pressure::degradation::DegradationLayer;
 use tower_pressure::event::{CustomEvent, Event, EventBus, ServiceEventKind};
 use tower_pressure::pressure::PressureMonitor;
 use tower_pressure::status::{StatusRegistry, StatusService};
@@ -461,7 +461,10 @@ async fn webhook_503_is_retried_through_the_retry_layer_with_one_idempotency_key
     assert_eq!(h2["idempotency-key"], key);
     assert_eq!(second["id"], key);
     let st = m.sink_stats()[0].1;
-    assert_eq!((st.delivered, st.failed, st.retried, st.rejected), (1, 0, 1, 0));
+    assert_eq!(
+        (st.delivered, st.failed, st.retried, st.rejected),
+        (1, 0, 1, 0)
+    );
     let rs = retry.stats();
     assert_eq!((rs.requests, rs.retries, rs.budget_granted), (1, 1, 1));
     // The breaker saw one failure (the 503) and one success, and stayed closed.
@@ -567,11 +570,17 @@ async fn dead_webhook_opens_the_breaker_then_fails_fast_without_connecting() {
         Some(stats().rejected as f64)
     );
     assert_eq!(
-        value("tower_pressure_breaker_rejected_total", &[("breaker", "webhook")]),
+        value(
+            "tower_pressure_breaker_rejected_total",
+            &[("breaker", "webhook")]
+        ),
         Some(5.0)
     );
     assert_eq!(
-        value("tower_pressure_retry_requests_total", &[("retry", "webhook")]),
+        value(
+            "tower_pressure_retry_requests_total",
+            &[("retry", "webhook")]
+        ),
         Some(stats().failed as f64)
     );
 }
@@ -918,4 +927,123 @@ async fn status_from_a_stack_under_load_parses_as_json_and_prometheus() {
         .unwrap();
     let resp = app.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 405);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_layer_reports_to_one_status_page() {
+    use tower_pressure::circuit_breaker::CircuitBreakerLayer;
+    use tower_pressure::retry::{RetryLayer, Retryable};
+
+    let (monitor, manual) = PressureMonitor::manual();
+    let degradation = DegradationLayer::new(monitor.clone());
+    let retry = RetryLayer::builder(monitor.clone())
+        .name("backend")
+        .build()
+        .unwrap();
+    let breaker = CircuitBreakerLayer::builder()
+        .name("backend")
+        .failure_threshold(2)
+        .build()
+        .unwrap()
+        .per_key(|req: &http::Request<()>| Some(req.uri().path().to_string()));
+    let registry = StatusRegistry::new();
+    registry
+        .register(monitor.clone())
+        .register(degradation.clone())
+        .register(retry.clone())
+        .register(breaker.handle());
+
+    let svc = ServiceBuilder::new()
+        .layer(degradation)
+        .layer(retry)
+        .layer(breaker)
+        .service(service_fn(|req: http::Request<()>| async move {
+            if req.uri().path() == "/down" {
+                Err(Retryable::new("down"))
+            } else {
+                Ok(())
+            }
+        }));
+    manual.set(80.0); // High
+    monitor.sample_now();
+    for path in ["/up", "/down", "/up", "/down"] {
+        let req = http::Request::get(path).body(()).unwrap();
+        let _ = svc.clone().oneshot(req).await;
+    }
+
+    let status = registry.snapshot();
+    let json: serde_json::Value = serde_json::from_str(&status.to_json()).unwrap();
+    let kinds: Vec<_> = json["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["pressure", "degradation", "retry", "circuit_breaker"]
+    );
+    assert_eq!(json["sections"][1]["info"]["level"], "high");
+    assert_eq!(json["sections"][1]["info"]["active"], "true");
+    let keys: Vec<_> = json["sections"][3]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap(),
+                e["info"]["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(keys.contains(&("/down", "OPEN")), "{keys:?}");
+    assert!(keys.contains(&("/up", "CLOSED")), "{keys:?}");
+
+    let samples = parse_prometheus(&status.to_prometheus());
+    let find = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|s| s.2)
+    };
+    assert_eq!(find("tower_pressure_degradation_level", &[]), Some(2.0));
+    assert_eq!(
+        find(
+            "tower_pressure_retry_requests_total",
+            &[("retry", "backend")]
+        ),
+        Some(4.0)
+    );
+    // "/down": two failed attempts opened its breaker, the third attempt and the second
+    // call were rejected (a rejection is not retried).
+    assert_eq!(
+        find(
+            "tower_pressure_breaker_state",
+            &[("breaker", "backend"), ("key", "/down")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        find(
+            "tower_pressure_breaker_rejected_total",
+            &[("breaker", "backend"), ("key", "/down")]
+        ),
+        Some(2.0)
+    );
+    assert!(
+        find(
+            "tower_pressure_retry_budget_available",
+            &[("retry", "backend")]
+        )
+        .is_some()
+    );
+    assert_eq!(
+        find("tower_pressure_breakers_open", &[("breaker", "backend")]),
+        Some(1.0)
+    );
 }

@@ -422,9 +422,7 @@ impl WebhookSinkBuilder {
         // A private bus: the webhook's own breaker and retry events must not feed the alert
         // manager whose alerts this sink delivers (see the module docs).
         let bus = EventBus::new(16);
-        let monitor = self
-            .monitor
-            .unwrap_or_else(|| PressureMonitor::manual().0);
+        let monitor = self.monitor.unwrap_or_else(|| PressureMonitor::manual().0);
         let retry = RetryLayer::http(monitor)
             .name("webhook")
             .max_attempts(self.max_attempts)
@@ -1018,8 +1016,8 @@ mod tests {
         let calls = Arc::new(AtomicU32::new(0));
         let up = Arc::new(AtomicBool::new(false));
         let (c, u) = (calls.clone(), up.clone());
-        let client = BoxCloneSyncService::new(tower::service_fn(
-            move |req: http::Request<Full<Bytes>>| {
+        let client =
+            BoxCloneSyncService::new(tower::service_fn(move |req: http::Request<Full<Bytes>>| {
                 c.fetch_add(1, Ordering::SeqCst);
                 let up = u.load(Ordering::SeqCst);
                 async move {
@@ -1032,8 +1030,7 @@ mod tests {
                         )
                     }
                 }
-            },
-        ));
+            }));
         // Defaults: 3 attempts, breaker opens after 5 consecutive failures for 30 s.
         let hook = WebhookSink::builder("http://hooks.example.com/x")
             .client(client)
@@ -1077,13 +1074,22 @@ mod tests {
     async fn builder_validates_protection_settings() {
         let b = || WebhookSink::builder("http://example.com/x");
         assert_eq!(b().retries(11).build().unwrap_err().field(), "max_attempts");
-        assert_eq!(b().max_attempts(0).build().unwrap_err().field(), "max_attempts");
         assert_eq!(
-            b().breaker_failure_threshold(0).build().unwrap_err().field(),
+            b().max_attempts(0).build().unwrap_err().field(),
+            "max_attempts"
+        );
+        assert_eq!(
+            b().breaker_failure_threshold(0)
+                .build()
+                .unwrap_err()
+                .field(),
             "breaker_failure_threshold"
         );
         assert_eq!(
-            b().breaker_wait(Duration::ZERO).build().unwrap_err().field(),
+            b().breaker_wait(Duration::ZERO)
+                .build()
+                .unwrap_err()
+                .field(),
             "breaker_wait"
         );
         assert_eq!(
