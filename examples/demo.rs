@@ -238,7 +238,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let d = done.load(Ordering::Relaxed);
         let e = entity_sum.load(Ordering::Relaxed);
         let rps = d - last_done;
-        let ents = if rps > 0 { (e - last_ents) / rps } else { 0 };
+        let ents = (e - last_ents).checked_div(rps).unwrap_or(0);
         last_done = d;
         last_ents = e;
         let driver = monitor.signal_name(s.driver());
