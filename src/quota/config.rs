@@ -13,7 +13,9 @@ use super::gcra::Gcra;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EnforcementAction {
-    /// Let the request through and report it (aggregated `HardLimitExceeded` events).
+    /// Let the request through and report it (aggregated `HardLimitExceeded` events). Rate
+    /// requests over the limit are not charged to the bucket, so the tenant stays flagged for
+    /// as long as it sends faster than its limit.
     Warn,
     /// Reject with [`QuotaExceeded`](super::QuotaExceeded) carrying the bucket's
     /// `retry_after`; when the wait is at most `max_delay` (and fits the request's deadline

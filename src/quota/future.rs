@@ -1,4 +1,10 @@
 //! The response future of [`Quota`](super::Quota).
+//!
+//! A throttled request admitted with a delay has its slot reserved in the bucket at `call`
+//! time; the inner future is created then too but is not polled until the delay elapses
+//! (lazy futures such as axum handlers do no work before their first poll). The tenant's
+//! in-flight permit is released when the inner future completes or the response future is
+//! dropped (not at the end of a streamed response body).
 
 use std::future::Future;
 use std::pin::Pin;

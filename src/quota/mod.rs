@@ -14,7 +14,7 @@
 //! [`QuotaHandle::recommendations`]. Rejections are [`QuotaExceeded`] (HTTP 429).
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_pressure::quota::{EnforcementAction, HeaderKey, Limit, QuotaGroup, QuotaLayer};
 //!

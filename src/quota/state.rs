@@ -295,6 +295,9 @@ impl Shared {
         r
     }
 
+    /// Checks, in order: suspension, units debt, rate (charged on admission), concurrency
+    /// (reserved last). A request refused by a later check keeps the rate cell it was
+    /// charged: the tenant did send it.
     fn decide(&self, cx: &mut Ctx<'_>, deadline: Option<u64>) -> Result<Admitted, QuotaExceeded> {
         let (t, g, now) = (cx.tenant, cx.group, cx.now);
         // Suspension: value is (end + 1), 0 when not suspended. Acquire pairs with the
