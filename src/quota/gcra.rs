@@ -144,4 +144,29 @@ mod tests {
         assert_eq!(g.level(&c, 2 * S), 2 * S);
         assert_eq!(g.level(&c, 4 * S), 0);
     }
+
+    proptest::proptest! {
+        /// Over any arrival pattern, admissions in any interval of length `d` never exceed
+        /// `burst + d / T` (the GCRA guarantee).
+        #[test]
+        fn never_over_admits(gaps in proptest::collection::vec(0u64..50_000_000, 1..300),
+                             hard in 1u64..50, extra in 0u64..20) {
+            let g = Gcra::new(hard, hard, hard + extra, Duration::from_secs(1));
+            let c = AtomicU64::new(0);
+            let mut now = S;
+            let mut admitted = Vec::new();
+            for gap in gaps {
+                now += gap;
+                if g.acquire(&c, now, 1, g.burst_tol).is_ok() {
+                    admitted.push(now);
+                }
+            }
+            for (i, &start) in admitted.iter().enumerate() {
+                for (j, &end) in admitted.iter().enumerate().skip(i) {
+                    let n = (j - i + 1) as u64;
+                    proptest::prop_assert!(n <= hard + extra + (end - start) / g.t);
+                }
+            }
+        }
+    }
 }
