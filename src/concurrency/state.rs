@@ -21,6 +21,27 @@ use crate::{PressureLevel, Priority};
 
 /// Entries kept in the limit history.
 const HISTORY: usize = 512;
+/// Latency is measured on about this many requests per window at most (see `sample_every`).
+const MEASURED_PER_WINDOW: u32 = 40;
+/// The sparsest latency sampling: one request in this many.
+const MAX_SAMPLE_EVERY: u32 = 256;
+
+thread_local! {
+    /// Per-thread request counter choosing which requests are timed: no shared write.
+    static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// `true` for one request in `every` on this thread.
+#[inline]
+fn measure_this(every: u32) -> bool {
+    every <= 1
+        || TICK.with(|t| {
+            let v = t.get().wrapping_add(1);
+            t.set(v);
+            v % every == 0
+        })
+}
+
 /// Windows over which the BBR estimate takes its maximum throughput and minimum latency.
 const BBR_WINDOWS: usize = 10;
 
@@ -77,6 +98,12 @@ pub(crate) struct Shared {
     limit: AtomicU32,
     /// `ceil(max throughput x min rtt)` over recent windows (0 = unknown). `Relaxed`.
     bbr_capacity: AtomicU32,
+    /// Latency is timed on one request in `sample_every` (per thread), set by the window
+    /// closer so that about `MEASURED_PER_WINDOW` requests per window are timed: reading
+    /// the clock twice per request costs more than the whole admission where
+    /// `clock_gettime` is slow (virtual machines), and a window average needs no more. At
+    /// low rates every request is timed. Drops are always counted. `Relaxed`.
+    sample_every: AtomicU32,
     window: Window,
     shed: [AtomicU64; 4],
     shed_reason: [AtomicU8; 4],
@@ -137,6 +164,7 @@ impl Shared {
             eff: Default::default(),
             limit: AtomicU32::new(initial),
             bbr_capacity: AtomicU32::new(0),
+            sample_every: AtomicU32::new(1),
             window: Window::new(cfg.window.min_window.as_nanos() as u64),
             shed: Default::default(),
             shed_reason: Default::default(),
@@ -233,7 +261,8 @@ impl Shared {
             {
                 Ok(_) => {
                     self.window.observe_in_flight(total(new));
-                    return Admission::Admitted(Permit::new(self.clone(), class));
+                    let measure = measure_this(self.sample_every.load(Ordering::Relaxed));
+                    return Admission::Admitted(Permit::new(self.clone(), class, measure));
                 }
                 Err(actual) => word = actual,
             }
@@ -313,9 +342,9 @@ impl Shared {
 
     /// Returns a slot: records the sample, hands the slot to a queued Critical request if
     /// any, else frees it; closes the window when due.
-    fn release(self: &Arc<Self>, class: Priority, start: Instant, outcome: Outcome) {
+    fn release(self: &Arc<Self>, class: Priority, start: Option<Instant>, outcome: Outcome) {
         let mut close = None;
-        if matches!(outcome, Outcome::Success | Outcome::Dropped) {
+        if let (Some(start), Outcome::Success | Outcome::Dropped) = (start, outcome) {
             let now = Instant::now();
             let due = self.window.record(
                 now.saturating_duration_since(start),
@@ -326,6 +355,8 @@ impl Shared {
             if due {
                 close = Some(now);
             }
+        } else if outcome == Outcome::Dropped {
+            self.window.record_drop();
         }
         let handed = match &self.queue {
             // Relaxed: a waiter enqueued concurrently is picked up by the next release.
@@ -355,7 +386,7 @@ impl Shared {
                 return false;
             };
             self.word.fetch_add(delta, Ordering::Relaxed);
-            match tx.send(Permit::new(self.clone(), Priority::Critical)) {
+            match tx.send(Permit::new(self.clone(), Priority::Critical, true)) {
                 Ok(()) => return true,
                 Err(mut p) => {
                     // The waiter gave up meanwhile: undo, and let this permit vanish quietly.
@@ -375,7 +406,12 @@ impl Shared {
         let n = self.nanos(now);
         let sample = self.window.take(n);
         let mut next_len = self.cfg.window.min_window;
-        if let Some(s) = sample {
+        if let Some(mut s) = sample {
+            // Scale the timed samples back to all completions, and pick the next rate.
+            let every = self.sample_every.load(Ordering::Relaxed).max(1);
+            s.samples = s.samples.saturating_mul(every);
+            let next_every = (s.samples / MEASURED_PER_WINDOW).clamp(1, MAX_SAMPLE_EVERY);
+            self.sample_every.store(next_every, Ordering::Relaxed);
             let mut up = lock(&self.updater);
             let new = up.algorithm.update(&s, now).clamp(1, MAX_LIMIT);
             if new != self.limit.load(Ordering::Relaxed) {
@@ -451,7 +487,8 @@ pub(crate) enum Outcome {
 pub struct Permit {
     shared: Arc<Shared>,
     class: Priority,
-    start: Instant,
+    /// `None` when this request's latency is not timed (see `Shared::sample_every`).
+    start: Option<Instant>,
     outcome: Outcome,
 }
 
@@ -465,11 +502,11 @@ impl fmt::Debug for Permit {
 }
 
 impl Permit {
-    fn new(shared: Arc<Shared>, class: Priority) -> Self {
+    fn new(shared: Arc<Shared>, class: Priority, measure: bool) -> Self {
         Self {
             shared,
             class,
-            start: Instant::now(),
+            start: measure.then(Instant::now),
             outcome: Outcome::Pending,
         }
     }
