@@ -85,12 +85,24 @@ struct Updater {
     bbr_next: usize,
 }
 
+/// Keeps a hot atomic on its own cache line(s): no false sharing with the `Arc` counts or
+/// the read-mostly configuration (128 bytes: adjacent-line prefetch pairs lines on x86).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 pub(crate) struct Shared {
     /// Per-class in-flight counts, one 16-bit lane each (see `partition.rs`). Every access
     /// is `Relaxed`: the word guards no other memory, it only counts, and read-modify-writes
     /// of one location are totally ordered whatever their ordering, so no two reservations
     /// can both take the last slot.
-    word: AtomicU64,
+    word: Padded<AtomicU64>,
     /// The effective limit at each pressure level (learned limit x factor), recomputed by
     /// the window closer so admission is one indexed load. `Relaxed`: a request may see a
     /// limit one window old, which is harmless.
@@ -104,7 +116,7 @@ pub(crate) struct Shared {
     /// `clock_gettime` is slow (virtual machines), and a window average needs no more. At
     /// low rates every request is timed. Drops are always counted. `Relaxed`.
     sample_every: AtomicU32,
-    window: Window,
+    window: Padded<Window>,
     shed: [AtomicU64; 4],
     shed_reason: [AtomicU8; 4],
     shed_reported: [AtomicU64; 4],
@@ -160,12 +172,12 @@ impl Shared {
             waiters: Mutex::new(Vec::with_capacity(cap)),
         });
         let s = Arc::new(Self {
-            word: AtomicU64::new(0),
+            word: Padded(AtomicU64::new(0)),
             eff: Default::default(),
             limit: AtomicU32::new(initial),
             bbr_capacity: AtomicU32::new(0),
             sample_every: AtomicU32::new(1),
-            window: Window::new(cfg.window.min_window.as_nanos() as u64),
+            window: Padded(Window::new(cfg.window.min_window.as_nanos() as u64)),
             shed: Default::default(),
             shed_reason: Default::default(),
             shed_reported: Default::default(),
@@ -657,5 +669,32 @@ impl AdaptiveConcurrencyHandle {
     /// The last limit updates, oldest first (at most 512; allocates).
     pub fn limit_history(&self) -> Vec<LimitPoint> {
         lock(&self.shared.updater).history.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::concurrency::AdaptiveConcurrencyLayer;
+
+    #[test]
+    fn sampling_thins_out_at_high_rates() {
+        let (monitor, _m) = PressureMonitor::manual();
+        let layer = AdaptiveConcurrencyLayer::new(monitor);
+        let shared = layer.shared.clone();
+        let end = std::time::Instant::now() + Duration::from_millis(350);
+        let mut n = 0u64;
+        while std::time::Instant::now() < end {
+            if let Admission::Admitted(mut p) = shared.acquire(Priority::Normal) {
+                p.finish(false);
+            }
+            n += 1;
+        }
+        let every = shared.sample_every.load(Ordering::Relaxed);
+        assert!(
+            every > 1,
+            "{n} requests, sample_every {every}, history {:?}",
+            layer.handle().limit_history().len()
+        );
     }
 }
