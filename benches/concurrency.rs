@@ -50,7 +50,19 @@ fn bare() -> impl Service<u32, Response = u32, Error = Infallible, Future: Send>
     service_fn(|x: u32| std::future::ready(Ok::<_, Infallible>(x)))
 }
 
+/// The layer under test, warmed up for 300 ms so its latency sampling has adapted to the
+/// call rate (it times every request until the first window closes).
 fn ours() -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
+    let mut svc = ours_cold();
+    let mut cx = Context::from_waker(Waker::noop());
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(300) {
+        one(&mut svc, &mut cx);
+    }
+    svc
+}
+
+fn ours_cold() -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
     let (monitor, _m) = PressureMonitor::manual();
     let layer = AdaptiveConcurrencyLayer::builder(monitor)
         .algorithm(Gradient2::builder().initial_limit(100).build().unwrap())
@@ -126,6 +138,16 @@ fn bench(c: &mut Criterion) {
         allocs_per_call(resilience()),
     );
 
+    // Two threads, 2M calls each, timed directly: criterion's iter_custom re-spawns the
+    // threads for every sample, and on a loaded machine the spawn cost swamps short samples.
+    const N: u64 = 2_000_000;
+    println!(
+        "two threads x {N} calls, ns per call per thread: bare {:.1}, adaptive (ours) {:.1}, tower ConcurrencyLimit {:.1}, tower-resilience AdaptiveLimiter {:.1}",
+        two_threads(bare(), N).as_nanos() as f64 / N as f64,
+        two_threads(ours(), N).as_nanos() as f64 / N as f64,
+        two_threads(tower_limit(), N).as_nanos() as f64 / N as f64,
+        two_threads(resilience(), N).as_nanos() as f64 / N as f64,
+    );
     let mut g = c.benchmark_group("admission/1-thread");
     macro_rules! single {
         ($name:literal, $svc:expr) => {

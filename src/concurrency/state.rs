@@ -21,6 +21,27 @@ use crate::{PressureLevel, Priority};
 
 /// Entries kept in the limit history.
 const HISTORY: usize = 512;
+/// Latency is measured on about this many requests per window at most (see `sample_every`).
+const MEASURED_PER_WINDOW: u32 = 40;
+/// The sparsest latency sampling: one request in this many.
+const MAX_SAMPLE_EVERY: u32 = 256;
+
+thread_local! {
+    /// Per-thread request counter choosing which requests are timed: no shared write.
+    static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// `true` for one request in `every` on this thread.
+#[inline]
+fn measure_this(every: u32) -> bool {
+    every <= 1
+        || TICK.with(|t| {
+            let v = t.get().wrapping_add(1);
+            t.set(v);
+            v % every == 0
+        })
+}
+
 /// Windows over which the BBR estimate takes its maximum throughput and minimum latency.
 const BBR_WINDOWS: usize = 10;
 
@@ -64,12 +85,24 @@ struct Updater {
     bbr_next: usize,
 }
 
+/// Keeps a hot atomic on its own cache line(s): no false sharing with the `Arc` counts or
+/// the read-mostly configuration (128 bytes: adjacent-line prefetch pairs lines on x86).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 pub(crate) struct Shared {
     /// Per-class in-flight counts, one 16-bit lane each (see `partition.rs`). Every access
     /// is `Relaxed`: the word guards no other memory, it only counts, and read-modify-writes
     /// of one location are totally ordered whatever their ordering, so no two reservations
     /// can both take the last slot.
-    word: AtomicU64,
+    word: Padded<AtomicU64>,
     /// The effective limit at each pressure level (learned limit x factor), recomputed by
     /// the window closer so admission is one indexed load. `Relaxed`: a request may see a
     /// limit one window old, which is harmless.
@@ -77,7 +110,13 @@ pub(crate) struct Shared {
     limit: AtomicU32,
     /// `ceil(max throughput x min rtt)` over recent windows (0 = unknown). `Relaxed`.
     bbr_capacity: AtomicU32,
-    window: Window,
+    /// Latency is timed on one request in `sample_every` (per thread), set by the window
+    /// closer so that about `MEASURED_PER_WINDOW` requests per window are timed: reading
+    /// the clock twice per request costs more than the whole admission where
+    /// `clock_gettime` is slow (virtual machines), and a window average needs no more. At
+    /// low rates every request is timed. Drops are always counted. `Relaxed`.
+    sample_every: AtomicU32,
+    window: Padded<Window>,
     shed: [AtomicU64; 4],
     shed_reason: [AtomicU8; 4],
     shed_reported: [AtomicU64; 4],
@@ -133,11 +172,12 @@ impl Shared {
             waiters: Mutex::new(Vec::with_capacity(cap)),
         });
         let s = Arc::new(Self {
-            word: AtomicU64::new(0),
+            word: Padded(AtomicU64::new(0)),
             eff: Default::default(),
             limit: AtomicU32::new(initial),
             bbr_capacity: AtomicU32::new(0),
-            window: Window::new(cfg.window.min_window.as_nanos() as u64),
+            sample_every: AtomicU32::new(1),
+            window: Padded(Window::new(cfg.window.min_window.as_nanos() as u64)),
             shed: Default::default(),
             shed_reason: Default::default(),
             shed_reported: Default::default(),
@@ -233,7 +273,8 @@ impl Shared {
             {
                 Ok(_) => {
                     self.window.observe_in_flight(total(new));
-                    return Admission::Admitted(Permit::new(self.clone(), class));
+                    let measure = measure_this(self.sample_every.load(Ordering::Relaxed));
+                    return Admission::Admitted(Permit::new(self.clone(), class, measure));
                 }
                 Err(actual) => word = actual,
             }
@@ -313,9 +354,9 @@ impl Shared {
 
     /// Returns a slot: records the sample, hands the slot to a queued Critical request if
     /// any, else frees it; closes the window when due.
-    fn release(self: &Arc<Self>, class: Priority, start: Instant, outcome: Outcome) {
+    fn release(self: &Arc<Self>, class: Priority, start: Option<Instant>, outcome: Outcome) {
         let mut close = None;
-        if matches!(outcome, Outcome::Success | Outcome::Dropped) {
+        if let (Some(start), Outcome::Success | Outcome::Dropped) = (start, outcome) {
             let now = Instant::now();
             let due = self.window.record(
                 now.saturating_duration_since(start),
@@ -326,6 +367,8 @@ impl Shared {
             if due {
                 close = Some(now);
             }
+        } else if outcome == Outcome::Dropped {
+            self.window.record_drop();
         }
         let handed = match &self.queue {
             // Relaxed: a waiter enqueued concurrently is picked up by the next release.
@@ -355,7 +398,7 @@ impl Shared {
                 return false;
             };
             self.word.fetch_add(delta, Ordering::Relaxed);
-            match tx.send(Permit::new(self.clone(), Priority::Critical)) {
+            match tx.send(Permit::new(self.clone(), Priority::Critical, true)) {
                 Ok(()) => return true,
                 Err(mut p) => {
                     // The waiter gave up meanwhile: undo, and let this permit vanish quietly.
@@ -375,7 +418,12 @@ impl Shared {
         let n = self.nanos(now);
         let sample = self.window.take(n);
         let mut next_len = self.cfg.window.min_window;
-        if let Some(s) = sample {
+        if let Some(mut s) = sample {
+            // Scale the timed samples back to all completions, and pick the next rate.
+            let every = self.sample_every.load(Ordering::Relaxed).max(1);
+            s.samples = s.samples.saturating_mul(every);
+            let next_every = (s.samples / MEASURED_PER_WINDOW).clamp(1, MAX_SAMPLE_EVERY);
+            self.sample_every.store(next_every, Ordering::Relaxed);
             let mut up = lock(&self.updater);
             let new = up.algorithm.update(&s, now).clamp(1, MAX_LIMIT);
             if new != self.limit.load(Ordering::Relaxed) {
@@ -446,12 +494,13 @@ pub(crate) enum Outcome {
 }
 
 /// A reserved concurrency slot. Dropping it returns the slot; if the request finished
-/// (see `Permit::finish`) its latency is recorded as a sample. A permit dropped while
+/// its latency is recorded as a sample. A permit dropped while
 /// the request is unfinished (the caller gave up) records nothing.
 pub struct Permit {
     shared: Arc<Shared>,
     class: Priority,
-    start: Instant,
+    /// `None` when this request's latency is not timed (see `Shared::sample_every`).
+    start: Option<Instant>,
     outcome: Outcome,
 }
 
@@ -465,11 +514,11 @@ impl fmt::Debug for Permit {
 }
 
 impl Permit {
-    fn new(shared: Arc<Shared>, class: Priority) -> Self {
+    fn new(shared: Arc<Shared>, class: Priority, measure: bool) -> Self {
         Self {
             shared,
             class,
-            start: Instant::now(),
+            start: measure.then(Instant::now),
             outcome: Outcome::Pending,
         }
     }
@@ -620,5 +669,32 @@ impl AdaptiveConcurrencyHandle {
     /// The last limit updates, oldest first (at most 512; allocates).
     pub fn limit_history(&self) -> Vec<LimitPoint> {
         lock(&self.shared.updater).history.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::concurrency::AdaptiveConcurrencyLayer;
+
+    #[test]
+    fn sampling_thins_out_at_high_rates() {
+        let (monitor, _m) = PressureMonitor::manual();
+        let layer = AdaptiveConcurrencyLayer::new(monitor);
+        let shared = layer.shared.clone();
+        let end = std::time::Instant::now() + Duration::from_millis(350);
+        let mut n = 0u64;
+        while std::time::Instant::now() < end {
+            if let Admission::Admitted(mut p) = shared.acquire(Priority::Normal) {
+                p.finish(false);
+            }
+            n += 1;
+        }
+        let every = shared.sample_every.load(Ordering::Relaxed);
+        assert!(
+            every > 1,
+            "{n} requests, sample_every {every}, history {:?}",
+            layer.handle().limit_history().len()
+        );
     }
 }

@@ -169,6 +169,11 @@ impl Window {
                     .saturating_add(cfg.max_window.as_nanos() as u64)
     }
 
+    /// Counts a drop of a request whose latency was not timed.
+    pub(crate) fn record_drop(&self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Claims the right to close the window: one compare-exchange on `end`, so exactly one
     /// request runs the limit update. Acquire on success pairs with the Release in
     /// [`Window::reopen`] by the previous closer, so this closer sees its algorithm state.

@@ -30,9 +30,9 @@
 //! assert_eq!(h.update(&s, Instant::now()), 5);
 //! ```
 
-mod aimd;
-mod gradient2;
-mod vegas;
+pub mod aimd;
+pub mod gradient2;
+pub mod vegas;
 
 use std::fmt;
 use std::time::Duration;
