@@ -41,6 +41,10 @@ pub mod pressure;
 pub mod priority;
 pub mod retry;
 pub mod status;
+mod sync;
+
+#[doc(hidden)]
+pub mod __fuzz;
 
 pub use constraints::Constraints;
 pub use error::ConfigError;
