@@ -31,6 +31,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod alert;
+pub mod builder;
 pub mod circuit_breaker;
 pub mod concurrency;
 pub mod constraints;
@@ -39,14 +40,18 @@ pub mod error;
 pub mod event;
 pub mod pressure;
 pub mod priority;
+pub mod rejection;
 pub mod retry;
+pub mod stack;
 pub mod status;
 mod sync;
 
 #[doc(hidden)]
 pub mod __fuzz;
 
+pub use builder::ServiceBuilderExt;
 pub use constraints::Constraints;
 pub use error::ConfigError;
 pub use pressure::{PressureLevel, PressureMonitor};
 pub use priority::Priority;
+pub use stack::ResilienceStack;
