@@ -1,5 +1,6 @@
 //! loom models of the lock-free pieces: the breaker's state word (half-open probe slots,
-//! transitions), the retry budget's token words and the monitor's sequence-lock publication.
+//! transitions), the adaptive limiter's admission word, the retry budget's token words and
+//! the monitor's sequence-lock publication.
 //!
 //! Run with `bash scripts/loom.sh` (`RUSTFLAGS="--cfg tower_pressure_loom"`, bounded
 //! preemptions). Every model drives the public API; loom explores the interleavings of the
@@ -17,6 +18,8 @@ use loom::thread;
 use tower::{Layer, Service, service_fn};
 use tower_pressure::PressureLevel;
 use tower_pressure::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+use tower_pressure::concurrency::AdaptiveConcurrencyLayer;
+use tower_pressure::concurrency::limit::Aimd;
 use tower_pressure::event::{BreakerEventKind, Event};
 use tower_pressure::pressure::PressureMonitor;
 use tower_pressure::retry::RetryBudget;
@@ -259,5 +262,88 @@ fn monitor_snapshot_never_torn() {
         let s = monitor.snapshot();
         assert_eq!((s.samples(), s.level()), (1, PressureLevel::High));
         assert_eq!(monitor.level(), PressureLevel::High);
+    });
+}
+
+fn limiter(limit: u32) -> AdaptiveConcurrencyLayer {
+    let (monitor, _) = PressureMonitor::manual();
+    let aimd = Aimd::builder()
+        .initial_limit(limit)
+        .min_limit(limit)
+        .max_limit(limit)
+        .build()
+        .expect("valid aimd");
+    AdaptiveConcurrencyLayer::builder(monitor)
+        .algorithm(aimd)
+        .bbr_check(false)
+        .build()
+        .expect("valid limiter")
+}
+
+/// Adaptive concurrency admission and release: two callers race for a limit of one; at most
+/// one holds a slot at any time, dropping a held call releases it, and the in-flight word
+/// returns to zero (no lost update between a reservation and a release).
+#[test]
+fn limiter_no_over_admission_no_leak() {
+    model(|| {
+        let layer = limiter(1);
+        let held = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let mut svc = layer.layer(service_fn(|_: http::Request<()>| {
+                    std::future::pending::<Result<(), Infallible>>()
+                }));
+                let held = held.clone();
+                thread::spawn(move || {
+                    let mut fut = pin!(svc.call(http::Request::new(())));
+                    if poll_once(fut.as_mut()).is_pending() {
+                        assert_eq!(held.fetch_add(1, Ordering::SeqCst), 0, "over-admission");
+                        held.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let handle = layer.handle();
+        assert_eq!(handle.in_flight(), 0, "slot leaked");
+        let mut svc = layer.layer(service_fn(|_: http::Request<()>| {
+            std::future::pending::<Result<(), Infallible>>()
+        }));
+        let fut = pin!(svc.call(http::Request::new(())));
+        assert!(poll_once(fut).is_pending(), "a free slot was refused");
+        assert_eq!(handle.in_flight(), 1);
+    });
+}
+
+/// A release racing an admission: a caller holding the only slot drops it while another
+/// asks; the second is admitted only after the release, and the count ends at zero.
+#[test]
+fn limiter_release_races_admission() {
+    model(|| {
+        let layer = limiter(1);
+        let mut svc = layer.layer(service_fn(|_: http::Request<()>| {
+            std::future::pending::<Result<(), Infallible>>()
+        }));
+        let held = Arc::new(AtomicUsize::new(1));
+        let mut first = Box::pin(svc.call(http::Request::new(())));
+        assert!(poll_once(first.as_mut()).is_pending());
+        let releaser = {
+            let held = held.clone();
+            thread::spawn(move || {
+                held.fetch_sub(1, Ordering::SeqCst);
+                drop(first);
+            })
+        };
+        let mut fut = pin!(svc.call(http::Request::new(())));
+        let admitted = poll_once(fut.as_mut()).is_pending();
+        if admitted {
+            assert_eq!(held.fetch_add(1, Ordering::SeqCst), 0, "over-admission");
+            held.fetch_sub(1, Ordering::SeqCst);
+        }
+        releaser.join().unwrap();
+        drop(fut);
+        assert_eq!(layer.handle().in_flight(), 0);
     });
 }

@@ -324,3 +324,161 @@ proptest! {
         rt.block_on(run(ops))?;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The adaptive concurrency limiter's admission against a reference: a fixed limit (AIMD with
+// min = max), guaranteed shares for Critical and High, calls started, finished and cancelled
+// in any order.
+
+mod limiter {
+    use super::*;
+    use tower_pressure::Priority;
+    use tower_pressure::concurrency::limit::Aimd;
+    use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, Overloaded, Shares};
+    use tower_pressure::pressure::PressureMonitor;
+
+    const CLASSES: [Priority; 4] = [
+        Priority::Critical,
+        Priority::High,
+        Priority::Normal,
+        Priority::Low,
+    ];
+
+    #[derive(Debug, Clone)]
+    pub(super) enum LOp {
+        Start(usize),
+        Finish(usize, bool),
+        Cancel(usize),
+    }
+
+    pub(super) fn lop() -> impl Strategy<Value = LOp> {
+        prop_oneof![
+            5 => (0..4usize).prop_map(LOp::Start),
+            3 => (any::<usize>(), any::<bool>()).prop_map(|(i, ok)| LOp::Finish(i, ok)),
+            2 => any::<usize>().prop_map(LOp::Cancel),
+        ]
+    }
+
+    /// Reference: admitted while the total is under the limit; at the limit a class may still
+    /// take its guaranteed share, `ceil(limit x pct)`, counting its own calls.
+    struct Ref {
+        limit: u32,
+        guaranteed: [u32; 4],
+        per_class: [u32; 4],
+    }
+
+    impl Ref {
+        fn admit(&mut self, c: usize) -> bool {
+            let total: u32 = self.per_class.iter().sum();
+            let ok = total < self.limit || self.per_class[c] < self.guaranteed[c];
+            if ok {
+                self.per_class[c] += 1;
+            }
+            ok
+        }
+    }
+
+    pub(super) async fn run(
+        limit: u32,
+        crit_pct: f64,
+        high_pct: f64,
+        ops: Vec<LOp>,
+    ) -> Result<(), TestCaseError> {
+        let (monitor, _) = PressureMonitor::manual();
+        let aimd = Aimd::builder()
+            .initial_limit(limit)
+            .min_limit(limit)
+            .max_limit(limit)
+            .build()
+            .expect("valid aimd");
+        let shares = Shares::none()
+            .with(Priority::Critical, crit_pct)
+            .and_then(|s| s.with(Priority::High, high_pct))
+            .expect("valid shares");
+        let layer = AdaptiveConcurrencyLayer::builder(monitor)
+            .algorithm(aimd)
+            .bbr_check(false)
+            .shares(shares)
+            .build()
+            .expect("valid limiter");
+        let handle = layer.handle();
+        prop_assert_eq!(handle.effective_limit(), limit);
+        let mut svc = layer.layer(service_fn(
+            |req: http::Request<oneshot::Receiver<bool>>| async move {
+                match req.into_body().await {
+                    Ok(true) => Ok(()),
+                    _ => Err(BoxError::from("failed")),
+                }
+            },
+        ));
+        let pct = [crit_pct, high_pct, 0.0, 0.0];
+        let mut model = Ref {
+            limit,
+            guaranteed: pct.map(|p| (limit as f64 * p).ceil() as u32),
+            per_class: [0; 4],
+        };
+        let mut shed = [0u64; 4];
+        let mut held: Vec<(Fut, oneshot::Sender<bool>, usize)> = Vec::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            match op {
+                LOp::Start(c) => {
+                    let (tx, rx) = oneshot::channel();
+                    let mut req = http::Request::new(rx);
+                    req.extensions_mut().insert(CLASSES[c]);
+                    let mut f: Fut = Box::pin(svc.call(req));
+                    let res = poll_now(&mut f);
+                    if model.admit(c) {
+                        prop_assert!(res.is_pending(), "step {}: class {:?} refused", step, CLASSES[c]);
+                        held.push((f, tx, c));
+                    } else {
+                        shed[c] += 1;
+                        prop_assert!(
+                            matches!(res, Poll::Ready(Err(ref e)) if e.is::<Overloaded>()),
+                            "step {}: class {:?} admitted over the limit", step, CLASSES[c]
+                        );
+                    }
+                }
+                LOp::Finish(i, ok) if !held.is_empty() => {
+                    let (mut f, tx, c) = held.remove(i % held.len());
+                    let _ = tx.send(ok);
+                    prop_assert!(poll_now(&mut f).is_ready());
+                    model.per_class[c] -= 1;
+                }
+                LOp::Cancel(i) if !held.is_empty() => {
+                    let (f, _, c) = held.remove(i % held.len());
+                    drop(f);
+                    model.per_class[c] -= 1;
+                }
+                LOp::Finish(..) | LOp::Cancel(_) => {}
+            }
+            let total: u32 = model.per_class.iter().sum();
+            prop_assert_eq!(handle.in_flight(), total, "step {}: in flight", step);
+            for (c, class) in CLASSES.iter().enumerate() {
+                prop_assert_eq!(handle.in_flight_of(*class), model.per_class[c]);
+                prop_assert_eq!(handle.shed_count(*class), shed[c]);
+            }
+        }
+        drop(held);
+        prop_assert_eq!(handle.in_flight(), 0, "slots leaked");
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn limiter_matches_reference_model(
+        limit in 1u32..6,
+        crit in prop_oneof![Just(0.0), 0.1f64..0.6],
+        high in prop_oneof![Just(0.0), 0.1f64..0.4],
+        ops in proptest::collection::vec(limiter::lop(), 1..80),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        rt.block_on(limiter::run(limit, crit, high, ops))?;
+    }
+}
