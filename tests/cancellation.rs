@@ -6,6 +6,8 @@
 //! count, no inner future still alive, no retry token spent without an attempt. Time is
 //! paused, so waits elapse instantly and deterministically.
 
+mod reliability_support;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -250,5 +252,41 @@ async fn retry_waits_and_attempts_leave_nothing_behind() {
 }
 
 fn report(what: &str, polls: usize) {
-    eprintln!("cancellation: {what}: dropped at {polls} distinct poll counts, nothing left behind");
+    reliability_support::record(
+        &format!("cancellation: {what}"),
+        &format!("dropped after 0..{polls} polls ({polls} cut points), nothing left behind"),
+    );
+}
+
+/// The adaptive limiter: a permit held by a dropped future is released at every cut.
+#[tokio::test(start_paused = true)]
+async fn limiter_slot_is_released_on_every_cut() {
+    use tower_pressure::concurrency::AdaptiveConcurrencyLayer;
+    use tower_pressure::concurrency::limit::Aimd;
+    let (monitor, _) = PressureMonitor::manual();
+    let layer = AdaptiveConcurrencyLayer::builder(monitor)
+        .algorithm(
+            Aimd::builder()
+                .initial_limit(1)
+                .min_limit(1)
+                .max_limit(1)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let backend = Backend::default();
+    let svc = layer.layer(backend.clone());
+    let polls = every_cut(
+        || svc.clone().oneshot(Request::new(())),
+        |n| {
+            assert_eq!(handle.in_flight(), 0, "slot leaked at cut {n}");
+            assert_eq!(backend.live.load(Ordering::SeqCst), 0);
+        },
+    )
+    .await;
+    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(handle.shed_count(tower_pressure::Priority::Normal), 0, "limit 1 never refused a lone caller");
+    report("limiter", polls);
 }

@@ -1,9 +1,10 @@
 //! Chaos over loopback: a real hyper server on 127.0.0.1 injects latency spikes, error bursts
 //! (503), connection resets, stalled responses and slow bodies on a deterministic schedule
-//! (by arrival number). A bounded load loop (2 000 requests, 32 at a time) goes through the
+//! (by arrival number). A bounded load loop (2 000 requests, one per 2.5 ms, at most 32 at a time) goes through the
 //! full outbound stack:
 //!
-//! `DegradationLayer -> RetryLayer -> CircuitBreakerLayer -> tower Timeout -> hyper-util client`
+//! `DegradationLayer -> RetryLayer -> AdaptiveConcurrencyLayer -> CircuitBreakerLayer ->
+//! tower Timeout -> hyper-util client`
 //!
 //! and the server runs the inbound stack `AlertLayer -> DegradationLayer -> handler`.
 //!
@@ -37,6 +38,8 @@ use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_pressure::alert::AlertLayer;
 use tower_pressure::circuit_breaker::http::ServerErrorsAsFailures;
 use tower_pressure::circuit_breaker::{CircuitBreakerLayer, CircuitOpen};
+use tower_pressure::concurrency::limit::Aimd;
+use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, Overloaded};
 use tower_pressure::degradation::DegradationLayer;
 use tower_pressure::pressure::PressureMonitor;
 use tower_pressure::retry::{AttemptTimedOut, Backoff, RetryLayer};
@@ -44,6 +47,7 @@ use tower_pressure::{Constraints, PressureLevel};
 
 const REQUESTS: usize = 2_000;
 const CONCURRENCY: usize = 32;
+const PACE: Duration = Duration::from_micros(2_500);
 /// Per attempt (tower timeout under the breaker).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Whole-request deadline (degradation layer -> constraints -> retry).
@@ -239,6 +243,7 @@ fn client_stack() -> (
     + Send
     + 'static,
     tower_pressure::circuit_breaker::CircuitBreakerHandle,
+    tower_pressure::concurrency::AdaptiveConcurrencyHandle,
 ) {
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(CONCURRENCY)
@@ -259,6 +264,17 @@ fn client_stack() -> (
         .backoff(Backoff::exponential(Duration::from_millis(5), 2.0))
         .build()
         .unwrap();
+    let aimd = Aimd::builder()
+        .initial_limit(16)
+        .min_limit(4)
+        .max_limit(24)
+        .build()
+        .unwrap();
+    let limiter = AdaptiveConcurrencyLayer::builder(client_monitor.clone())
+        .algorithm(aimd)
+        .build()
+        .unwrap();
+    let limiter_handle = limiter.handle();
     let transport = service_fn(move |req: Request<()>| {
         let client = client.clone();
         let fut: BoxFut<Response<Bytes>> = Box::pin(async move {
@@ -276,11 +292,12 @@ fn client_stack() -> (
     let stack = ServiceBuilder::new()
         .layer(DegradationLayer::new(client_monitor.clone()).deadline(DEADLINE))
         .layer(retry)
+        .layer(limiter)
         .layer(breaker)
         .layer(TimeoutLayer::new(ATTEMPT_TIMEOUT))
         .service(transport);
 
-    (stack, breaker_handle)
+    (stack, breaker_handle, limiter_handle)
 }
 
 #[derive(Debug, Default)]
@@ -288,6 +305,7 @@ struct Tally {
     ok: u64,
     ok_degraded: u64,
     rejected_open: u64,
+    rejected_overloaded: u64,
     failed_5xx: u64,
     failed_timeout: u64,
     failed_connection: u64,
@@ -297,14 +315,18 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_accounting_closes() {
     let (addr, server, acceptor) = start_server().await;
-    let (stack, breaker_handle) = client_stack();
+    let (stack, breaker_handle, limiter_handle) = client_stack();
 
     let in_flight = Arc::new(AtomicUsize::new(0));
     let max_in_flight = Arc::new(AtomicUsize::new(0));
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut tasks = JoinSet::new();
     let started = std::time::Instant::now();
+    // Paced load (one request per PACE, at most CONCURRENCY in flight), so that rejections,
+    // which return in microseconds, do not drain the whole load while the breaker is open.
+    let mut pace = tokio::time::interval(PACE);
     for i in 0..REQUESTS {
+        pace.tick().await;
         let permit = slots.clone().acquire_owned().await.unwrap();
         let svc = stack.clone();
         let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
@@ -336,6 +358,7 @@ async fn chaos_accounting_closes() {
             Ok(r) if r.status().is_server_error() => tally.failed_5xx += 1,
             Ok(r) => tally.other.push(format!("status {}", r.status())),
             Err(e) if e.is::<CircuitOpen>() => tally.rejected_open += 1,
+            Err(e) if e.is::<Overloaded>() => tally.rejected_overloaded += 1,
             Err(e)
                 if e.is::<tower::timeout::error::Elapsed>() || e.is::<AttemptTimedOut>() =>
             {
@@ -375,18 +398,21 @@ async fn chaos_accounting_closes() {
         .sum();
     let accounted = tally.ok
         + tally.rejected_open
+        + tally.rejected_overloaded
         + tally.failed_5xx
         + tally.failed_timeout
         + tally.failed_connection
         + tally.other.len() as u64;
     let breaker = breaker_handle.metrics();
     let line = format!(
-        "{REQUESTS} requests sent, {accounted} accounted = {} ok ({} degraded) + {} rejected (circuit open) + {} failed (5xx {}, timeout {}, connection {}); \
+        "{REQUESTS} requests sent, {accounted} accounted = {} ok ({} degraded) + {} rejected ({} circuit open, {} overloaded) + {} failed (5xx {}, timeout {}, connection {}); \
          {arrivals} server arrivals, {injected} faults injected {faults:?}; breaker rejected {} calls; \
          max in flight {}, slowest request {:?} (bound {HANG:?}), wall {:?}",
         tally.ok,
         tally.ok_degraded,
+        tally.rejected_open + tally.rejected_overloaded,
         tally.rejected_open,
+        tally.rejected_overloaded,
         tally.failed_5xx + tally.failed_timeout + tally.failed_connection,
         tally.failed_5xx,
         tally.failed_timeout,
@@ -403,6 +429,7 @@ async fn chaos_accounting_closes() {
     assert_eq!(in_flight.load(Ordering::SeqCst), 0, "client in-flight returns to 0");
     assert!(max_in_flight.load(Ordering::SeqCst) <= CONCURRENCY);
     assert_eq!(server_in_flight, 0, "server in-flight returns to 0");
+    assert_eq!(limiter_handle.in_flight(), 0, "limiter in-flight returns to 0");
     for f in [Fault::Latency, Fault::ErrorBurst, Fault::Reset, Fault::Stall, Fault::SlowBody, Fault::Pressure] {
         assert!(faults.get(&f).copied().unwrap_or(0) > 0, "{f:?} was never injected");
     }

@@ -5,8 +5,12 @@
 //! Hand-rolled in the style of `proptest-state-machine`: a strategy generates the operation
 //! list, the runner applies each operation to both and compares.
 
+mod reliability_support;
+
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -311,18 +315,38 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+const CASES: u32 = 256;
 
-    #[test]
-    fn breaker_matches_reference_model(ops in proptest::collection::vec(op(), 1..80)) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        rt.block_on(run(ops))?;
-    }
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+}
+
+fn runner() -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: CASES,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })
+}
+
+#[test]
+fn breaker_matches_reference_model() {
+    let ops = Arc::new(AtomicU64::new(0));
+    let counter = ops.clone();
+    runner()
+        .run(&proptest::collection::vec(op(), 1..80), move |ops| {
+            counter.fetch_add(ops.len() as u64, Ordering::Relaxed);
+            runtime().block_on(run(ops))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    reliability_support::record(
+        "state machine: breaker",
+        &format!("{CASES} cases, {} operations checked against the reference", ops.load(Ordering::Relaxed)),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,21 +488,24 @@ mod limiter {
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
-    #[test]
-    fn limiter_matches_reference_model(
-        limit in 1u32..6,
-        crit in prop_oneof![Just(0.0), 0.1f64..0.6],
-        high in prop_oneof![Just(0.0), 0.1f64..0.4],
-        ops in proptest::collection::vec(limiter::lop(), 1..80),
-    ) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        rt.block_on(limiter::run(limit, crit, high, ops))?;
-    }
+#[test]
+fn limiter_matches_reference_model() {
+    let ops = Arc::new(AtomicU64::new(0));
+    let counter = ops.clone();
+    let strategy = (
+        1u32..6,
+        prop_oneof![Just(0.0), 0.1f64..0.6],
+        prop_oneof![Just(0.0), 0.1f64..0.4],
+        proptest::collection::vec(limiter::lop(), 1..80),
+    );
+    runner()
+        .run(&strategy, move |(limit, crit, high, ops)| {
+            counter.fetch_add(ops.len() as u64, Ordering::Relaxed);
+            runtime().block_on(limiter::run(limit, crit, high, ops))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    reliability_support::record(
+        "state machine: limiter",
+        &format!("{CASES} cases, {} operations checked against the reference", ops.load(Ordering::Relaxed)),
+    );
 }
