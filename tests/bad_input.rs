@@ -16,7 +16,10 @@ use tower_pressure::{ConfigError, Priority};
 fn field<T: std::fmt::Debug>(r: Result<T, ConfigError>) -> String {
     let e = r.expect_err("must be refused");
     let shown = e.to_string();
-    assert!(shown.contains(e.field()), "display names the field: {shown}");
+    assert!(
+        shown.contains(e.field()),
+        "display names the field: {shown}"
+    );
     assert!(!e.reason().is_empty());
     e.field().to_owned()
 }
@@ -49,7 +52,10 @@ fn malformed_retry_after_is_ignored_not_fatal() {
         ra(b"99999999999999999999999999", now()),
         Some(Duration::from_secs(u64::MAX))
     );
-    assert_eq!(ra(b"Thu, 01 Jan 1970 00:00:00 GMT", now()), Some(Duration::ZERO));
+    assert_eq!(
+        ra(b"Thu, 01 Jan 1970 00:00:00 GMT", now()),
+        Some(Duration::ZERO)
+    );
     assert_eq!(ra(b" 7 ", now()), Some(Duration::from_secs(7)));
 }
 
@@ -57,7 +63,12 @@ fn malformed_retry_after_is_ignored_not_fatal() {
 fn malformed_grpc_pushback_stops() {
     use tower_pressure::retry::parse_grpc_pushback as gp;
     for bad in [&b""[..], b"-1", b"abc", b"1.5", b"\xff", b"--3"] {
-        assert_eq!(gp(bad), Pushback::Stop, "{:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            gp(bad),
+            Pushback::Stop,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
     assert!(matches!(gp(b"99999999999999999999999"), Pushback::After(_)));
 }
@@ -79,7 +90,10 @@ fn malformed_psi_files() {
         let e = parse::psi_some_avg10(bad).expect_err(bad);
         assert!(e.contains("pressure file"), "names the file: {e}");
     }
-    assert_eq!(parse::psi_some_avg10("some avg10=5.34 avg60=1 avg300=1 total=3\n"), Ok(5.34));
+    assert_eq!(
+        parse::psi_some_avg10("some avg10=5.34 avg60=1 avg300=1 total=3\n"),
+        Ok(5.34)
+    );
 }
 
 #[test]
@@ -94,16 +108,32 @@ fn malformed_cgroup_files() {
         assert!(e.contains(file), "{e}");
     }
     assert_eq!(parse::memory_max("max\n"), Ok(None));
-    assert!(parse::v1_memory_limit("lots").unwrap_err().contains("memory.limit_in_bytes"));
+    assert!(
+        parse::v1_memory_limit("lots")
+            .unwrap_err()
+            .contains("memory.limit_in_bytes")
+    );
     for bad in ["max 0 1", "0 100000", "100000 0", "a b", "", "1 2 3"] {
         let e = parse::cpu_max(bad).expect_err(bad);
         assert!(e.contains("cpu.max"), "{e}");
     }
     assert_eq!(parse::cpu_max("max 100000"), Ok(None));
     assert_eq!(parse::cpu_max("50000 100000"), Ok(Some(0.5)));
-    assert!(parse::cpu_stat_usage("usage_usec x").unwrap_err().contains("cpu.stat"));
-    assert!(parse::cpu_stat_usage("user_usec 1").unwrap_err().contains("cpu.stat"));
-    assert!(parse::cpuacct_usage("-3").unwrap_err().contains("cpuacct.usage"));
+    assert!(
+        parse::cpu_stat_usage("usage_usec x")
+            .unwrap_err()
+            .contains("cpu.stat")
+    );
+    assert!(
+        parse::cpu_stat_usage("user_usec 1")
+            .unwrap_err()
+            .contains("cpu.stat")
+    );
+    assert!(
+        parse::cpuacct_usage("-3")
+            .unwrap_err()
+            .contains("cpuacct.usage")
+    );
     assert!(parse::inactive_file("inactive_file nope", true).is_err());
     for bad in ["garbage", "x:y", "0:cpu", "a:b:/c"] {
         assert!(parse::proc_cgroup(bad).is_err(), "{bad:?}");
@@ -125,7 +155,15 @@ fn malformed_priority_headers_fall_back_to_default() {
     let hp = HeaderPriority::new(http::HeaderName::from_static("x-priority"))
         .default_priority(Priority::Low);
     let long = "z".repeat(10_000);
-    let bad: [&[u8]; 7] = [b"urgent", b"-1", b"4", b"99999999999", b"\xff\xfe", b"", long.as_bytes()];
+    let bad: [&[u8]; 7] = [
+        b"urgent",
+        b"-1",
+        b"4",
+        b"99999999999",
+        b"\xff\xfe",
+        b"",
+        long.as_bytes(),
+    ];
     for (i, v) in bad.iter().enumerate() {
         let mut h = http::HeaderMap::new();
         h.insert("x-priority", http::HeaderValue::from_bytes(v).unwrap());
@@ -145,24 +183,75 @@ fn breaker_builder_rejects_absurd_values() {
     assert_eq!(field(b().count_window(u32::MAX).build()), "count_window");
     assert_eq!(field(b().time_window(0).build()), "time_window");
     assert_eq!(field(b().time_window(u32::MAX).build()), "time_window");
-    assert_eq!(field(b().failure_rate_threshold(-1.0).build()), "failure_rate_threshold");
-    assert_eq!(field(b().failure_rate_threshold(f64::NAN).build()), "failure_rate_threshold");
-    assert_eq!(field(b().failure_rate_threshold(1e300).build()), "failure_rate_threshold");
-    assert_eq!(field(b().slow_call_rate_threshold(f64::INFINITY).build()), "slow_call_rate_threshold");
+    assert_eq!(
+        field(b().failure_rate_threshold(-1.0).build()),
+        "failure_rate_threshold"
+    );
+    assert_eq!(
+        field(b().failure_rate_threshold(f64::NAN).build()),
+        "failure_rate_threshold"
+    );
+    assert_eq!(
+        field(b().failure_rate_threshold(1e300).build()),
+        "failure_rate_threshold"
+    );
+    assert_eq!(
+        field(b().slow_call_rate_threshold(f64::INFINITY).build()),
+        "slow_call_rate_threshold"
+    );
     assert_eq!(field(b().jitter(-0.5).build()), "jitter");
-    assert_eq!(field(b().wait_duration(Duration::ZERO).build()), "wait_duration");
-    assert_eq!(field(b().exponential_wait(f64::NAN, Duration::from_secs(1)).build()), "wait_multiplier");
-    assert_eq!(field(b().max_wait_in_half_open(Duration::ZERO).build()), "max_wait_in_half_open");
-    assert_eq!(field(b().permitted_calls_in_half_open(0).build()), "permitted_calls_in_half_open");
-    assert_eq!(field(b().permitted_calls_in_half_open(u32::MAX).build()), "permitted_calls_in_half_open");
+    assert_eq!(
+        field(b().wait_duration(Duration::ZERO).build()),
+        "wait_duration"
+    );
+    assert_eq!(
+        field(
+            b().exponential_wait(f64::NAN, Duration::from_secs(1))
+                .build()
+        ),
+        "wait_multiplier"
+    );
+    assert_eq!(
+        field(b().max_wait_in_half_open(Duration::ZERO).build()),
+        "max_wait_in_half_open"
+    );
+    assert_eq!(
+        field(b().permitted_calls_in_half_open(0).build()),
+        "permitted_calls_in_half_open"
+    );
+    assert_eq!(
+        field(b().permitted_calls_in_half_open(u32::MAX).build()),
+        "permitted_calls_in_half_open"
+    );
     assert_eq!(field(b().success_threshold(0).build()), "success_threshold");
-    assert_eq!(field(b().permitted_calls_in_half_open(2).success_threshold(3).build()), "success_threshold");
-    assert_eq!(field(b().slow_call_duration(Duration::ZERO).build()), "slow_call_duration");
-    assert_eq!(field(b().memory_threshold_percent(150.0).build()), "memory_threshold_percent");
-    assert_eq!(field(b().memory_threshold_mb(-3.0).build()), "memory_threshold_mb");
+    assert_eq!(
+        field(
+            b().permitted_calls_in_half_open(2)
+                .success_threshold(3)
+                .build()
+        ),
+        "success_threshold"
+    );
+    assert_eq!(
+        field(b().slow_call_duration(Duration::ZERO).build()),
+        "slow_call_duration"
+    );
+    assert_eq!(
+        field(b().memory_threshold_percent(150.0).build()),
+        "memory_threshold_percent"
+    );
+    assert_eq!(
+        field(b().memory_threshold_mb(-3.0).build()),
+        "memory_threshold_mb"
+    );
     assert_eq!(field(b().max_keys(0).build()), "max_keys");
     // A huge but valid configuration is accepted.
-    assert!(b().wait_duration(Duration::from_secs(u32::MAX as u64)).failure_threshold(u32::MAX).build().is_ok());
+    assert!(
+        b().wait_duration(Duration::from_secs(u32::MAX as u64))
+            .failure_threshold(u32::MAX)
+            .build()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -170,13 +259,30 @@ fn retry_builders_reject_absurd_values() {
     let (m, _) = PressureMonitor::manual();
     let r = || RetryLayer::builder(m.clone());
     assert_eq!(field(r().max_attempts(0).build()), "max_attempts");
-    assert_eq!(field(r().attempt_timeout(Duration::ZERO).build()), "attempt_timeout");
-    assert_eq!(field(r().time_bound(Duration::ZERO).build()), "time_bound");
-    assert_eq!(field(r().stretch_at_high(f64::NAN).build()), "stretch_at_high");
-    assert_eq!(field(r().stretch_at_high(0.5).build()), "stretch_at_high");
-    assert_eq!(field(r().backoff(Backoff::exponential(Duration::from_millis(10), -2.0)).build()), "backoff.multiplier");
     assert_eq!(
-        field(r().backoff(Backoff::exponential(Duration::from_secs(5), 2.0).max(Duration::from_secs(1))).build()),
+        field(r().attempt_timeout(Duration::ZERO).build()),
+        "attempt_timeout"
+    );
+    assert_eq!(field(r().time_bound(Duration::ZERO).build()), "time_bound");
+    assert_eq!(
+        field(r().stretch_at_high(f64::NAN).build()),
+        "stretch_at_high"
+    );
+    assert_eq!(field(r().stretch_at_high(0.5).build()), "stretch_at_high");
+    assert_eq!(
+        field(
+            r().backoff(Backoff::exponential(Duration::from_millis(10), -2.0))
+                .build()
+        ),
+        "backoff.multiplier"
+    );
+    assert_eq!(
+        field(
+            r().backoff(
+                Backoff::exponential(Duration::from_secs(5), 2.0).max(Duration::from_secs(1))
+            )
+            .build()
+        ),
         "backoff.max"
     );
     let b = RetryBudget::builder;
@@ -184,8 +290,16 @@ fn retry_builders_reject_absurd_values() {
     assert_eq!(field(b().ratio(f64::INFINITY).build()), "budget.ratio");
     assert_eq!(field(b().window(Duration::ZERO).build()), "budget.window");
     assert_eq!(field(b().window(Duration::MAX).build()), "budget.window");
-    assert_eq!(field(b().min_per_second(u32::MAX).build()), "budget.min_per_second");
-    assert!(r().max_attempts(u32::MAX).time_bound(Duration::MAX).build().is_ok());
+    assert_eq!(
+        field(b().min_per_second(u32::MAX).build()),
+        "budget.min_per_second"
+    );
+    assert!(
+        r().max_attempts(u32::MAX)
+            .time_bound(Duration::MAX)
+            .build()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -193,14 +307,29 @@ fn monitor_and_threshold_builders_reject_absurd_values() {
     assert_eq!(field(Thresholds::new(-1.0, 2.0, 3.0, 4.0)), "elevated");
     assert_eq!(field(Thresholds::new(1.0, f64::NAN, 3.0, 4.0)), "high");
     assert_eq!(field(Thresholds::new(10.0, 5.0, 30.0, 40.0)), "high");
-    assert_eq!(field(Thresholds::with_margin([1.0, 2.0, 3.0, 4.0], -1.0)), "margin");
+    assert_eq!(
+        field(Thresholds::with_margin([1.0, 2.0, 3.0, 4.0], -1.0)),
+        "margin"
+    );
     let mb = || PressureMonitor::builder().without_system_sources();
-    assert_eq!(field(mb().interval(Duration::ZERO).build_unstarted()), "interval");
+    assert_eq!(
+        field(mb().interval(Duration::ZERO).build_unstarted()),
+        "interval"
+    );
     assert_eq!(field(mb().dwell(0).build_unstarted()), "dwell");
-    assert_eq!(field(mb().lag_probe_interval(Duration::ZERO).build_unstarted()), "lag_probe_interval");
+    assert_eq!(
+        field(mb().lag_probe_interval(Duration::ZERO).build_unstarted()),
+        "lag_probe_interval"
+    );
     let huge = Thresholds::new(1e6, 2e6, 3e6, 4e6).unwrap();
-    assert_eq!(field(mb().thresholds(Signal::Memory, huge).build_unstarted()), "thresholds.memory.elevated");
-    assert_eq!(field(mb().gauge("", Some(huge), || 1.0).build_unstarted()), "gauges[0].name");
+    assert_eq!(
+        field(mb().thresholds(Signal::Memory, huge).build_unstarted()),
+        "thresholds.memory.elevated"
+    );
+    assert_eq!(
+        field(mb().gauge("", Some(huge), || 1.0).build_unstarted()),
+        "gauges[0].name"
+    );
 }
 
 #[tokio::test]
@@ -208,21 +337,58 @@ async fn alert_builders_reject_absurd_values() {
     use tower_pressure::alert::{AlertLayer, AlertManager, WebhookSink};
     let l = || AlertLayer::builder("svc");
     assert_eq!(field(l().window(Duration::ZERO).build()), "window");
-    assert_eq!(field(l().error_rate_threshold(Some(-5.0)).build()), "error_rate_threshold");
-    assert_eq!(field(l().error_rate_threshold(Some(f64::NAN)).build()), "error_rate_threshold");
-    assert_eq!(field(l().latency_threshold(7.0, Duration::from_secs(1)).build()), "latency_threshold.quantile");
+    assert_eq!(
+        field(l().error_rate_threshold(Some(-5.0)).build()),
+        "error_rate_threshold"
+    );
+    assert_eq!(
+        field(l().error_rate_threshold(Some(f64::NAN)).build()),
+        "error_rate_threshold"
+    );
+    assert_eq!(
+        field(l().latency_threshold(7.0, Duration::from_secs(1)).build()),
+        "latency_threshold.quantile"
+    );
     let m = AlertManager::builder;
     assert_eq!(field(m().history_capacity(0).build()), "history_capacity");
-    assert_eq!(field(m().rate_limit_entries(0).build()), "rate_limit_entries");
-    assert_eq!(field(m().rate_limit("no-such-rule", Duration::from_secs(1)).build()), "rate_limit");
-    assert_eq!(field(m().watch(Signal::Memory, 80.0, 90.0).build()), "watch");
+    assert_eq!(
+        field(m().rate_limit_entries(0).build()),
+        "rate_limit_entries"
+    );
+    assert_eq!(
+        field(
+            m().rate_limit("no-such-rule", Duration::from_secs(1))
+                .build()
+        ),
+        "rate_limit"
+    );
+    assert_eq!(
+        field(m().watch(Signal::Memory, 80.0, 90.0).build()),
+        "watch"
+    );
     let w = WebhookSink::builder;
-    for url in ["", "not a url", "http://", "ftp://127.0.0.1/x", "http://[::1", "http://a b/"] {
+    for url in [
+        "",
+        "not a url",
+        "http://",
+        "ftp://127.0.0.1/x",
+        "http://[::1",
+        "http://a b/",
+    ] {
         assert_eq!(field(w(url).build()), "url", "{url:?}");
     }
-    assert_eq!(field(w("http://127.0.0.1:9/x").timeout(Duration::ZERO).build()), "timeout");
-    assert_eq!(field(w("http://127.0.0.1:9/x").retries(u32::MAX).build()), "retries");
-    assert_eq!(field(w("http://127.0.0.1:9/x").queue_capacity(0).build()), "queue_capacity");
+    assert_eq!(
+        field(w("http://127.0.0.1:9/x").timeout(Duration::ZERO).build()),
+        "timeout"
+    );
+    assert_eq!(
+        field(w("http://127.0.0.1:9/x").retries(u32::MAX).build()),
+        "retries"
+    );
+    assert_eq!(
+        field(w("http://127.0.0.1:9/x").queue_capacity(0).build()),
+        "queue_capacity"
+    );
 }
 
 fn assert_parse_error(r: Result<impl std::fmt::Debug, String>) {

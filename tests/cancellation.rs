@@ -130,14 +130,28 @@ async fn breaker_probe_slot_is_returned_on_every_cut() {
         |n| {
             cuts += 1;
             assert_eq!(handle.state(), CircuitState::HalfOpen, "cut {n}");
-            assert!(handle.can_execute(None).is_ok(), "probe slot leaked at cut {n}");
-            assert_eq!(handle.metrics().calls, 0, "a cancelled probe is not an outcome");
+            assert!(
+                handle.can_execute(None).is_ok(),
+                "probe slot leaked at cut {n}"
+            );
+            assert_eq!(
+                handle.metrics().calls,
+                0,
+                "a cancelled probe is not an outcome"
+            );
             assert_eq!(backend.live.load(Ordering::SeqCst), 0);
         },
     )
     .await;
-    assert!(cuts >= 3, "cut before the call, in the sleep and in the yield");
-    assert_eq!(handle.state(), CircuitState::Closed, "the uncut probe closed it");
+    assert!(
+        cuts >= 3,
+        "cut before the call, in the sleep and in the yield"
+    );
+    assert_eq!(
+        handle.state(),
+        CircuitState::Closed,
+        "the uncut probe closed it"
+    );
     report("breaker", polls);
 }
 
@@ -232,11 +246,22 @@ async fn retry_waits_and_attempts_leave_nothing_behind() {
         let out = drop_after(fut, n).await;
         let calls = backend.calls.load(Ordering::SeqCst);
         let retries = budget.withdrawn() - before;
-        assert_eq!(backend.live.load(Ordering::SeqCst), 0, "cut {n}: inner future alive");
-        assert_eq!(metrics.snapshot().in_flight, 0, "cut {n}: in-flight left behind");
+        assert_eq!(
+            backend.live.load(Ordering::SeqCst),
+            0,
+            "cut {n}: inner future alive"
+        );
+        assert_eq!(
+            metrics.snapshot().in_flight,
+            0,
+            "cut {n}: in-flight left behind"
+        );
         assert!(handle.can_execute(None).is_ok(), "cut {n}");
         // A token is withdrawn only for a retry that is then waited for or started.
-        assert!(retries <= 1 && retries <= calls, "cut {n}: {retries} tokens, {calls} calls");
+        assert!(
+            retries <= 1 && retries <= calls,
+            "cut {n}: {retries} tokens, {calls} calls"
+        );
         calls_seen.push(calls);
         if let Some(res) = out {
             assert_eq!(res.unwrap(), "ok");
@@ -246,7 +271,10 @@ async fn retry_waits_and_attempts_leave_nothing_behind() {
         }
     }
     budget_before = budget.withdrawn() - budget_before;
-    assert!(calls_seen.contains(&1) && calls_seen.contains(&2), "{calls_seen:?}");
+    assert!(
+        calls_seen.contains(&1) && calls_seen.contains(&2),
+        "{calls_seen:?}"
+    );
     assert!(budget_before >= 1);
     report("retry+breaker+alert", n_cut);
 }
@@ -287,6 +315,10 @@ async fn limiter_slot_is_released_on_every_cut() {
     )
     .await;
     assert_eq!(handle.in_flight(), 0);
-    assert_eq!(handle.shed_count(tower_pressure::Priority::Normal), 0, "limit 1 never refused a lone caller");
+    assert_eq!(
+        handle.shed_count(tower_pressure::Priority::Normal),
+        0,
+        "limit 1 never refused a lone caller"
+    );
     report("limiter", polls);
 }

@@ -102,7 +102,9 @@ impl Body for SlowBody {
         self.left -= 1;
         let next = tokio::time::Instant::now() + self.every;
         self.sleep.as_mut().reset(next);
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"slow-body-chunk\n")))))
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+            b"slow-body-chunk\n",
+        )))))
     }
 }
 
@@ -134,41 +136,42 @@ fn handler(
 > + Clone
 + Send
 + 'static {
-        service_fn(move |req: Request<hyper::body::Incoming>| {
-            let n = arrivals.fetch_add(1, Ordering::SeqCst);
-            let fault = schedule(n);
-            *faults.lock().unwrap().entry(fault).or_insert(0) += 1;
-            let degraded = Constraints::from_request(&req)
-                .map(|c| c.level() > PressureLevel::Normal)
-                .unwrap_or(false);
-            let fut: BoxFut<Response<ResBody>> = Box::pin(async move {
-                match fault {
-                    Fault::None | Fault::Pressure => {
-                        full(StatusCode::OK, if degraded { "ok (degraded)" } else { "ok" })
-                    }
-                    Fault::Latency => {
-                        tokio::time::sleep(Duration::from_millis(120)).await;
-                        full(StatusCode::OK, "ok (late)")
-                    }
-                    Fault::ErrorBurst => full(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                    // An error from the service makes hyper drop the connection mid-request.
-                    Fault::Reset => Err(BoxError::from("injected connection reset")),
-                    Fault::Stall => {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                        full(StatusCode::OK, "too late")
-                    }
-                    Fault::SlowBody => Ok(Response::new(
-                        SlowBody {
-                            left: 4,
-                            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
-                            every: Duration::from_millis(15),
-                        }
-                        .boxed(),
-                    )),
+    service_fn(move |req: Request<hyper::body::Incoming>| {
+        let n = arrivals.fetch_add(1, Ordering::SeqCst);
+        let fault = schedule(n);
+        *faults.lock().unwrap().entry(fault).or_insert(0) += 1;
+        let degraded = Constraints::from_request(&req)
+            .map(|c| c.level() > PressureLevel::Normal)
+            .unwrap_or(false);
+        let fut: BoxFut<Response<ResBody>> = Box::pin(async move {
+            match fault {
+                Fault::None | Fault::Pressure => full(
+                    StatusCode::OK,
+                    if degraded { "ok (degraded)" } else { "ok" },
+                ),
+                Fault::Latency => {
+                    tokio::time::sleep(Duration::from_millis(120)).await;
+                    full(StatusCode::OK, "ok (late)")
                 }
-            });
-            fut
-        })
+                Fault::ErrorBurst => full(StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                // An error from the service makes hyper drop the connection mid-request.
+                Fault::Reset => Err(BoxError::from("injected connection reset")),
+                Fault::Stall => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    full(StatusCode::OK, "too late")
+                }
+                Fault::SlowBody => Ok(Response::new(
+                    SlowBody {
+                        left: 4,
+                        sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                        every: Duration::from_millis(15),
+                    }
+                    .boxed(),
+                )),
+            }
+        });
+        fut
+    })
 }
 
 struct Server {
@@ -178,7 +181,11 @@ struct Server {
     conns: JoinSet<()>,
 }
 
-async fn start_server() -> (std::net::SocketAddr, Server, tokio::task::JoinHandle<JoinSet<()>>) {
+async fn start_server() -> (
+    std::net::SocketAddr,
+    Server,
+    tokio::task::JoinHandle<JoinSet<()>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (monitor, manual) = PressureMonitor::manual();
@@ -197,7 +204,11 @@ async fn start_server() -> (std::net::SocketAddr, Server, tokio::task::JoinHandl
         tokio::spawn(async move {
             loop {
                 let n = arrivals.load(Ordering::Relaxed);
-                manual.set(if schedule(n) == Fault::Pressure { 90.0 } else { 10.0 });
+                manual.set(if schedule(n) == Fault::Pressure {
+                    90.0
+                } else {
+                    10.0
+                });
                 monitor.sample_now();
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -206,10 +217,11 @@ async fn start_server() -> (std::net::SocketAddr, Server, tokio::task::JoinHandl
     let acceptor = tokio::spawn(async move {
         let mut conns = JoinSet::new();
         loop {
-            let (stream, _) = match tokio::time::timeout(Duration::from_secs(60), listener.accept()).await {
-                Ok(Ok(s)) => s,
-                _ => break,
-            };
+            let (stream, _) =
+                match tokio::time::timeout(Duration::from_secs(60), listener.accept()).await {
+                    Ok(Ok(s)) => s,
+                    _ => break,
+                };
             let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
             conns.spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -333,7 +345,9 @@ async fn chaos_accounting_closes() {
         tasks.spawn(async move {
             let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             max_in_flight.fetch_max(now, Ordering::SeqCst);
-            let req = Request::get(format!("http://{addr}/item/{i}")).body(()).unwrap();
+            let req = Request::get(format!("http://{addr}/item/{i}"))
+                .body(())
+                .unwrap();
             let t0 = std::time::Instant::now();
             let out = tokio::time::timeout(HANG, svc.oneshot(req)).await;
             let took = t0.elapsed();
@@ -359,9 +373,7 @@ async fn chaos_accounting_closes() {
             Ok(r) => tally.other.push(format!("status {}", r.status())),
             Err(e) if e.is::<CircuitOpen>() => tally.rejected_open += 1,
             Err(e) if e.is::<Overloaded>() => tally.rejected_overloaded += 1,
-            Err(e)
-                if e.is::<tower::timeout::error::Elapsed>() || e.is::<AttemptTimedOut>() =>
-            {
+            Err(e) if e.is::<tower::timeout::error::Elapsed>() || e.is::<AttemptTimedOut>() => {
                 tally.failed_timeout += 1
             }
             Err(e) if e.is::<hyper_util::client::legacy::Error>() || e.is::<hyper::Error>() => {
@@ -424,14 +436,36 @@ async fn chaos_accounting_closes() {
     );
     reliability_support::record("chaos", &line);
 
-    assert!(tally.other.is_empty(), "untyped outcomes: {:?}", &tally.other[..tally.other.len().min(5)]);
+    assert!(
+        tally.other.is_empty(),
+        "untyped outcomes: {:?}",
+        &tally.other[..tally.other.len().min(5)]
+    );
     assert_eq!(accounted, REQUESTS as u64, "accounting must close");
-    assert_eq!(in_flight.load(Ordering::SeqCst), 0, "client in-flight returns to 0");
+    assert_eq!(
+        in_flight.load(Ordering::SeqCst),
+        0,
+        "client in-flight returns to 0"
+    );
     assert!(max_in_flight.load(Ordering::SeqCst) <= CONCURRENCY);
     assert_eq!(server_in_flight, 0, "server in-flight returns to 0");
-    assert_eq!(limiter_handle.in_flight(), 0, "limiter in-flight returns to 0");
-    for f in [Fault::Latency, Fault::ErrorBurst, Fault::Reset, Fault::Stall, Fault::SlowBody, Fault::Pressure] {
-        assert!(faults.get(&f).copied().unwrap_or(0) > 0, "{f:?} was never injected");
+    assert_eq!(
+        limiter_handle.in_flight(),
+        0,
+        "limiter in-flight returns to 0"
+    );
+    for f in [
+        Fault::Latency,
+        Fault::ErrorBurst,
+        Fault::Reset,
+        Fault::Stall,
+        Fault::SlowBody,
+        Fault::Pressure,
+    ] {
+        assert!(
+            faults.get(&f).copied().unwrap_or(0) > 0,
+            "{f:?} was never injected"
+        );
     }
     assert!(tally.ok > 0 && tally.ok_degraded > 0);
     // Stalled attempts time out and are retried (the retry may then succeed), so stalls need

@@ -51,7 +51,9 @@ fn backend() -> impl Service<Request<()>, Response = (), Error = BoxError, Futur
         if fastrand::bool() {
             Ok(())
         } else {
-            Err(BoxError::from(Retryable::new(std::io::Error::other("overloaded"))))
+            Err(BoxError::from(Retryable::new(std::io::Error::other(
+                "overloaded",
+            ))))
         }
     })
 }
@@ -87,7 +89,11 @@ async fn soak_memory_flat_and_registries_bounded() {
         .max_keys(ALERT_KEYS)
         .build()
         .unwrap()
-        .key_by(|req: &Request<()>| req.headers().get("x-executor").and_then(|v| v.to_str().ok()));
+        .key_by(|req: &Request<()>| {
+            req.headers()
+                .get("x-executor")
+                .and_then(|v| v.to_str().ok())
+        });
     let alert_metrics = alert.metrics();
     let breaker = CircuitBreakerLayer::builder()
         .event_bus(bus.clone())
@@ -172,9 +178,18 @@ async fn soak_memory_flat_and_registries_bounded() {
         ),
     );
     assert!(sent > 0);
-    assert!(growth < 5.0, "RSS grew {growth:.2} % ({first} kB -> {last} kB)");
-    assert!(max_breakers <= BREAKER_KEYS, "breaker registry exceeded its bound");
-    assert!(max_alert_keys <= ALERT_KEYS, "alert key table exceeded its bound");
+    assert!(
+        growth < 5.0,
+        "RSS grew {growth:.2} % ({first} kB -> {last} kB)"
+    );
+    assert!(
+        max_breakers <= BREAKER_KEYS,
+        "breaker registry exceeded its bound"
+    );
+    assert!(
+        max_alert_keys <= ALERT_KEYS,
+        "alert key table exceeded its bound"
+    );
     assert!(max_history <= HISTORY, "alert history exceeded its bound");
     assert_eq!(alert_metrics.snapshot().in_flight, 0);
 }

@@ -158,7 +158,14 @@ impl Model {
             return; // a late outcome of an earlier state
         }
         match (t.kind, self.st) {
-            (Kind::Probe, St::Half { probes, succ, since }) if probes > 0 => {
+            (
+                Kind::Probe,
+                St::Half {
+                    probes,
+                    succ,
+                    since,
+                },
+            ) if probes > 0 => {
                 if !ok {
                     self.go(St::Open {
                         until: self.t + WAIT,
@@ -189,7 +196,14 @@ impl Model {
         }
     }
     fn cancel(&mut self, t: Ticket) {
-        if let (Kind::Probe, St::Half { probes, succ, since }) = (t.kind, self.st)
+        if let (
+            Kind::Probe,
+            St::Half {
+                probes,
+                succ,
+                since,
+            },
+        ) = (t.kind, self.st)
             && t.generation == self.generation
             && probes > 0
         {
@@ -246,7 +260,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 match model.acquire() {
                     Some(t) => {
                         model.outcome(t, ok);
-                        prop_assert!(matches!(res, Poll::Ready(ref r) if r.is_ok() == ok), "step {step}: admitted call result");
+                        prop_assert!(
+                            matches!(res, Poll::Ready(ref r) if r.is_ok() == ok),
+                            "step {step}: admitted call result"
+                        );
                     }
                     None => {
                         prop_assert!(
@@ -298,11 +315,22 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         let m = handle.metrics();
-        prop_assert_eq!(m.state, model.state(), "step {}: state ({:?})", step, model.st);
+        prop_assert_eq!(
+            m.state,
+            model.state(),
+            "step {}: state ({:?})",
+            step,
+            model.st
+        );
         prop_assert_eq!(m.calls, model.calls, "step {}: calls", step);
         prop_assert_eq!(m.failures, model.failures, "step {}: failures", step);
         prop_assert_eq!(m.rejected, model.rejected, "step {}: rejected", step);
-        prop_assert_eq!(m.consecutive_failures, model.consecutive, "step {}: consecutive", step);
+        prop_assert_eq!(
+            m.consecutive_failures,
+            model.consecutive,
+            "step {}: consecutive",
+            step
+        );
     }
     // Drop everything still in flight: no probe slot may stay taken.
     for (f, _, t) in held.drain(..) {
@@ -345,7 +373,10 @@ fn breaker_matches_reference_model() {
         .unwrap_or_else(|e| panic!("{e}"));
     reliability_support::record(
         "state machine: breaker",
-        &format!("{CASES} cases, {} operations checked against the reference", ops.load(Ordering::Relaxed)),
+        &format!(
+            "{CASES} cases, {} operations checked against the reference",
+            ops.load(Ordering::Relaxed)
+        ),
     );
 }
 
@@ -452,13 +483,20 @@ mod limiter {
                     let mut f: Fut = Box::pin(svc.call(req));
                     let res = poll_now(&mut f);
                     if model.admit(c) {
-                        prop_assert!(res.is_pending(), "step {}: class {:?} refused", step, CLASSES[c]);
+                        prop_assert!(
+                            res.is_pending(),
+                            "step {}: class {:?} refused",
+                            step,
+                            CLASSES[c]
+                        );
                         held.push((f, tx, c));
                     } else {
                         shed[c] += 1;
                         prop_assert!(
                             matches!(res, Poll::Ready(Err(ref e)) if e.is::<Overloaded>()),
-                            "step {}: class {:?} admitted over the limit", step, CLASSES[c]
+                            "step {}: class {:?} admitted over the limit",
+                            step,
+                            CLASSES[c]
                         );
                     }
                 }
@@ -506,6 +544,9 @@ fn limiter_matches_reference_model() {
         .unwrap_or_else(|e| panic!("{e}"));
     reliability_support::record(
         "state machine: limiter",
-        &format!("{CASES} cases, {} operations checked against the reference", ops.load(Ordering::Relaxed)),
+        &format!(
+            "{CASES} cases, {} operations checked against the reference",
+            ops.load(Ordering::Relaxed)
+        ),
     );
 }

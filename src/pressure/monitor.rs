@@ -31,8 +31,8 @@ use tokio::time::Instant;
 use super::sources::{self, GaugeFn, GaugeSource, ManualFeed, ManualSource, Source};
 use super::{HysteresisTracker, PressureLevel, Signal, Thresholds};
 use crate::error::ConfigError;
-use crate::sync::{AtomicU64, fence};
 use crate::event::{DegradationEvent, Event, EventBus, PressureChanged};
+use crate::sync::{AtomicU64, fence};
 
 /// A cheap-to-clone handle to the process's pressure readings.
 ///
