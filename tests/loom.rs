@@ -97,6 +97,37 @@ fn half_open_slots_no_over_admission_no_leak() {
     });
 }
 
+/// Three callers, two probe slots: never more than two held at once; all slots come back.
+#[test]
+fn half_open_two_slots_three_callers() {
+    model(|| {
+        let layer = half_open(2, 2);
+        let held = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let mut svc = layer.layer(service_fn(|()| {
+                    std::future::pending::<Result<(), Infallible>>()
+                }));
+                let held = held.clone();
+                thread::spawn(move || {
+                    let mut fut = pin!(svc.call(()));
+                    if poll_once(fut.as_mut()).is_pending() {
+                        assert!(held.fetch_add(1, Ordering::SeqCst) < 2, "over-admission");
+                        held.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(
+            layer.handle().can_execute(None).is_ok(),
+            "probe slot leaked"
+        );
+    });
+}
+
 /// One probe succeeds while another fails: whatever the order, the breaker ends OPEN (a
 /// failed probe re-opens; a late success from the closed cycle cannot close it again).
 #[test]
