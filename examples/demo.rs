@@ -243,6 +243,9 @@ struct Tick {
     latencies_us: Vec<u64>,
 }
 
+/// A breaker transition: seconds since start, from, to, reason.
+type Transition = (f64, CircuitState, CircuitState, String);
+
 #[derive(Clone)]
 struct Row {
     t: f64,
@@ -328,7 +331,7 @@ async fn main() -> Result<(), BoxError> {
     // Events: retries and breaker transitions, counted from the one bus.
     let retries = Arc::new(AtomicU64::new(0));
     let budget_refusals = Arc::new(AtomicU64::new(0));
-    let transitions: Arc<Mutex<Vec<(f64, CircuitState, CircuitState, String)>>> = Arc::default();
+    let transitions: Arc<Mutex<Vec<Transition>>> = Arc::default();
     let start = Instant::now();
     {
         let mut rx = monitor.events().subscribe();
@@ -504,7 +507,6 @@ async fn main() -> Result<(), BoxError> {
             sent.clone(),
             stop.clone(),
         );
-        let capacity = capacity;
         tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(42);
             let mut next = Instant::now();
@@ -591,10 +593,10 @@ async fn main() -> Result<(), BoxError> {
 
     // The table, one line a second; phase changes drive the outage and the memory gauge.
     let mut rows: Vec<Row> = Vec::new();
-    let mut all_latencies: Vec<u64> = Vec::new();
     let mut max_level = PressureLevel::Normal;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let mut last_print = Instant::now();
+    let mut last_p99 = 0.0;
     loop {
         ticker.tick().await;
         let t = start.elapsed();
@@ -619,43 +621,45 @@ async fn main() -> Result<(), BoxError> {
         simulated_memory.store(mem.to_bits(), Ordering::Relaxed);
         max_level = max_level.max(monitor.level());
 
-        if last_print.elapsed() < Duration::from_secs(1) {
-            continue;
-        }
-        last_print = Instant::now();
-        let mut tk = match tick.lock() {
-            Ok(mut g) => std::mem::take(&mut *g),
-            Err(_) => Tick::default(),
-        };
-        let p99 = percentile(&mut tk.latencies_us, 0.99) as f64 / 1000.0;
-        all_latencies.extend_from_slice(&tk.latencies_us);
+        // A plot point every tick (100 ms); a printed line and a new p99 every second.
         let s = monitor.snapshot();
-        let row = Row {
+        let mut row = Row {
             t: t.as_secs_f64(),
             phase,
             level: s.level(),
             limit: limiter_handle.effective_limit(),
             in_flight: limiter_handle.in_flight(),
-            ok: tk.ok,
-            shed: tk.shed,
-            p99_ms: p99,
+            ok: 0,
+            shed: 0,
+            p99_ms: last_p99,
             breaker: breaker_handle.state(),
         };
-        let pressure = format!("{} ({})", s.level(), monitor.signal_name(s.driver()));
-        println!(
-            "{:>3}s {:<15} {:<22} {:>5} {:>5} {:>6} {:>6} {:>8.1} {:<9} {:>7} {:>6}",
-            t.as_secs(),
-            phase.name(),
-            pressure,
-            row.limit,
-            row.in_flight,
-            row.ok,
-            row.shed,
-            row.p99_ms,
-            row.breaker.as_str(),
-            retries.load(Ordering::Relaxed),
-            alert_count.load(Ordering::Relaxed)
-        );
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            let mut tk = match tick.lock() {
+                Ok(mut g) => std::mem::take(&mut *g),
+                Err(_) => Tick::default(),
+            };
+            last_p99 = percentile(&mut tk.latencies_us, 0.99) as f64 / 1000.0;
+            row.p99_ms = last_p99;
+            row.ok = tk.ok;
+            row.shed = tk.shed;
+            let pressure = format!("{} ({})", s.level(), monitor.signal_name(s.driver()));
+            println!(
+                "{:>3}s {:<15} {:<22} {:>5} {:>5} {:>6} {:>6} {:>8.1} {:<9} {:>7} {:>6}",
+                t.as_secs(),
+                phase.name(),
+                pressure,
+                row.limit,
+                row.in_flight,
+                row.ok,
+                row.shed,
+                row.p99_ms,
+                row.breaker.as_str(),
+                retries.load(Ordering::Relaxed),
+                alert_count.load(Ordering::Relaxed)
+            );
+        }
         rows.push(row);
     }
     stop.store(true, Ordering::Relaxed);
@@ -787,7 +791,6 @@ async fn main() -> Result<(), BoxError> {
             std::process::exit(1);
         }
     }
-    let _ = all_latencies;
     Ok(())
 }
 
@@ -870,9 +873,9 @@ fn write_svg(rows: &[Row], capacity: f64) -> Result<String, BoxError> {
                 let _ = write!(
                     svg,
                     r##"<line x1="{0}" x2="{0}" y1="{top}" y2="{1}" stroke="#eee"/><text x="{2}" y="{3}" fill="#999">{4}</text>"##,
-                    x(r.t - 1.0).max(pad),
+                    x(r.t).max(pad),
                     top + h,
-                    x(r.t - 1.0).max(pad) + 2.0,
+                    x(r.t).max(pad) + 2.0,
                     top + h - 4.0,
                     r.phase.name()
                 );

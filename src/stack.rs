@@ -23,8 +23,10 @@
 //!   constraints (the retry layer never sleeps past the `Constraints` deadline).
 //!
 //! Every part can be replaced (`.breaker(..)`, `.retry(..)`, ...) or removed
-//! (`.without_breaker()`, ...), and every part shares the stack's monitor and its
-//! [`EventBus`](crate::event::EventBus). [`InboundStack::status_registry`] /
+//! (`.without_breaker()`, ...). The default parts share the stack's monitor and report to its
+//! [`EventBus`](crate::event::EventBus) (`monitor.events()`); a part you build yourself reports
+//! where you tell it: give it the same monitor (`.monitor(monitor.clone())` on the breaker
+//! builder; the retry and concurrency builders take it as their argument) or the same bus. [`InboundStack::status_registry`] /
 //! [`OutboundStack::status_registry`] give a [`StatusRegistry`] with every part registered.
 //!
 //! ```
@@ -110,6 +112,38 @@ impl ResilienceStack {
         s.parts.set("retry", provider_of_retry(&s.retry));
         s.parts.set("breaker", provider_of_breaker(&s.breaker));
         s
+    }
+}
+
+#[cfg(feature = "http")]
+impl ResilienceStack {
+    /// The outbound stack for HTTP clients: like [`ResilienceStack::outbound`], but the retry
+    /// layer uses the [`HttpClassifier`](crate::retry::http::HttpClassifier) (502/503/504,
+    /// 429 and 408 are retried, `Retry-After` honoured, only idempotent requests replayed) and
+    /// there is one breaker per authority (`host:port`) counting 5xx and 429 as failures.
+    pub fn outbound_http(
+        monitor: PressureMonitor,
+    ) -> OutboundStack<
+        AlertLayer,
+        DegradationLayer,
+        RetryLayer<crate::retry::http::HttpClassifier>,
+        CircuitBreakerLayer<
+            crate::circuit_breaker::http::ServerErrorsAsFailures,
+            crate::circuit_breaker::http::AuthorityKey,
+        >,
+        TimeoutLayer,
+    > {
+        let retry = match RetryLayer::http(monitor.clone()).name("outbound").build() {
+            Ok(r) => r,
+            // Invariant: the defaults are valid.
+            Err(e) => unreachable!("default RetryLayer config is valid: {e}"),
+        };
+        let breaker = default_breaker(&monitor)
+            .classifier(crate::circuit_breaker::http::ServerErrorsAsFailures)
+            .per_key(crate::circuit_breaker::http::AuthorityKey);
+        ResilienceStack::outbound(monitor)
+            .retry(retry)
+            .breaker(breaker)
     }
 }
 

@@ -616,6 +616,12 @@ impl StatusProvider for AlertManager {
                     st.dropped as f64,
                 )
                 .counter(
+                    "tower_pressure_alert_sink_rejected_total",
+                    "Alerts failed fast because the sink's circuit breaker was open.",
+                    &sink,
+                    st.rejected as f64,
+                )
+                .counter(
                     "tower_pressure_alert_sink_retries_total",
                     "Delivery retries.",
                     &sink,

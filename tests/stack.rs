@@ -192,3 +192,40 @@ fn overloaded_maps_to_resource_exhausted() {
         assert!(status.metadata().get("grpc-retry-pushback-ms").is_some());
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn outbound_http_keeps_one_breaker_per_authority() {
+    use http_body_util::Full;
+    let (monitor, _manual) = PressureMonitor::manual();
+    let stack = ResilienceStack::outbound_http(monitor);
+    // Provider on :1 always answers 503; provider on :2 answers 200.
+    let backend = service_fn(|req: Request<Full<bytes::Bytes>>| async move {
+        let status = if req.uri().port_u16() == Some(1) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap())
+    });
+    let client = ServiceBuilder::new().resilience(stack).service(backend);
+    let get = |port: u16| {
+        Request::get(format!("http://127.0.0.1:{port}/v1/models"))
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let mut open_seen = false;
+    for _ in 0..40 {
+        match client.clone().oneshot(get(1)).await {
+            Ok(res) => assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE),
+            Err(e) => {
+                assert_eq!(Rejection::from_error(&*e).reason(), "circuit_open");
+                open_seen = true;
+                break;
+            }
+        }
+    }
+    assert!(open_seen, "the failing authority's breaker opened");
+    // The other authority is unaffected.
+    let res = client.clone().oneshot(get(2)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}

@@ -27,6 +27,8 @@ pub struct SinkStats {
     pub dropped: u64,
     /// Retries made.
     pub retried: u64,
+    /// Alerts that failed because a circuit breaker refused them (included in `failed`).
+    pub rejected: u64,
     /// Alerts waiting in the queue now.
     pub queued: u64,
 }

@@ -1,13 +1,52 @@
-//! The webhook sink: alerts as JSON POSTs, delivered by a background task.
+//! The webhook sink: alerts as JSON POSTs, delivered by a background task through this
+//! crate's own [`RetryLayer`] and [`CircuitBreakerLayer`].
 //!
 //! # What protects the service that raised the alert
 //!
 //! [`WebhookSink::deliver`] serialises the alert and pushes it onto a bounded queue: it never
 //! waits for the network. When the queue is full the *oldest* alert is dropped and counted
 //! (`dropped` in [`SinkStats`]), so a slow or dead endpoint costs bounded memory and
-//! nothing else. A background task posts each alert with a per-attempt timeout and a bounded
-//! number of retries with exponential backoff (on connection errors, timeouts, 408, 429 and
-//! 5xx). Redirects are never followed: a 3xx is a failed delivery.
+//! nothing else. A background task posts the alerts one at a time. Redirects are never
+//! followed: a 3xx is a failed delivery.
+//!
+//! # What protects the endpoint
+//!
+//! Each POST goes through this stack, built once with the sink:
+//!
+//! ```text
+//! RetryLayer (HttpClassifier)  ->  CircuitBreakerLayer (ServerErrorsAsFailures)  ->  timeout  ->  client
+//! ```
+//!
+//! * **Retries** ([`RetryLayer`] with [`HttpClassifier`]): by default 3 attempts in all,
+//!   exponential backoff from 500 ms (x2, capped at 30 s) with full jitter, the retry budget
+//!   (retries add at most 20 % on top of deliveries, plus 10 per second), `Retry-After`
+//!   honoured up to 30 s. Connection errors, timeouts, 502, 503, 504, 429 and 408 are
+//!   retried; other statuses are final.
+//! * **Circuit breaker** ([`CircuitBreakerLayer`], named `webhook`): every *attempt* is
+//!   recorded (5xx, 429, transport errors and timeouts are failures); by default 5
+//!   consecutive failures open it for 30 s. While it is open deliveries fail at once,
+//!   without connecting, and are counted in `failed` and `rejected` with the reason logged.
+//!   After the wait one probe is let through: its success closes the breaker. The retry layer
+//!   never retries a [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) rejection.
+//! * **Timeout**: each attempt (connect included) is bounded by
+//!   [`WebhookSinkBuilder::timeout`]; the breaker sees a timeout as a failure.
+//!
+//! [`WebhookSink::breaker`] and [`WebhookSink::retry`] return the handles, which are
+//! [`StatusProvider`](crate::status::StatusProvider)s: register them to put the webhook's
+//! breaker and retry counters on the status page. Their events go to a private
+//! [`EventBus`](crate::event::EventBus), not the alert manager's, so that the webhook's own
+//! breaker opening cannot raise an alert that is posted to the same dead webhook.
+//!
+//! ## Why POSTs are retried
+//!
+//! The retry layer only replays idempotent requests, and POST is not idempotent by HTTP's
+//! rules. A webhook delivery is made idempotent by construction: every alert gets a unique
+//! id, sent as the `Idempotency-Key` header and as `"id"` in the JSON body, identical on
+//! every attempt of that alert, and the request carries the [`Idempotent`] extension. A
+//! receiver that deduplicates on the key sees each alert once; one that does not may see an
+//! alert twice when a response is lost after the receiver processed it, which for alerts
+//! is the better failure than losing it. Set [`WebhookSinkBuilder::max_attempts`] to 1 to
+//! never replay.
 //!
 //! # What protects the network
 //!
@@ -25,9 +64,9 @@
 //! # The client
 //!
 //! The default client is hyper-util's legacy client over [`GuardedConnector`] (plain `http`).
-//! For `https`, or to wrap the client in this crate's retry and circuit-breaker layers, build
-//! any tower service with the [`WebhookClient`] signature and pass it to
-//! [`WebhookSinkBuilder::client`].
+//! For `https`, build any tower service with the [`WebhookClient`] signature (say a TLS
+//! client around [`GuardedConnector`]) and pass it to [`WebhookSinkBuilder::client`]: it is
+//! wrapped in the same retry, breaker and timeout stack.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -48,18 +87,37 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tower::timeout::Timeout;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceExt};
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::sink::{AlertSink, SinkStats};
 use super::{Alert, Severity};
+use crate::circuit_breaker::http::ServerErrorsAsFailures;
+use crate::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer, CircuitOpen, NoKey,
+};
 use crate::error::ConfigError;
+use crate::event::EventBus;
+use crate::pressure::PressureMonitor;
+use crate::retry::http::{HttpClassifier, Idempotent};
+use crate::retry::{Backoff, Jitter, Retry, RetryLayer};
 
 /// The client signature the webhook sink posts through: any cloneable tower service from a
 /// request with a full body to a response whose body is discarded.
 pub type WebhookClient =
     BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<()>, BoxError>;
+
+/// The protected stack every delivery goes through (see the [module docs](self)), boxed
+/// once at build time (one allocation per delivery for the boxed future; off any request
+/// path).
+type Protected = BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<()>, BoxError>;
+
+/// The concrete stack before boxing.
+type Stack =
+    Retry<CircuitBreaker<Timeout<WebhookClient>, ServerErrorsAsFailures, NoKey>, HttpClassifier>;
 
 /// Posts alerts as JSON to a URL; see the [module docs](self).
 ///
@@ -67,25 +125,35 @@ pub type WebhookClient =
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use tower_pressure::alert::{AlertManager, WebhookSink};
+/// use tower_pressure::status::StatusRegistry;
 ///
 /// let hook = WebhookSink::builder("http://alerts.internal.example:8080/hook")
 ///     .timeout(Duration::from_secs(5))
-///     .retries(3)
+///     .max_attempts(3)
+///     .breaker_failure_threshold(5)
+///     .breaker_wait(Duration::from_secs(30))
 ///     .queue_capacity(256)
 ///     .build()?;
+/// let status = StatusRegistry::new();
+/// status.register(hook.breaker()).register(hook.retry());
 /// let alerts = AlertManager::builder().sink(hook).build()?;
 /// # Ok(()) }
 /// ```
 pub struct WebhookSink {
     queue: Arc<Queue>,
     redacted: Arc<str>,
+    retry: RetryLayer<HttpClassifier>,
+    breaker: CircuitBreakerHandle,
+    /// Per-sink random prefix of the alert ids, so ids of two processes do not collide.
+    nonce: u64,
 }
 
 impl fmt::Debug for WebhookSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookSink")
             .field("url", &self.redacted)
-            .field("stats", &self.queue.stats())
+            .field("stats", &self.stats())
+            .field("breaker", &self.breaker.state())
             .finish()
     }
 }
@@ -97,47 +165,55 @@ impl Drop for WebhookSink {
     }
 }
 
+/// One queued delivery: the alert's id (the `Idempotency-Key`) and its JSON.
+struct Item {
+    id: String,
+    body: Bytes,
+}
+
 struct Queue {
-    items: Mutex<VecDeque<Bytes>>,
+    items: Mutex<VecDeque<Item>>,
     capacity: usize,
     notify: Notify,
     closed: AtomicBool,
+    seq: AtomicU64,
     delivered: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
-    retried: AtomicU64,
+    rejected: AtomicU64,
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Item>> {
         match self.items.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
     }
 
-    fn push(&self, body: Bytes) {
+    fn push(&self, item: Item) {
         {
             let mut q = self.lock();
             if q.len() >= self.capacity {
                 q.pop_front();
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            q.push_back(body);
+            q.push_back(item);
         }
         self.notify.notify_one();
     }
 
-    fn pop(&self) -> Option<Bytes> {
+    fn pop(&self) -> Option<Item> {
         self.lock().pop_front()
     }
 
-    fn stats(&self) -> SinkStats {
+    fn stats(&self, retried: u64) -> SinkStats {
         SinkStats {
             delivered: self.delivered.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
-            retried: self.retried.load(Ordering::Relaxed),
+            retried,
+            rejected: self.rejected.load(Ordering::Relaxed),
             queued: self.lock().len() as u64,
         }
     }
@@ -147,11 +223,15 @@ impl Queue {
 pub struct WebhookSinkBuilder {
     url: String,
     timeout: Duration,
-    retries: u32,
+    max_attempts: u32,
     backoff: Duration,
+    max_backoff: Duration,
     capacity: usize,
     allow_private: bool,
     client: Option<WebhookClient>,
+    monitor: Option<PressureMonitor>,
+    breaker_failures: u32,
+    breaker_wait: Duration,
 }
 
 impl fmt::Debug for WebhookSinkBuilder {
@@ -159,11 +239,14 @@ impl fmt::Debug for WebhookSinkBuilder {
         f.debug_struct("WebhookSinkBuilder")
             .field("url", &redact_str(&self.url))
             .field("timeout", &self.timeout)
-            .field("retries", &self.retries)
+            .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
+            .field("max_backoff", &self.max_backoff)
             .field("queue_capacity", &self.capacity)
             .field("allow_private", &self.allow_private)
-            .finish()
+            .field("breaker_failure_threshold", &self.breaker_failures)
+            .field("breaker_wait", &self.breaker_wait)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,11 +256,15 @@ impl WebhookSink {
         WebhookSinkBuilder {
             url: url.into(),
             timeout: Duration::from_secs(5),
-            retries: 3,
+            max_attempts: 3,
             backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
             capacity: 256,
             allow_private: false,
             client: None,
+            monitor: None,
+            breaker_failures: 5,
+            breaker_wait: Duration::from_secs(30),
         }
     }
 
@@ -188,7 +275,19 @@ impl WebhookSink {
 
     /// The sink's counters.
     pub fn stats(&self) -> SinkStats {
-        self.queue.stats()
+        self.queue.stats(self.retry.stats().retries)
+    }
+
+    /// The handle of the breaker protecting the endpoint (state, metrics, reset); a
+    /// [`StatusProvider`](crate::status::StatusProvider).
+    pub fn breaker(&self) -> CircuitBreakerHandle {
+        self.breaker.clone()
+    }
+
+    /// The retry layer of the deliveries (counters, budget); a
+    /// [`StatusProvider`](crate::status::StatusProvider).
+    pub fn retry(&self) -> RetryLayer<HttpClassifier> {
+        self.retry.clone()
     }
 
     /// The default client: hyper-util's legacy client over a [`GuardedConnector`].
@@ -204,19 +303,29 @@ impl WebhookSink {
 }
 
 impl WebhookSinkBuilder {
-    /// Per-attempt timeout (default 5 s; must be > 0).
+    /// Per-attempt timeout, connection included (default 5 s; must be > 0).
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
         self
     }
-    /// Retries after the first attempt (default 3; at most 10).
-    pub fn retries(mut self, n: u32) -> Self {
-        self.retries = n;
+    /// Attempts per alert, the first included (default 3; `1..=11`).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
         self
     }
-    /// Delay before the first retry, doubled for each further one (default 500 ms).
+    /// Retries after the first attempt: `max_attempts(n + 1)` (default 2; at most 10).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.max_attempts = n.saturating_add(1);
+        self
+    }
+    /// Base delay of the exponential backoff (x2 per retry, full jitter; default 500 ms).
     pub fn backoff(mut self, d: Duration) -> Self {
         self.backoff = d;
+        self
+    }
+    /// Cap on one backoff delay and on the server's `Retry-After` (default 30 s).
+    pub fn max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
         self
     }
     /// Alerts the queue holds before dropping the oldest (default 256; must be >= 1).
@@ -231,34 +340,69 @@ impl WebhookSinkBuilder {
         self
     }
     /// Posts through `client` instead of the default one, e.g. a TLS client built around
-    /// [`GuardedConnector`], or the default client wrapped in retry and breaker layers.
+    /// [`GuardedConnector`]. It is wrapped in the retry, breaker and timeout stack.
     pub fn client(mut self, client: WebhookClient) -> Self {
         self.client = Some(client);
         self
     }
+    /// Reads pressure from `monitor`: no retries at `Critical` and above, backoff doubled at
+    /// `High` (default: no monitor, pressure never stops a delivery's retries).
+    pub fn monitor(mut self, monitor: PressureMonitor) -> Self {
+        self.monitor = Some(monitor);
+        self
+    }
+    /// Consecutive failed attempts that open the breaker (default 5; at least 1).
+    pub fn breaker_failure_threshold(mut self, n: u32) -> Self {
+        self.breaker_failures = n;
+        self
+    }
+    /// How long the open breaker fails deliveries fast before a probe (default 30 s; > 0).
+    pub fn breaker_wait(mut self, d: Duration) -> Self {
+        self.breaker_wait = d;
+        self
+    }
 
-    /// Validates the configuration and starts the delivery task.
+    /// Validates the configuration, builds the protection stack and starts the delivery
+    /// task.
     ///
     /// # Errors
     /// A [`ConfigError`] naming `url` (not http(s), unparsable, `https` with the default
-    /// client), `timeout`, `retries`, `queue_capacity`, or `runtime` outside a tokio runtime.
+    /// client), `timeout`, `max_attempts`, `backoff`, `queue_capacity`,
+    /// `breaker_failure_threshold`, `breaker_wait`, or `runtime` outside a tokio runtime.
     pub fn build(self) -> Result<WebhookSink, ConfigError> {
         let target = Target::parse(&self.url)?;
         if self.timeout.is_zero() {
             return Err(ConfigError::new("timeout", self.timeout, "must be > 0"));
         }
-        if self.retries > 10 {
+        if !(1..=11).contains(&self.max_attempts) {
             return Err(ConfigError::new(
-                "retries",
-                self.retries,
-                "must be at most 10",
+                "max_attempts",
+                self.max_attempts,
+                "must be within 1..=11 (at most 10 retries)",
             ));
+        }
+        if self.backoff.is_zero() {
+            return Err(ConfigError::new("backoff", self.backoff, "must be > 0"));
         }
         if self.capacity == 0 {
             return Err(ConfigError::new(
                 "queue_capacity",
                 self.capacity,
                 "must be >= 1",
+            ));
+        }
+        if self.breaker_failures == 0 {
+            return Err(ConfigError::new(
+                "breaker_failure_threshold",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.breaker_wait.is_zero() {
+            return Err(ConfigError::new(
+                "breaker_wait",
+                self.breaker_wait,
+                "must be > 0",
             ));
         }
         if target.https && self.client.is_none() {
@@ -275,30 +419,61 @@ impl WebhookSinkBuilder {
                 "WebhookSink::build must run inside a tokio runtime",
             )
         })?;
+        // A private bus: the webhook's own breaker and retry events must not feed the alert
+        // manager whose alerts this sink delivers (see the module docs).
+        let bus = EventBus::new(16);
+        let monitor = self.monitor.unwrap_or_else(|| PressureMonitor::manual().0);
+        let retry = RetryLayer::http(monitor)
+            .name("webhook")
+            .max_attempts(self.max_attempts)
+            .backoff(
+                Backoff::exponential(self.backoff, 2.0)
+                    .max(self.max_backoff.max(self.backoff))
+                    .jitter(Jitter::Full),
+            )
+            .max_pushback(self.max_backoff)
+            .event_bus(bus.clone())
+            .build()?;
+        let breaker_layer = CircuitBreakerLayer::builder()
+            .name("webhook")
+            .failure_threshold(self.breaker_failures)
+            .wait_duration(self.breaker_wait)
+            .permitted_calls_in_half_open(1)
+            .success_threshold(1)
+            .event_bus(bus)
+            .build()?
+            .classifier(ServerErrorsAsFailures);
+        let breaker = breaker_layer.handle();
         let client = self
             .client
             .unwrap_or_else(|| WebhookSink::default_client(self.allow_private, self.timeout));
+        let stack: Stack = retry.layer(breaker_layer.layer(Timeout::new(client, self.timeout)));
+        let svc: Protected = BoxCloneSyncService::new(stack);
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::new()),
             capacity: self.capacity,
             notify: Notify::new(),
             closed: AtomicBool::new(false),
+            seq: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            retried: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
         });
         let redacted = target.redacted.clone();
         let worker = Worker {
             queue: queue.clone(),
-            client,
+            svc,
             target: Arc::new(target),
-            timeout: self.timeout,
-            retries: self.retries,
-            backoff: self.backoff,
         };
         handle.spawn(worker.run());
-        Ok(WebhookSink { queue, redacted })
+        Ok(WebhookSink {
+            queue,
+            redacted,
+            retry,
+            breaker,
+            nonce: fastrand::u64(..),
+        })
     }
 }
 
@@ -308,8 +483,10 @@ impl AlertSink for WebhookSink {
     }
 
     fn deliver(&self, alert: &Alert) {
-        match payload(alert) {
-            Ok(body) => self.queue.push(body),
+        let seq = self.queue.seq.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:016x}-{seq}", self.nonce);
+        match payload(alert, &id) {
+            Ok(body) => self.queue.push(Item { id, body }),
             Err(e) => {
                 self.queue.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: "tower_pressure::alert", url = %self.redacted, error = %e, "webhook: cannot serialise alert");
@@ -318,12 +495,14 @@ impl AlertSink for WebhookSink {
     }
 
     fn stats(&self) -> Option<SinkStats> {
-        Some(self.queue.stats())
+        Some(self.stats())
     }
 }
 
 #[derive(serde::Serialize)]
 struct Payload<'a> {
+    /// The alert's id, also sent as `Idempotency-Key`: the same on every attempt.
+    id: &'a str,
     source: &'static str,
     severity: Severity,
     kind: &'a str,
@@ -336,7 +515,7 @@ struct Payload<'a> {
     timestamp: f64,
 }
 
-fn payload(a: &Alert) -> Result<Bytes, serde_json::Error> {
+fn payload(a: &Alert, id: &str) -> Result<Bytes, serde_json::Error> {
     let age = tokio::time::Instant::now().saturating_duration_since(a.at);
     let timestamp = std::time::SystemTime::now()
         .checked_sub(age)
@@ -344,6 +523,7 @@ fn payload(a: &Alert) -> Result<Bytes, serde_json::Error> {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     let p = Payload {
+        id,
         source: "tower-pressure",
         severity: a.severity,
         kind: &a.kind,
@@ -485,24 +665,15 @@ fn base64(input: &[u8]) -> String {
 
 struct Worker {
     queue: Arc<Queue>,
-    client: WebhookClient,
+    svc: Protected,
     target: Arc<Target>,
-    timeout: Duration,
-    retries: u32,
-    backoff: Duration,
-}
-
-enum Outcome {
-    Delivered,
-    Retry(String),
-    GiveUp(String),
 }
 
 impl Worker {
     async fn run(mut self) {
         loop {
             match self.queue.pop() {
-                Some(body) => self.deliver(body).await,
+                Some(item) => self.deliver(item).await,
                 None => {
                     if self.queue.closed.load(Ordering::Acquire) {
                         return;
@@ -513,35 +684,12 @@ impl Worker {
         }
     }
 
-    async fn deliver(&mut self, body: Bytes) {
-        let mut last = String::new();
-        for attempt in 0..=self.retries {
-            if attempt > 0 {
-                self.queue.retried.fetch_add(1, Ordering::Relaxed);
-                let delay = self.backoff.saturating_mul(1u32 << (attempt - 1).min(16));
-                tokio::time::sleep(delay).await;
-            }
-            match self.attempt(body.clone()).await {
-                Outcome::Delivered => {
-                    self.queue.delivered.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Outcome::Retry(e) => last = e,
-                Outcome::GiveUp(e) => {
-                    last = e;
-                    break;
-                }
-            }
-        }
-        self.queue.failed.fetch_add(1, Ordering::Relaxed);
-        // Only the redacted URL is logged: never userinfo or query.
-        tracing::warn!(target: "tower_pressure::alert", url = %self.target.redacted, error = %last, "webhook delivery failed");
-    }
-
-    async fn attempt(&mut self, body: Bytes) -> Outcome {
-        let mut req = http::Request::new(Full::new(body));
+    fn request(&self, item: Item) -> http::Request<Full<Bytes>> {
+        let mut req = http::Request::new(Full::new(item.body));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = self.target.uri.clone();
+        // Replayable by the retry layer: see "Why POSTs are retried" in the module docs.
+        req.extensions_mut().insert(Idempotent);
         let h = req.headers_mut();
         h.insert(
             http::header::CONTENT_TYPE,
@@ -551,32 +699,41 @@ impl Worker {
             http::header::USER_AGENT,
             http::HeaderValue::from_static("tower-pressure-alerts"),
         );
+        // The id is hex, '-' and digits: always a valid header value.
+        if let Ok(v) = http::HeaderValue::try_from(item.id) {
+            h.insert(http::HeaderName::from_static("idempotency-key"), v);
+        }
         if let Some(a) = &self.target.auth {
             h.insert(http::header::AUTHORIZATION, a.clone());
         }
-        let call = async {
-            let svc = self.client.ready().await?;
-            svc.call(req).await
+        req
+    }
+
+    async fn deliver(&mut self, item: Item) {
+        let req = self.request(item);
+        let result = match self.svc.ready().await {
+            Ok(svc) => svc.call(req).await,
+            Err(e) => Err(e),
         };
-        match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Outcome::Retry(format!("timed out after {:?}", self.timeout)),
-            Ok(Err(e)) => Outcome::Retry(error_chain(&*e)),
-            Ok(Ok(resp)) => {
-                let s = resp.status();
-                if s.is_success() {
-                    Outcome::Delivered
-                } else if s.is_redirection() {
-                    Outcome::GiveUp(format!("status {s} (redirects are not followed)"))
-                } else if s.is_server_error()
-                    || s == http::StatusCode::TOO_MANY_REQUESTS
-                    || s == http::StatusCode::REQUEST_TIMEOUT
-                {
-                    Outcome::Retry(format!("status {s}"))
-                } else {
-                    Outcome::GiveUp(format!("status {s}"))
-                }
+        let error = match result {
+            Ok(resp) if resp.status().is_success() => {
+                self.queue.delivered.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-        }
+            Ok(resp) if resp.status().is_redirection() => {
+                format!("status {} (redirects are not followed)", resp.status())
+            }
+            Ok(resp) => format!("status {}", resp.status()),
+            Err(e) => {
+                if e.is::<CircuitOpen>() {
+                    self.queue.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                error_chain(&*e)
+            }
+        };
+        self.queue.failed.fetch_add(1, Ordering::Relaxed);
+        // Only the redacted URL is logged: never userinfo or query.
+        tracing::warn!(target: "tower_pressure::alert", url = %self.target.redacted, error = %error, "webhook delivery failed");
     }
 }
 
@@ -795,6 +952,7 @@ impl Service<Uri> for GuardedConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::CircuitState;
 
     #[test]
     fn numeric_forms_of_loopback_are_loopback() {
@@ -838,6 +996,107 @@ mod tests {
             assert_eq!(e.field(), "url", "{bad}");
         }
         assert!(Target::parse("https://example.com/").unwrap().https);
+    }
+
+    /// Lets the worker task run until `f` holds (paused time: yields, then lets the
+    /// runtime auto-advance to the next timer, e.g. a retry backoff).
+    async fn settle(mut f: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn breaker_opens_fails_fast_and_probes_after_the_wait() {
+        use std::sync::atomic::AtomicU32;
+        let calls = Arc::new(AtomicU32::new(0));
+        let up = Arc::new(AtomicBool::new(false));
+        let (c, u) = (calls.clone(), up.clone());
+        let client =
+            BoxCloneSyncService::new(tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+                c.fetch_add(1, Ordering::SeqCst);
+                let up = u.load(Ordering::SeqCst);
+                async move {
+                    assert!(req.headers().contains_key("idempotency-key"));
+                    if up {
+                        Ok(http::Response::new(()))
+                    } else {
+                        Err::<_, BoxError>(
+                            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+                        )
+                    }
+                }
+            }));
+        // Defaults: 3 attempts, breaker opens after 5 consecutive failures for 30 s.
+        let hook = WebhookSink::builder("http://hooks.example.com/x")
+            .client(client)
+            .build()
+            .unwrap();
+        let breaker = hook.breaker();
+        let alert = |n: u32| Alert::new(Severity::Warning, "t", format!("alert {n}"));
+
+        // Alert 1: three attempts, all refused.
+        hook.deliver(&alert(1));
+        settle(|| hook.stats().failed == 1).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(hook.stats().retried, 2);
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        // Alert 2: the 5th failed attempt opens the breaker; the third attempt is refused.
+        hook.deliver(&alert(2));
+        settle(|| hook.stats().failed == 2).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+        assert_eq!(breaker.state(), CircuitState::Open);
+        assert_eq!(hook.stats().rejected, 1);
+        // Alerts 3..=12 fail fast: the client is never called.
+        for n in 3..=12 {
+            hook.deliver(&alert(n));
+        }
+        settle(|| hook.stats().failed == 12).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+        assert_eq!(hook.stats().rejected, 11);
+        assert_eq!(hook.stats().delivered, 0);
+        // After the wait one probe goes out; the endpoint is back, the breaker closes.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        up.store(true, Ordering::SeqCst);
+        hook.deliver(&alert(13));
+        settle(|| hook.stats().delivered == 1).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        let m = breaker.metrics();
+        assert_eq!((m.failures, m.successes, m.rejected), (5, 1, 11));
+    }
+
+    #[tokio::test]
+    async fn builder_validates_protection_settings() {
+        let b = || WebhookSink::builder("http://example.com/x");
+        assert_eq!(b().retries(11).build().unwrap_err().field(), "max_attempts");
+        assert_eq!(
+            b().max_attempts(0).build().unwrap_err().field(),
+            "max_attempts"
+        );
+        assert_eq!(
+            b().breaker_failure_threshold(0)
+                .build()
+                .unwrap_err()
+                .field(),
+            "breaker_failure_threshold"
+        );
+        assert_eq!(
+            b().breaker_wait(Duration::ZERO)
+                .build()
+                .unwrap_err()
+                .field(),
+            "breaker_wait"
+        );
+        assert_eq!(
+            b().backoff(Duration::ZERO).build().unwrap_err().field(),
+            "backoff"
+        );
+        assert!(b().retries(10).build().is_ok());
     }
 
     #[test]

@@ -144,6 +144,30 @@ impl<B> KeyExtractor<http::Request<B>> for HostKey {
     }
 }
 
+/// Keys requests by authority (`host:port`): the URI's authority, else the `Host` header.
+/// Unlike [`HostKey`], two providers on one host but different ports get their own breakers.
+///
+/// ```
+/// use tower_pressure::circuit_breaker::{KeyExtractor, http::AuthorityKey};
+/// let req = http::Request::get("http://127.0.0.1:8081/v1/chat").body(()).unwrap();
+/// assert_eq!(AuthorityKey.key(&req).as_deref(), Some("127.0.0.1:8081"));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthorityKey;
+
+impl<B> KeyExtractor<http::Request<B>> for AuthorityKey {
+    fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
+        if let Some(a) = req.uri().authority() {
+            return Some(Cow::Borrowed(a.as_str()));
+        }
+        req.headers()
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()
+            .map(Cow::Borrowed)
+    }
+}
+
 /// Keys requests by the value of a header (say `x-provider` or `x-executor-id`).
 #[derive(Debug, Clone)]
 pub struct HeaderKey(pub HeaderName);

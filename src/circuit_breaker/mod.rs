@@ -85,6 +85,7 @@ mod layer;
 mod registry;
 mod service;
 mod state;
+mod status;
 mod window;
 
 pub use crate::event::CircuitState;

@@ -214,11 +214,11 @@ impl Shared {
         let limit = self.eff[level.index()].load(Ordering::Relaxed);
         loop {
             let Some(new) = try_reserve(word, class, limit, &self.cfg.shares) else {
-                if class == Priority::Critical {
-                    if let Some(rx) = self.queue.as_ref().and_then(WaitQueue::enqueue) {
-                        let err = self.overloaded(class, ShedReason::QueueTimeout, word, level);
-                        return Admission::Wait(rx, err);
-                    }
+                if class == Priority::Critical
+                    && let Some(rx) = self.queue.as_ref().and_then(WaitQueue::enqueue)
+                {
+                    let err = self.overloaded(class, ShedReason::QueueTimeout, word, level);
+                    return Admission::Wait(rx, err);
                 }
                 return Admission::Refused(self.refuse(
                     class,

@@ -30,6 +30,7 @@
 mod layer;
 mod policy;
 mod service;
+mod status;
 
 pub use layer::DegradationLayer;
 pub use policy::DegradationPolicy;

@@ -407,6 +407,30 @@ impl RetryBudget {
         }
     }
 
+    /// Retries the budget would grant at `now`, in tokens (fractional): the balance of the
+    /// window plus what is left of the current slot's floor allowance. A read-only snapshot
+    /// for status pages (`Relaxed` loads; concurrent updates may be half-seen).
+    pub fn available_at(&self, now: Instant) -> f64 {
+        let g = self.generation(now);
+        let balance: i64 = self
+            .inner
+            .balance
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|w| g.wrapping_sub(gen_of(*w)) < SLOTS as u32)
+            .map(|w| low(w) as i32 as i64)
+            .sum();
+        let fw = self.inner.floor[g as usize % SLOTS].load(Ordering::Relaxed);
+        let used = if gen_of(fw) == g { low(fw) as u64 } else { 0 };
+        let floor_left = self.inner.floor_per_slot.saturating_sub(used);
+        (balance.max(0) as f64 + floor_left as f64) / COST as f64
+    }
+
+    /// [`available_at`](Self::available_at) now.
+    pub fn available(&self) -> f64 {
+        self.available_at(Instant::now())
+    }
+
     /// Counts a refusal at `now`; returns the number of refusals to report when a
     /// `BudgetExhausted` event is due (at most one per slot, i.e. per `window / 10`).
     pub(crate) fn note_refusal(&self, now: Instant) -> Option<u64> {
@@ -457,6 +481,26 @@ mod tests {
         let granted = (0..100).filter(|_| b.withdraw_at(t0)).count();
         assert_eq!(granted, 20);
         assert_eq!(b.refused(), 80);
+    }
+
+    #[test]
+    fn available_counts_balance_and_floor() {
+        let b = RetryBudget::builder()
+            .ratio(0.5)
+            .min_per_second(2)
+            .build()
+            .unwrap();
+        let t0 = b.inner.epoch;
+        // Floor: 2 per second, slots of 1 s.
+        assert_eq!(b.available_at(t0), 2.0);
+        for _ in 0..4 {
+            b.deposit_at(t0);
+        }
+        assert_eq!(b.available_at(t0), 4.0);
+        assert!(b.withdraw_at(t0));
+        assert_eq!(b.available_at(t0), 3.0);
+        // Past the window the deposits are gone, the floor is back.
+        assert_eq!(b.available_at(t0 + secs(11.0)), 2.0);
     }
 
     #[test]

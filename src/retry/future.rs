@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -107,6 +108,8 @@ impl<C> Shared<C> {
     }
 
     fn exhausted(&self, attempts: u32, reason: StopReason, at: Instant) {
+        // Relaxed: a statistic (see `Counters`).
+        self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
         // Only after at least one retry: a first failure that is not retried is not an event
         // (under pressure that would be one event per request).
         if attempts >= 2 {
@@ -237,6 +240,7 @@ where
                         return Poll::Ready(Err("retry lost its request".into()));
                     };
                     *this.attempts += 1;
+                    this.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
                     if *this.attempts < this.shared.policy.max_attempts {
                         *this.request = Some(req.clone());
                     }

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tower_layer::Layer;
@@ -52,6 +53,24 @@ pub(crate) struct Shared<C> {
     pub(crate) classifier: C,
     /// Whether `call` must read the clock (a total time bound is set).
     pub(crate) needs_start: bool,
+    /// Cumulative counters for status pages.
+    pub(crate) counters: Counters,
+}
+
+/// Cumulative counters of a layer. Every update is a `Relaxed` `fetch_add`: they are
+/// statistics, publish no other memory, and are read as independent snapshots, so no
+/// ordering with anything else is needed. `requests` is the only one touched on the
+/// success path (one uncontended-in-the-common-case increment per call); the others move
+/// only when an attempt fails.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// First attempts (calls of the service).
+    pub(crate) requests: AtomicU64,
+    /// Retry attempts started.
+    pub(crate) retries: AtomicU64,
+    /// Requests that ended on a retryable failure because retrying was stopped (attempts,
+    /// budget, pressure, deadline or pushback).
+    pub(crate) gave_up: AtomicU64,
 }
 
 impl RetryLayer {
@@ -94,6 +113,7 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
             rng: Box::new(FastRng),
             classifier: DefaultClassifier,
             needs_start: false,
+            counters: Counters::default(),
         }),
     }
 }
@@ -115,6 +135,38 @@ impl<C> RetryLayer<C> {
     pub fn classifier(&self) -> &C {
         &self.shared.classifier
     }
+    /// Cumulative counters of every service this layer built, and the budget's state.
+    pub fn stats(&self) -> RetryStats {
+        let c = &self.shared.counters;
+        let b = self.shared.budget.as_ref();
+        RetryStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            gave_up: c.gave_up.load(Ordering::Relaxed),
+            budget_granted: b.map_or(0, RetryBudget::withdrawn),
+            budget_refused: b.map_or(0, RetryBudget::refused),
+            budget_available: b.map(RetryBudget::available),
+        }
+    }
+}
+
+/// A snapshot of a [`RetryLayer`]'s counters ([`RetryLayer::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub struct RetryStats {
+    /// Requests (first attempts).
+    pub requests: u64,
+    /// Retry attempts made.
+    pub retries: u64,
+    /// Requests that ended on a retryable failure because retrying stopped (attempts,
+    /// budget, pressure, deadline, pushback).
+    pub gave_up: u64,
+    /// Retries the budget granted.
+    pub budget_granted: u64,
+    /// Retries the budget refused.
+    pub budget_refused: u64,
+    /// Retries the budget would grant now (`None` without a budget).
+    pub budget_available: Option<f64>,
 }
 
 impl<S, C> Layer<S> for RetryLayer<C> {
@@ -277,6 +329,7 @@ impl<C> RetryLayerBuilder<C> {
                 rng: self.rng.unwrap_or_else(|| Box::new(FastRng)),
                 classifier: self.classifier,
                 needs_start,
+                counters: Counters::default(),
             }),
         })
     }

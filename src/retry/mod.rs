@@ -90,12 +90,13 @@ mod layer;
 mod policy;
 pub mod pushback;
 mod service;
+mod status;
 
 pub use backoff::{Backoff, FastRng, Jitter, Rng};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
 pub use classify::{Classify, DefaultClassifier, RetryAllErrors, Verdict, classify_error};
 pub use error::{AttemptTimedOut, Retryable, is_retryable};
-pub use layer::{RetryLayer, RetryLayerBuilder};
+pub use layer::{RetryLayer, RetryLayerBuilder, RetryStats};
 pub use policy::{RetryPolicy, StopReason};
 pub use pushback::{Pushback, parse_grpc_pushback, parse_retry_after};
 pub use service::Retry;

@@ -73,6 +73,11 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &*self.shared;
+        // Relaxed: a statistic (see `Counters`).
+        shared
+            .counters
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let replay = if shared.policy.max_attempts > 1 && shared.classifier.may_retry(&req) {
             Some(req.clone())
         } else {

@@ -32,8 +32,10 @@
 //! controller, envoy issue 11579). As Envoy's adaptive-concurrency filter does, every
 //! `probe_interval` (default 60 s) plus a random jitter of up to `probe_jitter` (default 15 %)
 //! the limit drops to `probe_concurrency` (default 3) until a window completes whose
-//! in-flight never exceeded it; that window's latency is the true no-load latency and resets
-//! `long`; the previous estimate is then restored. A probe gives up after 20 windows
+//! admissions never exceeded twice that (slack for guaranteed shares admitted beyond the
+//! limit); that window's *minimum* latency (its average may still
+//! include requests admitted before the probe, with queued latencies) is the no-load latency
+//! and resets `long`; the previous estimate is then restored. A probe gives up after 10 windows
 //! without such a window (the previous estimate is restored, `long` untouched).
 
 use std::time::Duration;
@@ -44,7 +46,7 @@ use super::aimd::check_bounds;
 use super::{ExpAvg, LimitAlgorithm, WindowSample, nanos};
 use crate::error::{ConfigError, check_range};
 
-const PROBE_GIVE_UP: u32 = 20;
+const PROBE_GIVE_UP: u32 = 10;
 
 /// The Gradient2 limit (the default algorithm). See the [module docs](self).
 ///
@@ -253,8 +255,10 @@ impl LimitAlgorithm for Gradient2 {
 
         // Fix 2: the baseline probe.
         if let Some(windows) = self.probing {
-            if s.max_in_flight > 0 && s.max_in_flight <= self.probe_concurrency {
-                self.long.reset_to(short);
+            if s.max_in_flight > 0 && s.max_in_flight <= 2 * self.probe_concurrency {
+                // The window's *minimum*: requests admitted before the probe may still
+                // complete in it with queued latencies, and must not become the baseline.
+                self.long.reset_to(nanos(s.min_rtt).max(1.0));
                 self.probing = None;
                 self.schedule_probe(now);
             } else if windows + 1 >= PROBE_GIVE_UP {
@@ -385,8 +389,10 @@ mod tests {
         assert!(g.is_probing());
         // A draining window (in-flight still 40) is not a measurement.
         assert_eq!(g.update(&w(50, 40, 0), t0 + Duration::from_secs(11)), 3);
-        // A window at concurrency 3 measures the true no-load latency, 10 ms.
-        assert_eq!(g.update(&w(10, 3, 0), t0 + Duration::from_secs(12)), est);
+        // A window at concurrency 3 measures the no-load latency, 10 ms, from its minimum
+        // (its average, 30 ms, still holds drained requests).
+        let probe = w(30, 3, 0).with_min_rtt(Duration::from_millis(10));
+        assert_eq!(g.update(&probe, t0 + Duration::from_secs(12)), est);
         assert!(!g.is_probing());
         assert_eq!(g.long_rtt(), Duration::from_millis(10));
     }
