@@ -383,7 +383,8 @@ async fn alert_builders_reject_absurd_values() {
     );
     assert_eq!(
         field(w("http://127.0.0.1:9/x").retries(u32::MAX).build()),
-        "retries"
+        // `retries(n)` sets `max_attempts(n + 1)`; the error names the latter.
+        "max_attempts"
     );
     assert_eq!(
         field(w("http://127.0.0.1:9/x").queue_capacity(0).build()),
