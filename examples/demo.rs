@@ -353,15 +353,15 @@ async fn main() -> Result<(), BoxError> {
                         _ => {}
                     },
                     Ok(Event::Breaker(b)) => {
-                        if let BreakerEventKind::StateTransition { from, to, reason } = &b.kind {
-                            if let Ok(mut t) = transitions.lock() {
-                                t.push((
-                                    start.elapsed().as_secs_f64(),
-                                    *from,
-                                    *to,
-                                    reason.to_string(),
-                                ));
-                            }
+                        if let BreakerEventKind::StateTransition { from, to, reason } = &b.kind
+                            && let Ok(mut t) = transitions.lock()
+                        {
+                            t.push((
+                                start.elapsed().as_secs_f64(),
+                                *from,
+                                *to,
+                                reason.to_string(),
+                            ));
                         }
                     }
                     Ok(_) => {}

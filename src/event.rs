@@ -38,6 +38,8 @@ pub enum Event {
     Service(ServiceEvent),
     /// A degradation layer started or stopped degrading requests.
     Degradation(DegradationEvent),
+    /// A quota layer saw a tenant cross a limit, suspended or resumed it.
+    Quota(QuotaEvent),
     /// An event fed in by user code (for example a synthetic event for troubleshooting).
     Custom(CustomEvent),
 }
@@ -74,6 +76,12 @@ impl Event {
                     "degradation_stopped"
                 }
             }
+            Event::Quota(q) => match q.kind {
+                QuotaEventKind::SoftLimitExceeded { .. } => "quota_soft_limit_exceeded",
+                QuotaEventKind::HardLimitExceeded { .. } => "quota_hard_limit_exceeded",
+                QuotaEventKind::Suspended { .. } => "quota_suspended",
+                QuotaEventKind::Resumed => "quota_resumed",
+            },
             Event::Custom(_) => "custom",
         }
     }
@@ -87,6 +95,7 @@ impl Event {
             Event::Concurrency(e) => e.at,
             Event::Service(e) => e.at,
             Event::Degradation(e) => e.at,
+            Event::Quota(e) => e.at,
             Event::Custom(e) => e.at,
         }
     }
@@ -231,6 +240,48 @@ pub enum RetryEventKind {
         /// Refused retries since the previous `BudgetExhausted` event.
         count: u64,
     },
+}
+
+/// Something a quota layer did for one tenant.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct QuotaEvent {
+    /// The tenant.
+    pub tenant: Arc<str>,
+    /// Its quota group.
+    pub group: Arc<str>,
+    /// What happened.
+    pub kind: QuotaEventKind,
+    /// When.
+    pub at: Instant,
+}
+
+/// What a quota layer did (crossings are aggregated: at most one event per tenant, kind and
+/// second, counting the requests since the previous one).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum QuotaEventKind {
+    /// Requests went above a soft limit.
+    SoftLimitExceeded {
+        /// `"rate"`, `"concurrency"` or `"units"`.
+        resource: &'static str,
+        /// Requests since the previous such event.
+        count: u64,
+    },
+    /// Requests went above a hard (or burst) limit.
+    HardLimitExceeded {
+        /// `"rate"`, `"concurrency"` or `"units"`.
+        resource: &'static str,
+        /// Requests since the previous such event.
+        count: u64,
+    },
+    /// The tenant was suspended.
+    Suspended {
+        /// For how long.
+        duration: Duration,
+    },
+    /// A suspension ended (reported at the tenant's first request after it).
+    Resumed,
 }
 
 /// Something an adaptive concurrency limiter did.
@@ -517,6 +568,20 @@ fn trace_event(event: &Event) {
         Event::Degradation(e) => {
             tracing::info!(target: T, kind = event.kind(), level = %e.level, "degradation changed");
         }
+        Event::Quota(e) => match &e.kind {
+            QuotaEventKind::SoftLimitExceeded { resource, count } => {
+                tracing::info!(target: T, kind = "quota_soft_limit_exceeded", tenant = %e.tenant, group = %e.group, resource, count, "soft quota exceeded");
+            }
+            QuotaEventKind::HardLimitExceeded { resource, count } => {
+                tracing::warn!(target: T, kind = "quota_hard_limit_exceeded", tenant = %e.tenant, group = %e.group, resource, count, "hard quota exceeded");
+            }
+            QuotaEventKind::Suspended { duration } => {
+                tracing::warn!(target: T, kind = "quota_suspended", tenant = %e.tenant, group = %e.group, duration_ms = duration.as_millis() as u64, "tenant suspended");
+            }
+            QuotaEventKind::Resumed => {
+                tracing::info!(target: T, kind = "quota_resumed", tenant = %e.tenant, group = %e.group, "tenant resumed");
+            }
+        },
         Event::Custom(e) => {
             tracing::info!(target: T, kind = "custom", custom_kind = %e.kind, key = e.key.as_deref(), message = %e.message, "custom event");
         }

@@ -40,6 +40,7 @@ pub mod error;
 pub mod event;
 pub mod pressure;
 pub mod priority;
+pub mod quota;
 pub mod rejection;
 pub mod retry;
 pub mod stack;

@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | [`CircuitOpen`] | 503 + `Retry-After` | `UNAVAILABLE` | `circuit_open` |
 //! | [`Overloaded`] | 503 or 429 + `Retry-After` | `RESOURCE_EXHAUSTED` | `overloaded` |
+//! | [`QuotaExceeded`] | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` | `quota_exceeded` |
 //! | [`AttemptTimedOut`], `tower::timeout::error::Elapsed` | 504 | `DEADLINE_EXCEEDED` | `timeout` |
 //! | [`BodyTooLarge`](crate::retry::http::BodyTooLarge) (feature `http`) | 413 | `RESOURCE_EXHAUSTED` | `body_too_large` |
 //! | anything else | 500 | `INTERNAL` / `UNKNOWN` | `internal` |
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use crate::circuit_breaker::CircuitOpen;
 use crate::concurrency::Overloaded;
+use crate::quota::QuotaExceeded;
 use crate::retry::AttemptTimedOut;
 
 /// What a client should be told about a failed request.
@@ -84,6 +86,15 @@ impl Rejection {
                     grpc: GrpcCode::ResourceExhausted,
                 };
             }
+            if let Some(q) = e.downcast_ref::<QuotaExceeded>() {
+                return Rejection {
+                    status: q.status_code(),
+                    retry_after: Some(q.retry_after()),
+                    reason: "quota_exceeded",
+                    message: q.to_string(),
+                    grpc: GrpcCode::ResourceExhausted,
+                };
+            }
             if let Some(t) = e.downcast_ref::<AttemptTimedOut>() {
                 return Rejection {
                     status: http::StatusCode::GATEWAY_TIMEOUT,
@@ -132,7 +143,7 @@ impl Rejection {
         self.retry_after
     }
     /// A stable, machine-readable reason (`"circuit_open"`, `"overloaded"`, `"timeout"`,
-    /// `"body_too_large"`, `"internal"`).
+    /// `"quota_exceeded"`, `"body_too_large"`, `"internal"`).
     pub fn reason(&self) -> &'static str {
         self.reason
     }

@@ -109,6 +109,8 @@ impl ResilienceStack {
             parts,
         };
         s.parts.set("alert", Some(Arc::new(s.alert.metrics())));
+        s.parts
+            .set("degradation", provider_of_degradation(&s.degradation));
         s.parts.set("retry", provider_of_retry(&s.retry));
         s.parts.set("breaker", provider_of_breaker(&s.breaker));
         s
@@ -381,7 +383,10 @@ impl<A, D, R, B, T> OutboundStack<A, D, R, B, T> {
     }
 
     /// Replaces the retry layer with a configured [`RetryLayer`] (kept on the status page).
-    pub fn retry<C>(self, layer: RetryLayer<C>) -> OutboundStack<A, D, RetryLayer<C>, B, T> {
+    pub fn retry<C>(self, layer: RetryLayer<C>) -> OutboundStack<A, D, RetryLayer<C>, B, T>
+    where
+        C: Clone + Send + Sync + 'static,
+    {
         let p = provider_of_retry(&layer);
         let mut s = self.retry_layer(layer);
         s.parts.set("retry", p);
@@ -400,12 +405,18 @@ impl<A, D, R, B, T> OutboundStack<A, D, R, B, T> {
         s
     }
 
-    /// Replaces the degradation layer with a configured one.
+    /// Replaces the degradation layer with a configured one (kept on the status page).
     pub fn degradation<H>(
         self,
         layer: DegradationLayer<H>,
-    ) -> OutboundStack<A, DegradationLayer<H>, R, B, T> {
-        self.degradation_layer(layer)
+    ) -> OutboundStack<A, DegradationLayer<H>, R, B, T>
+    where
+        H: Clone + Send + Sync + 'static,
+    {
+        let p = provider_of_degradation(&layer);
+        let mut s = self.degradation_layer(layer);
+        s.parts.set("degradation", p);
+        s
     }
 
     /// Sets the per-attempt timeout (inside the breaker, so timeouts count as failures).
@@ -450,18 +461,26 @@ where
     }
 }
 
-fn provider_of_breaker<C, K>(
-    _layer: &CircuitBreakerLayer<C, K>,
-) -> Option<Arc<dyn StatusProvider>> {
-    None
+fn provider_of_breaker<C, K>(layer: &CircuitBreakerLayer<C, K>) -> Option<Arc<dyn StatusProvider>> {
+    Some(Arc::new(layer.handle()))
 }
 
-fn provider_of_retry<C>(_layer: &RetryLayer<C>) -> Option<Arc<dyn StatusProvider>> {
-    None
+fn provider_of_retry<C>(layer: &RetryLayer<C>) -> Option<Arc<dyn StatusProvider>>
+where
+    C: Clone + Send + Sync + 'static,
+{
+    Some(Arc::new(layer.clone()))
 }
 
 fn provider_of_concurrency<C, M>(
-    _layer: &AdaptiveConcurrencyLayer<C, M>,
+    layer: &AdaptiveConcurrencyLayer<C, M>,
 ) -> Option<Arc<dyn StatusProvider>> {
-    None
+    Some(Arc::new(layer.handle()))
+}
+
+fn provider_of_degradation<H>(layer: &DegradationLayer<H>) -> Option<Arc<dyn StatusProvider>>
+where
+    H: Clone + Send + Sync + 'static,
+{
+    Some(Arc::new(layer.clone()))
 }

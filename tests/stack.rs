@@ -79,6 +79,22 @@ async fn inbound_stack_on_axum_sheds_low_priority_with_503_json() {
 
     let status = stack.status_registry().snapshot();
     assert!(status.section("pressure").is_some());
+    let prom = status.to_prometheus();
+    assert!(
+        prom.contains("tower_pressure_concurrency_shed_total"),
+        "{prom}"
+    );
+    assert!(prom.contains("tower_pressure_level"), "{prom}");
+    let json: serde_json::Value = serde_json::from_str(&status.to_json()).unwrap();
+    let kinds: Vec<&str> = json["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect();
+    for kind in ["pressure", "concurrency", "degradation"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
     server.abort();
 }
 
@@ -163,8 +179,8 @@ async fn removed_parts_are_absent_and_order_is_alert_outermost() {
             }));
     let res = svc.oneshot(Request::new(())).await.unwrap();
     assert_eq!(*res.body(), PressureLevel::Emergency);
-    // Monitor + alert metrics; the removed limiter is not listed.
-    assert_eq!(metrics_before, 2);
+    // Monitor, alert metrics and degradation; the removed limiter is not listed.
+    assert_eq!(metrics_before, 3);
 }
 
 #[test]

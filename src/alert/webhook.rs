@@ -27,14 +27,14 @@
 //!   consecutive failures open it for 30 s. While it is open deliveries fail at once,
 //!   without connecting, and are counted in `failed` and `rejected` with the reason logged.
 //!   After the wait one probe is let through: its success closes the breaker. The retry layer
-//!   never retries a [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) rejection.
+//!   never retries a [`CircuitOpen`] rejection.
 //! * **Timeout**: each attempt (connect included) is bounded by
 //!   [`WebhookSinkBuilder::timeout`]; the breaker sees a timeout as a failure.
 //!
 //! [`WebhookSink::breaker`] and [`WebhookSink::retry`] return the handles, which are
 //! [`StatusProvider`](crate::status::StatusProvider)s: register them to put the webhook's
 //! breaker and retry counters on the status page. Their events go to a private
-//! [`EventBus`](crate::event::EventBus), not the alert manager's, so that the webhook's own
+//! [`EventBus`], not the alert manager's, so that the webhook's own
 //! breaker opening cannot raise an alert that is posted to the same dead webhook.
 //!
 //! ## Why POSTs are retried

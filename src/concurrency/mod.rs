@@ -77,6 +77,7 @@ mod partition;
 mod policy;
 mod service;
 mod state;
+mod status;
 mod window;
 
 #[cfg(feature = "http")]

@@ -447,7 +447,7 @@ pub(crate) enum Outcome {
 }
 
 /// A reserved concurrency slot. Dropping it returns the slot; if the request finished
-/// (see [`Permit::finish`]) its latency is recorded as a sample. A permit dropped while
+/// (see `Permit::finish`) its latency is recorded as a sample. A permit dropped while
 /// the request is unfinished (the caller gave up) records nothing.
 pub struct Permit {
     shared: Arc<Shared>,

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::{LimitAlgorithm, WindowSample};
 use crate::error::{ConfigError, check_range};
 
-/// The AIMD limit. See the [module docs](self).
+/// The AIMD limit. See the [module docs](crate::concurrency::limit).
 ///
 /// ```
 /// use std::time::Duration;

@@ -48,7 +48,7 @@ use crate::error::{ConfigError, check_range};
 
 const PROBE_GIVE_UP: u32 = 10;
 
-/// The Gradient2 limit (the default algorithm). See the [module docs](self).
+/// The Gradient2 limit (the default algorithm). See the [module docs](crate::concurrency::limit).
 ///
 /// ```
 /// use std::time::Duration;
@@ -99,7 +99,7 @@ impl Default for Gradient2 {
 }
 
 impl Gradient2 {
-    /// Starts from Netflix's defaults plus the two fixes (see the [module docs](self)).
+    /// Starts from Netflix's defaults plus the two fixes (see the [module docs](crate::concurrency::limit)).
     pub fn builder() -> Gradient2Builder {
         Gradient2Builder {
             g: Gradient2::default(),

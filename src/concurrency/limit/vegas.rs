@@ -29,7 +29,7 @@ use super::aimd::check_bounds;
 use super::{LimitAlgorithm, WindowSample, log10_floor, nanos};
 use crate::error::{ConfigError, check_range};
 
-/// The Vegas limit. See the [module docs](self).
+/// The Vegas limit. See the [module docs](crate::concurrency::limit).
 ///
 /// ```
 /// use std::time::Duration;
