@@ -465,3 +465,76 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn quota_builder_rejects_absurd_values() {
+    use tower_pressure::quota::{HeaderKey, Limit, QuotaGroup, QuotaLayer};
+    let g = || QuotaGroup::new("free").rate(Limit::tiers(10, 20, 30));
+    assert_eq!(
+        field(QuotaLayer::builder().build(HeaderKey::x_tenant())),
+        "groups"
+    );
+    assert_eq!(
+        field(
+            QuotaLayer::builder()
+                .group(g())
+                .max_tenants(0)
+                .build(HeaderKey::x_tenant())
+        ),
+        "max_tenants"
+    );
+    assert_eq!(
+        field(
+            QuotaLayer::builder()
+                .group(g())
+                .max_tenants(usize::MAX)
+                .build(HeaderKey::x_tenant())
+        ),
+        "max_tenants"
+    );
+    assert_eq!(
+        field(
+            QuotaLayer::builder()
+                .group(g().period(Duration::ZERO))
+                .build(HeaderKey::x_tenant())
+        ),
+        "groups[free].period"
+    );
+    assert_eq!(
+        field(
+            QuotaLayer::builder()
+                .group(g().burst_window(Duration::ZERO))
+                .build(HeaderKey::x_tenant())
+        ),
+        "groups[free].burst_window"
+    );
+    assert_eq!(
+        field(
+            QuotaLayer::builder()
+                .group(g())
+                .group(g())
+                .build(HeaderKey::x_tenant())
+        ),
+        "groups[free]"
+    );
+    let inverted = QuotaGroup::new("free").rate(Limit::tiers(30, 20, 10));
+    assert!(
+        field(
+            QuotaLayer::builder()
+                .group(inverted)
+                .build(HeaderKey::x_tenant())
+        )
+        .starts_with("groups[free].rate")
+    );
+}
+
+mod reliability_support;
+
+#[test]
+fn summary() {
+    reliability_support::record(
+        "bad input",
+        "10 builders (breaker, retry, budget, backoff, monitor, thresholds, alert layer, alert manager, \
+         webhook, quota) and 12 parsers refused clearly; 5 parser properties x 512 arbitrary inputs",
+    );
+}
