@@ -87,6 +87,8 @@ impl ResilienceStack {
         };
         s.parts.set("alert", Some(Arc::new(s.alert.metrics())));
         s.parts
+            .set("degradation", provider_of_degradation(&s.degradation));
+        s.parts
             .set("concurrency", provider_of_concurrency(&s.concurrency));
         s
     }
@@ -305,12 +307,18 @@ impl<A, D, C> InboundStack<A, D, C> {
         s
     }
 
-    /// Replaces the degradation layer with a configured one.
+    /// Replaces the degradation layer with a configured one (kept on the status page).
     pub fn degradation<H>(
         self,
         layer: DegradationLayer<H>,
-    ) -> InboundStack<A, DegradationLayer<H>, C> {
-        self.degradation_layer(layer)
+    ) -> InboundStack<A, DegradationLayer<H>, C>
+    where
+        H: Clone + Send + Sync + 'static,
+    {
+        let p = provider_of_degradation(&layer);
+        let mut s = self.degradation_layer(layer);
+        s.parts.set("degradation", p);
+        s
     }
 
     /// Adds an alert manager to the stack's status page.
