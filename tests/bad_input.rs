@@ -535,6 +535,6 @@ fn summary() {
     reliability_support::record(
         "bad input",
         "10 builders (breaker, retry, budget, backoff, monitor, thresholds, alert layer, alert manager, \
-         webhook, quota) and 12 parsers refused clearly; 5 parser properties x 512 arbitrary inputs",
+         webhook, quota) and 13 parsers refused clearly; 5 parser properties x 512 arbitrary inputs",
     );
 }
