@@ -45,6 +45,10 @@ pub mod rejection;
 pub mod retry;
 pub mod stack;
 pub mod status;
+mod sync;
+
+#[doc(hidden)]
+pub mod __fuzz;
 
 pub use builder::ServiceBuilderExt;
 pub use constraints::Constraints;

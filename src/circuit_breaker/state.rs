@@ -26,8 +26,8 @@
 //! compare-exchange of the word (`Release`); a reader that `Acquire`-loads the word sees the
 //! side data of that state or of a later one (and then its own compare-exchange fails).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -37,6 +37,7 @@ use super::error::{CircuitOpen, RejectReason};
 use super::window::{Totals, Window};
 use crate::event::{BreakerEvent, BreakerEventKind, CircuitState, Event, EventBus};
 use crate::pressure::{PressureMonitor, Signal};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard};
 
 const STATE_MASK: u64 = 0xff;
 const PROBE_SHIFT: u32 = 8;

@@ -48,7 +48,9 @@
 //! by design at 4 Mi calls per second per bucket (far above one breaker's traffic); a bucket
 //! unused for exactly a multiple of 2^20 s could be misread as current once.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::sync::{AtomicU8, AtomicU64};
 
 /// The largest count window (21-bit counters).
 pub(crate) const MAX_COUNT: u32 = (1 << 20) - 1;

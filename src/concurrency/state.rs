@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -17,6 +17,7 @@ use super::policy::{PressureDecision, PressurePolicy, ShedReason, decide};
 use super::window::{Window, WindowConfig};
 use crate::event::{ConcurrencyEvent, ConcurrencyEventKind, Event, EventBus};
 use crate::pressure::PressureMonitor;
+use crate::sync::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard};
 use crate::{PressureLevel, Priority};
 
 /// Entries kept in the limit history.

@@ -23,11 +23,12 @@
 //! one: a sample landing between two swaps is attributed to the next window, which only
 //! blurs the window boundary by one sample.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::limit::WindowSample;
 use crate::error::ConfigError;
+use crate::sync::{AtomicU32, AtomicU64};
 
 const COUNT_SHIFT: u32 = 44;
 const SUM_MASK: u64 = (1 << COUNT_SHIFT) - 1;

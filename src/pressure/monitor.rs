@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use super::sources::{self, GaugeFn, GaugeSource, ManualFeed, ManualSource, Sourc
 use super::{HysteresisTracker, PressureLevel, Signal, Thresholds};
 use crate::error::ConfigError;
 use crate::event::{DegradationEvent, Event, EventBus, PressureChanged};
+use crate::sync::{AtomicU64, fence};
 
 /// A cheap-to-clone handle to the process's pressure readings.
 ///
@@ -266,7 +267,7 @@ impl PressureMonitor {
         loop {
             let s1 = i.seq.load(Ordering::Acquire);
             if s1 & 1 == 1 {
-                std::hint::spin_loop();
+                crate::sync::spin_loop();
                 continue;
             }
             let word = i.word.load(Ordering::Relaxed);

@@ -46,12 +46,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::error::{ConfigError, check_range};
+use crate::sync::AtomicU64;
 
 const SLOTS: usize = 10;
 /// One token in milli-tokens.
