@@ -13,7 +13,6 @@
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -22,6 +21,10 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service, service_fn};
 use tower_pressure::degradation::DegradationLayer;
 use tower_pressure::pressure::{ManualSource, PressureMonitor};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::median_ns;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -80,28 +83,8 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Where criterion wrote its estimates (same rules as criterion, minus `cargo metadata`).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("criterion")
-}
-
-fn median_ns(id: &str) -> Option<f64> {
-    let path = criterion_dir()
-        .join(GROUP)
-        .join(id)
-        .join("new/estimates.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    v["median"]["point_estimate"].as_f64()
-}
-
 fn print_ratios() {
-    let Some(base) = median_ns("bare") else {
+    let Some(base) = median_ns(GROUP, "bare") else {
         println!("(no criterion estimates found: ratios skipped)");
         return;
     };
@@ -113,7 +96,7 @@ fn print_ratios() {
         "monitor_level",
         "monitor_snapshot",
     ] {
-        if let Some(ns) = median_ns(id) {
+        if let Some(ns) = median_ns(GROUP, id) {
             println!("  {id:<18} {ns:>9.2} ns   x{:.2}", ns / base);
         }
     }

@@ -28,7 +28,6 @@
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -37,6 +36,10 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_pressure::ResilienceStack;
 use tower_pressure::pressure::{ManualSource, PressureMonitor};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{criterion_dir, median_ns};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -296,26 +299,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(tokio::time::Instant::now()))
     });
     g.finish();
-}
-
-/// Where criterion wrote its estimates (same rules as criterion, minus `cargo metadata`).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("criterion")
-}
-
-fn median_ns(group: &str, id: &str) -> Option<f64> {
-    let path = criterion_dir()
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    v["median"]["point_estimate"].as_f64()
 }
 
 const N: usize = 10_000;

@@ -37,10 +37,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
-use tower_pressure::concurrency::{AdaptiveConcurrencyHandle, AdaptiveConcurrencyLayer};
+use tower_pressure::concurrency::AdaptiveConcurrencyLayer;
 use tower_pressure::pressure::{ManualSource, PressureMonitor, Signal};
 use tower_pressure::priority::HeaderPriority;
-use tower_pressure::status::{StatusSection, StatusService};
+use tower_pressure::status::StatusService;
 use tower_pressure::{Constraints, Priority, ResilienceStack};
 
 #[derive(Clone)]
@@ -69,40 +69,6 @@ async fn simulate(State(s): State<AppState>, Path(percent): Path<f64>) -> String
     s.monitor.sample_now();
     s.monitor.sample_now();
     format!("manual signal = {percent}, level = {}\n", s.monitor.level())
-}
-
-/// The adaptive limiter on the status page (the stack does not register one itself yet).
-fn concurrency_section(h: &AdaptiveConcurrencyHandle) -> StatusSection {
-    let mut s = StatusSection::new("concurrency", "concurrency")
-        .info("algorithm", h.algorithm())
-        .gauge(
-            "tower_pressure_concurrency_limit",
-            "Learned concurrency limit.",
-            &[],
-            h.limit() as f64,
-        )
-        .gauge(
-            "tower_pressure_concurrency_effective_limit",
-            "Limit after pressure scaling.",
-            &[],
-            h.effective_limit() as f64,
-        )
-        .gauge(
-            "tower_pressure_concurrency_in_flight",
-            "Requests in flight.",
-            &[],
-            h.in_flight() as f64,
-        );
-    for p in Priority::ALL {
-        let class = p.to_string();
-        s = s.counter(
-            "tower_pressure_concurrency_shed_total",
-            "Requests shed, by priority class.",
-            &[("class", &class)],
-            h.shed_count(p) as f64,
-        );
-    }
-    s
 }
 
 struct Args {
@@ -155,10 +121,9 @@ async fn main() -> Result<(), tower::BoxError> {
                 .default_priority(Priority::Normal),
         )
         .build()?;
-    let limiter = concurrency.handle();
     let stack = ResilienceStack::inbound(monitor.clone()).concurrency(concurrency);
+    // The monitor and every part of the stack (alert, degradation, the "api" limiter).
     let registry = stack.status_registry();
-    registry.register(move || concurrency_section(&limiter));
 
     let state = AppState {
         monitor: monitor.clone(),
@@ -263,7 +228,8 @@ async fn main() -> Result<(), tower::BoxError> {
         l.starts_with("tower_pressure_level ")
             || l.starts_with("tower_pressure_driver_value")
             || l.starts_with("tower_pressure_concurrency_limit")
-            || l.starts_with("tower_pressure_concurrency_shed_total{class=\"low\"}")
+            || (l.starts_with("tower_pressure_concurrency_shed_total")
+                && l.contains("class=\"low\""))
             || l.starts_with("tower_pressure_service_calls_total")
     }) {
         println!("              {line}");

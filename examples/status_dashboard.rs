@@ -4,8 +4,8 @@
 //!
 //! Shows:
 //! * one `StatusRegistry` (from `ResilienceStack::inbound(..).status_registry()`) served by
-//!   `StatusService` at `/status` (JSON; `?format=prometheus` for scrapers), with two extra
-//!   `StatusProvider` closures for the adaptive limiter and the per-key breakers;
+//!   `StatusService` at `/status` (JSON; `?format=prometheus` for scrapers), holding the
+//!   adaptive limiter's own section plus one `StatusProvider` closure for the per-key breakers;
 //! * a page at `/` that backfills from `/history` and then polls `/status` every second;
 //! * a bounded background load through the inbound stack (`/api/work`, mixed `x-priority`)
 //!   and through a per-key `CircuitBreakerLayer` guarding three fake dependencies that fail
@@ -40,13 +40,13 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
+use tower_pressure::ResilienceStack;
 use tower_pressure::circuit_breaker::http::HeaderKey;
 use tower_pressure::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, CircuitState};
-use tower_pressure::concurrency::{AdaptiveConcurrencyHandle, AdaptiveConcurrencyLayer};
+use tower_pressure::concurrency::AdaptiveConcurrencyLayer;
 use tower_pressure::pressure::{ManualSource, PressureMonitor, Signal};
 use tower_pressure::priority::HeaderPriority;
 use tower_pressure::status::{StatusRegistry, StatusSection, StatusService};
-use tower_pressure::{Priority, ResilienceStack};
 
 const BACKENDS: [&str; 3] = ["search", "db", "llm"];
 
@@ -73,40 +73,6 @@ async fn dependency(req: http::Request<()>, started: Instant) -> Result<(), BoxE
     } else {
         Ok(())
     }
-}
-
-/// The adaptive limiter as a status section (the stack does not register one itself yet).
-fn concurrency_section(h: &AdaptiveConcurrencyHandle) -> StatusSection {
-    let mut s = StatusSection::new("concurrency", "concurrency")
-        .info("algorithm", h.algorithm())
-        .gauge(
-            "tower_pressure_concurrency_limit",
-            "Learned limit.",
-            &[],
-            h.limit() as f64,
-        )
-        .gauge(
-            "tower_pressure_concurrency_effective_limit",
-            "Limit after pressure scaling.",
-            &[],
-            h.effective_limit() as f64,
-        )
-        .gauge(
-            "tower_pressure_concurrency_in_flight",
-            "In flight.",
-            &[],
-            h.in_flight() as f64,
-        );
-    for p in Priority::ALL {
-        let class = p.to_string();
-        s = s.counter(
-            "tower_pressure_concurrency_shed_total",
-            "Requests shed, by class.",
-            &[("class", &class)],
-            h.shed_count(p) as f64,
-        );
-    }
-    s
 }
 
 /// Every keyed breaker as a status section with one entry per key.
@@ -147,10 +113,12 @@ fn breakers_section(h: &CircuitBreakerHandle) -> StatusSection {
 /// One chart point, extracted from a status snapshot (the page does the same in JS).
 fn point(registry: &StatusRegistry, t: f64) -> Value {
     let v: Value = serde_json::from_str(&registry.snapshot().to_json()).unwrap_or_default();
-    let section = |name: &str| {
+    // The first section whose `field` is `value`. The limiter's section is named after the
+    // limiter ("api"), so it is looked up by kind.
+    let section = |field: &str, value: &str| {
         v["sections"]
             .as_array()
-            .and_then(|a| a.iter().find(|s| s["name"] == name))
+            .and_then(|a| a.iter().find(|s| s[field] == value))
             .cloned()
             .unwrap_or_default()
     };
@@ -162,9 +130,9 @@ fn point(registry: &StatusRegistry, t: f64) -> Value {
             .unwrap_or(Value::Null)
     };
     let (p, c, b) = (
-        section("pressure"),
-        section("concurrency"),
-        section("breakers"),
+        section("name", "pressure"),
+        section("kind", "concurrency"),
+        section("name", "breakers"),
     );
     let mut breakers = serde_json::Map::new();
     for e in b["entries"].as_array().into_iter().flatten() {
@@ -262,7 +230,6 @@ async fn main() -> Result<(), BoxError> {
             "x-priority",
         )))
         .build()?;
-    let limiter = concurrency.handle();
     let stack = ResilienceStack::inbound(monitor.clone()).concurrency(concurrency);
 
     // Three dependencies behind one per-key breaker, failing in turns.
@@ -279,9 +246,9 @@ async fn main() -> Result<(), BoxError> {
         .layer(breaker)
         .service(service_fn(move |req| dependency(req, started)));
 
+    // The monitor and every part of the stack (the "api" limiter's section included), plus
+    // the per-key breakers, which sit outside the stack.
     let registry = stack.status_registry();
-    let l = limiter.clone();
-    registry.register(move || concurrency_section(&l));
     let b = breakers.clone();
     registry.register(move || breakers_section(&b));
 
@@ -499,8 +466,9 @@ function metric(section, name) {
   return m ? m.value : null;
 }
 function toPoint(status, t) {
-  const sec = n => (status.sections || []).find(s => s.name === n);
-  const p = sec("pressure"), c = sec("concurrency"), b = sec("breakers");
+  const sec = (field, value) => (status.sections || []).find(s => s[field] === value);
+  // The limiter's section is named after the limiter ("api"): found by kind.
+  const p = sec("name", "pressure"), c = sec("kind", "concurrency"), b = sec("name", "breakers");
   const breakers = {};
   for (const e of (b && b.entries) || []) breakers[e.name] = e.info.state;
   const driverName = p && p.info ? p.info.driver : null;

@@ -38,6 +38,7 @@ pub mod constraints;
 pub mod degradation;
 pub mod error;
 pub mod event;
+mod keyed;
 pub mod pressure;
 pub mod priority;
 pub mod quota;

@@ -1,21 +1,17 @@
 //! Per-tenant state (all atomics) and the bounded, lock-free-to-read tenant registry.
 //!
-//! The registry is a fixed open-addressing table of `2 * max_tenants` (power of two) slots
-//! allocated when the layer is built, as the circuit breaker's per-key registry: each slot
-//! holds the 64-bit SipHash (randomly keyed) of its tenant in an [`AtomicU64`] (0 = empty)
-//! and a [`Tenant`] created once ([`OnceLock`]). Lookup (the request path) probes linearly
-//! with `Acquire` loads: no lock. A miss takes the insertion mutex (once per new tenant),
-//! rescans, and either fills an empty slot (tenant first, then the hash with `Release`, so a
-//! reader that sees the hash sees the tenant) or, when full, re-keys the least recently
-//! used tenant idle for `idle_timeout` with nothing in flight (its atomics are reset first,
-//! then the new hash is published). A lookup racing a re-key may charge one request to the
-//! evicted tenant's reset buckets: harmless. With no slot available new tenants share the
-//! overflow tenant, so memory stays bounded whatever keys arrive.
+//! The registry is the crate's shared [`Keyed`](crate::keyed::Keyed) table of
+//! `2 * max_tenants` slots allocated when the layer is built (randomly keyed SipHash, no lock
+//! to find an existing tenant, insertion mutex once per new tenant). When full, a new tenant
+//! re-keys the least recently used tenant idle for `idle_timeout` with nothing in flight (its
+//! atomics are reset first, then the new hash is published). A lookup racing a re-key may
+//! charge one request to the evicted tenant's reset buckets: harmless. With no slot available
+//! new tenants share the overflow tenant, so memory stays bounded whatever keys arrive.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+
+use crate::keyed::{Keyed, KeyedEntry};
 
 /// Minutes of usage history kept per tenant.
 pub(crate) const MINUTES: usize = 60;
@@ -133,57 +129,35 @@ impl Tenant {
     }
 }
 
-struct Slot {
-    hash: AtomicU64,
-    tenant: OnceLock<Arc<Tenant>>,
+impl KeyedEntry for Tenant {
+    /// The tenant's group index.
+    type Init = usize;
+
+    fn last_used(&self) -> &AtomicU64 {
+        &self.last_used
+    }
+
+    fn in_use(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) != 0
+    }
+
+    fn rekey(&self, key: Arc<str>, group: usize, now: u64) {
+        Tenant::rekey(self, key, group, now);
+    }
 }
 
 /// The bounded tenant table.
-pub(crate) struct Registry {
-    slots: Box<[Slot]>,
-    mask: usize,
-    hasher: RandomState,
-    insert: Mutex<()>,
-    used: AtomicUsize,
-    max: usize,
-    idle_ns: u64,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("tenants", &self.used.load(Ordering::Relaxed))
-            .field("max", &self.max)
-            .finish()
-    }
-}
+#[derive(Debug)]
+pub(crate) struct Registry(Keyed<Tenant>);
 
 impl Registry {
     pub(crate) fn new(max: usize, idle: std::time::Duration) -> Self {
-        let cap = (max.max(1) * 2).next_power_of_two();
-        Self {
-            slots: (0..cap)
-                .map(|_| Slot {
-                    hash: AtomicU64::new(0),
-                    tenant: OnceLock::new(),
-                })
-                .collect(),
-            mask: cap - 1,
-            hasher: RandomState::new(),
-            insert: Mutex::new(()),
-            used: AtomicUsize::new(0),
-            max,
-            idle_ns: idle.as_nanos().min(u64::MAX as u128) as u64,
-        }
-    }
-
-    fn hash(&self, key: &str) -> u64 {
-        self.hasher.hash_one(key) | 1
+        Self(Keyed::new(max, idle))
     }
 
     /// Tenants tracked.
     pub(crate) fn len(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
+        self.0.len()
     }
 
     /// The tenant `key`, created in `group(key)` if there is room.
@@ -194,86 +168,16 @@ impl Registry {
         now: u64,
         group: impl FnOnce(&str) -> usize,
     ) -> Option<&Arc<Tenant>> {
-        let h = self.hash(key);
-        let mut i = h as usize & self.mask;
-        for _ in 0..=self.mask {
-            let s = &self.slots[i];
-            let sh = s.hash.load(Ordering::Acquire);
-            if sh == h
-                && let Some(t) = s.tenant.get()
-            {
-                if now.saturating_sub(t.last_used.load(Ordering::Relaxed)) >= 1_000_000_000 {
-                    t.last_used.store(now, Ordering::Relaxed);
-                }
-                return Some(t);
-            }
-            if sh == 0 {
-                break;
-            }
-            i = (i + 1) & self.mask;
-        }
-        self.insert_slow(key, h, now, group)
+        self.0.get(key, || now, group, Tenant::new)
     }
 
     /// The tenant `key` if tracked.
     pub(crate) fn find(&self, key: &str) -> Option<&Arc<Tenant>> {
-        let h = self.hash(key);
-        self.slots
-            .iter()
-            .find(|s| s.hash.load(Ordering::Acquire) == h)
-            .and_then(|s| s.tenant.get())
+        self.0.find(key)
     }
 
     /// Every tracked tenant.
     pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<Tenant>> {
-        self.slots
-            .iter()
-            .filter(|s| s.hash.load(Ordering::Acquire) != 0)
-            .filter_map(|s| s.tenant.get())
-    }
-
-    #[cold]
-    fn insert_slow(
-        &self,
-        key: &str,
-        h: u64,
-        now: u64,
-        group: impl FnOnce(&str) -> usize,
-    ) -> Option<&Arc<Tenant>> {
-        let _g = self.insert.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = self.find(key) {
-            return Some(t);
-        }
-        let gi = group(key);
-        if self.used.load(Ordering::Relaxed) < self.max {
-            let mut i = h as usize & self.mask;
-            for _ in 0..=self.mask {
-                let s = &self.slots[i];
-                if s.hash.load(Ordering::Acquire) == 0 {
-                    let t = s
-                        .tenant
-                        .get_or_init(|| Arc::new(Tenant::new(Arc::from(key), gi)));
-                    t.last_used.store(now, Ordering::Relaxed);
-                    s.hash.store(h, Ordering::Release);
-                    self.used.fetch_add(1, Ordering::Relaxed);
-                    return Some(t);
-                }
-                i = (i + 1) & self.mask;
-            }
-            return None;
-        }
-        let (s, t) = self
-            .slots
-            .iter()
-            .filter(|s| s.hash.load(Ordering::Acquire) != 0)
-            .filter_map(|s| s.tenant.get().map(|t| (s, t)))
-            .filter(|(_, t)| {
-                now.saturating_sub(t.last_used.load(Ordering::Relaxed)) >= self.idle_ns
-                    && t.in_flight.load(Ordering::Acquire) == 0
-            })
-            .min_by_key(|(_, t)| t.last_used.load(Ordering::Relaxed))?;
-        t.rekey(Arc::from(key), gi, now);
-        s.hash.store(h, Ordering::Release);
-        Some(t)
+        self.0.all()
     }
 }
