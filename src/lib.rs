@@ -1,34 +1,58 @@
 //! # tower-pressure
 //!
-//! Resource-aware resilience for any [tower](https://docs.rs/tower) `Service`.
+//! Resource-aware resilience for any [tower](https://docs.rs/tower) `Service`: keep a service
+//! up under overload, failing dependencies and memory pressure.
 //!
-//! One [`PressureMonitor`] per process samples CPU, memory (relative to cgroup limits), Linux
-//! PSI, the tokio runtime and custom gauges, and publishes a [`PressureLevel`] that every
-//! layer reads with one atomic load. The layers share it:
+//! One [`PressureMonitor`] per process samples CPU and memory (relative to the cgroup's
+//! limits), Linux PSI, the tokio runtime and custom gauges, and publishes a [`PressureLevel`]
+//! (`Normal` to `Emergency`, with hysteresis) that every layer reads with one atomic load. The
+//! layers share it:
 //!
-//! * [`degradation::DegradationLayer`] inserts [`Constraints`] into every request so handlers
-//!   know how much they may spend right now.
+//! | layer | what it does |
+//! |---|---|
+//! | [`degradation::DegradationLayer`] | inserts [`Constraints`] into every request: how much it may spend right now, and why |
+//! | [`concurrency::AdaptiveConcurrencyLayer`] | learns the concurrency limit from latency, scales it by pressure, sheds lower [`Priority`] classes first |
+//! | [`circuit_breaker::CircuitBreakerLayer`] | count- and time-window breaker, per key, lock-free, trips on memory or pressure too |
+//! | [`retry::RetryLayer`] | backoff with jitter, a shared retry budget, Retry-After, pressure- and deadline-aware |
+//! | [`quota::QuotaLayer`] | per-tenant soft / hard / burst quotas with enforcement actions and usage analytics |
+//! | [`alert::AlertLayer`], [`alert::AlertManager`] | per-service metrics; alerts with severities, rules, rate limits and sinks |
 //!
-//! Every layer reports to one [`event::EventBus`].
+//! [`ResilienceStack`] puts them in the right order for a server (`inbound`) or a client
+//! (`outbound`); [`ServiceBuilderExt`] adds one `ServiceBuilder` method per layer. Every layer
+//! reports to one [`event::EventBus`]; [`status::StatusService`] serves one snapshot of
+//! everything as JSON or Prometheus text; [`rejection`] turns every error of the crate into
+//! the right HTTP response (503/429 + `Retry-After`) or `tonic::Status`.
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_pressure::{Constraints, degradation::DegradationLayer, pressure::PressureMonitor};
+//! use tower_pressure::{Constraints, ResilienceStack, ServiceBuilderExt, pressure::PressureMonitor};
 //!
 //! let monitor = PressureMonitor::builder().build()?; // CPU, memory, cgroup, PSI, runtime
 //! let svc = ServiceBuilder::new()
-//!     .layer(DegradationLayer::new(monitor.clone()))
+//!     .resilience(ResilienceStack::inbound(monitor.clone()))
 //!     .service(service_fn(|req: http::Request<()>| async move {
 //!         let c = Constraints::from_request(&req).unwrap_or_default();
-//!         Ok::<_, std::convert::Infallible>(format!("analysing {} entities", c.entity_limit(100)))
+//!         Ok::<_, tower::BoxError>(format!("analysing {} entities", c.entity_limit(100)))
 //!     }));
 //! let answer = svc.oneshot(http::Request::new(())).await?;
 //! assert!(answer.starts_with("analysing"));
 //! # Ok(()) }
 //! ```
+//!
+//! # Rules of the request path
+//!
+//! No lock, no syscall and no allocation on the common path (the one `http::Extensions` insert
+//! aside); every permit (concurrency slot, half-open probe, retry token) is a guard released on
+//! drop; `poll_ready` only propagates the inner service's readiness; time comes from
+//! `tokio::time::Instant`, so every test runs under a paused clock; builders return a
+//! [`ConfigError`] naming the bad field.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod alert;
 pub mod builder;
