@@ -39,7 +39,7 @@ pub(crate) trait KeyedEntry {
     type Init;
 
     /// Last use, in the owner's nanoseconds (read and written `Relaxed`).
-    fn last_used(&self) -> &AtomicU64;
+    fn last_used(&self) -> &crate::sync::AtomicU64;
 
     /// Whether the value must not be evicted now (requests in flight, a probe out).
     fn in_use(&self) -> bool;
@@ -222,12 +222,12 @@ mod tests {
     struct Entry {
         key: Mutex<Arc<str>>,
         busy: AtomicU32,
-        last_used: AtomicU64,
+        last_used: crate::sync::AtomicU64,
     }
 
     impl KeyedEntry for Entry {
         type Init = ();
-        fn last_used(&self) -> &AtomicU64 {
+        fn last_used(&self) -> &crate::sync::AtomicU64 {
             &self.last_used
         }
         fn in_use(&self) -> bool {
@@ -243,7 +243,7 @@ mod tests {
         Entry {
             key: Mutex::new(key),
             busy: AtomicU32::new(0),
-            last_used: AtomicU64::new(0),
+            last_used: crate::sync::AtomicU64::new(0),
         }
     }
 

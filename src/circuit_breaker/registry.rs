@@ -10,9 +10,9 @@
 //! Keyed lookups read the clock once per call to keep `last_used` (stored at most once per
 //! second per key).
 
+use crate::sync::AtomicU64;
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use super::state::{Core, Now};
 use crate::keyed::{Keyed, KeyedEntry};

@@ -53,7 +53,7 @@ pub(crate) struct Tenant {
     pub(crate) rejected: AtomicU64,
     pub(crate) units: AtomicU64,
     /// Last use, ns since epoch (written at most once a second).
-    pub(crate) last_used: AtomicU64,
+    pub(crate) last_used: crate::sync::AtomicU64,
     pub(crate) history: [Bucket; MINUTES],
 }
 
@@ -74,7 +74,7 @@ impl Tenant {
             requests: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             units: AtomicU64::new(0),
-            last_used: AtomicU64::new(0),
+            last_used: crate::sync::AtomicU64::new(0),
             history: std::array::from_fn(|_| Bucket::default()),
         }
     }
@@ -133,7 +133,7 @@ impl KeyedEntry for Tenant {
     /// The tenant's group index.
     type Init = usize;
 
-    fn last_used(&self) -> &AtomicU64 {
+    fn last_used(&self) -> &crate::sync::AtomicU64 {
         &self.last_used
     }
 
