@@ -157,9 +157,7 @@ impl Rejection {
     }
     /// `Retry-After` in whole seconds, rounded up (at least 1 when set).
     pub fn retry_after_secs(&self) -> Option<u64> {
-        self.retry_after
-            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
-            .map(|s| s.max(1))
+        self.retry_after.map(retry_after_secs)
     }
 
     /// The JSON body: `{"error":"<reason>","message":"...","retry_after_secs":N}`.
@@ -197,6 +195,12 @@ impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}): {}", self.status, self.reason, self.message)
     }
+}
+
+/// `d` as a `Retry-After` value in whole seconds: rounded up, at least 1 (a client told "0"
+/// retries at once). Every layer's HTTP mapping uses this one rounding.
+pub(crate) fn retry_after_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 fn json_string(out: &mut String, s: &str) {

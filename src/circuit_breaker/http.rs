@@ -181,12 +181,11 @@ impl<B> KeyExtractor<http::Request<B>> for HeaderKey {
 /// `503 Service Unavailable` with `Retry-After` (whole seconds, rounded up, at least 1) for
 /// a [`CircuitOpen`].
 pub fn open_response<B: Default>(open: &CircuitOpen) -> http::Response<B> {
-    let ra = open.retry_after();
-    let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+    let secs = crate::rejection::retry_after_secs(open.retry_after());
     let mut res = http::Response::new(B::default());
     *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     res.headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     res
 }
 

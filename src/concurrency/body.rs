@@ -86,8 +86,7 @@ impl<B: Body> Finish<http::Response<B>> for BodyEnd {
 /// assert_eq!(retry_after_value(Duration::ZERO), "1");
 /// ```
 pub fn retry_after_value(d: std::time::Duration) -> http::HeaderValue {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    http::HeaderValue::from(secs.max(1))
+    http::HeaderValue::from(crate::rejection::retry_after_secs(d))
 }
 
 impl Overloaded {
