@@ -755,12 +755,10 @@ async fn main() -> Result<(), BoxError> {
     for (t, from, to, reason) in transitions.iter().take(10) {
         println!("      {t:>5.1}s {from} -> {to} ({reason})");
     }
-    let summary = alerts.summary();
     println!(
         "  alerts       {} raised",
         alert_count.load(Ordering::Relaxed)
     );
-    let _ = summary;
     if let Ok(r) = recent_alerts.lock() {
         for a in r.iter() {
             println!("      {a}");

@@ -341,12 +341,7 @@ impl PressureMonitor {
 
     /// The name of a signal as this monitor knows it (custom gauges have user names).
     pub fn signal_name(&self, signal: Signal) -> Arc<str> {
-        self.inner
-            .slots
-            .iter()
-            .find(|m| m.signal == signal)
-            .map(|m| m.name.clone())
-            .unwrap_or_else(|| Arc::from(signal.as_str()))
+        self.inner.signal_name(signal)
     }
 
     /// The thresholds configured for `signal`, if it is monitored and not observe-only.
@@ -379,6 +374,14 @@ impl PressureMonitor {
 }
 
 impl Inner {
+    fn signal_name(&self, signal: Signal) -> Arc<str> {
+        self.slots
+            .iter()
+            .find(|m| m.signal == signal)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| Arc::from(signal.as_str()))
+    }
+
     fn sample(&self) {
         let mut guard = match self.sampler.lock() {
             Ok(g) => g,
@@ -461,12 +464,7 @@ impl Inner {
         self.seq.fetch_add(1, Ordering::Release);
 
         if level != prev {
-            let signal_name = self
-                .slots
-                .iter()
-                .find(|m| m.signal == signal)
-                .map(|m| m.name.clone())
-                .unwrap_or_else(|| Arc::from(signal.as_str()));
+            let signal_name = self.signal_name(signal);
             let change = LevelChange {
                 from: prev,
                 to: level,
