@@ -35,8 +35,12 @@
 //!         let c = Constraints::from_request(&req).unwrap_or_default();
 //!         Ok::<_, tower::BoxError>(format!("analysing {} entities", c.entity_limit(100)))
 //!     }));
-//! let answer = svc.oneshot(http::Request::new(())).await?;
-//! assert!(answer.starts_with("analysing"));
+//! match svc.oneshot(http::Request::new(())).await {
+//!     Ok(answer) => assert!(answer.starts_with("analysing")),
+//!     // On a host under heavy pressure the stack sheds instead, with a typed error that
+//!     // `rejection` maps to 503 + Retry-After.
+//!     Err(e) => assert_eq!(tower_pressure::rejection::error_response(&*e).status(), 503),
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -57,6 +61,7 @@
 pub mod alert;
 pub mod builder;
 pub mod circuit_breaker;
+mod clock;
 pub mod concurrency;
 pub mod constraints;
 pub mod degradation;

@@ -245,3 +245,62 @@ async fn outbound_http_keeps_one_breaker_per_authority() {
     let res = client.clone().oneshot(get(2)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// Work that takes `d` without yielding: the paused clock moves forward inside the same
+/// poll, as it would during CPU-bound work after a client call completed.
+async fn busy_for(d: Duration) {
+    let mut advance = std::pin::pin!(tokio::time::advance(d));
+    // The first poll moves the clock, then the future would yield: finish in this poll.
+    std::future::poll_fn(|cx| {
+        let _ = advance.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+}
+
+/// The layers of a stack share one clock read per request (`crate::clock`): a handler that
+/// awaits an outbound stack and then keeps working in the same poll is timed to its own end, not to the end
+/// of the client call it made, and each stack's alert layer sees its own latency.
+#[tokio::test(start_paused = true)]
+async fn shared_clock_times_each_stack_to_its_own_end() {
+    use tower_pressure::alert::AlertLayer;
+    let (monitor, _manual) = PressureMonitor::manual();
+
+    let out_alert = AlertLayer::new("client");
+    let out_metrics = out_alert.metrics();
+    let client = ServiceBuilder::new()
+        .resilience(ResilienceStack::outbound(monitor.clone()).alert(out_alert))
+        .service(service_fn(|_req: Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, BoxError>(Response::new(()))
+        }));
+
+    let in_alert = AlertLayer::new("server");
+    let in_metrics = in_alert.metrics();
+    let server = ServiceBuilder::new()
+        .resilience(ResilienceStack::inbound(monitor.clone()).alert(in_alert))
+        .service(service_fn(move |_req: Request<()>| {
+            let client = client.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                client.oneshot(Request::new(())).await?;
+                busy_for(Duration::from_millis(20)).await;
+                Ok::<_, BoxError>(Response::new(()))
+            }
+        }));
+
+    for _ in 0..5 {
+        server.clone().oneshot(Request::new(())).await.unwrap();
+    }
+    let (inb, out) = (in_metrics.snapshot(), out_metrics.snapshot());
+    assert_eq!((inb.total_executions, out.total_executions), (5, 5));
+    // Timer deadlines round up to the next millisecond, so allow one per sleep.
+    assert!(
+        (60.0..63.0).contains(&inb.peak_duration_ms) && inb.avg_duration_ms >= 60.0,
+        "server timed to its own end: {inb:?}"
+    );
+    assert!(
+        (10.0..11.0).contains(&out.peak_duration_ms) && out.avg_duration_ms >= 10.0,
+        "client timed alone: {out:?}"
+    );
+}

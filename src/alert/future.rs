@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::clock::{self, Stamp};
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use super::layer::Shared;
 use super::service::Classify;
@@ -15,7 +15,7 @@ use super::service::Classify;
 pub(crate) struct Recording {
     pub(crate) shared: Arc<Shared>,
     pub(crate) slot: u32,
-    pub(crate) start: Instant,
+    pub(crate) start: Stamp,
     pub(crate) done: bool,
 }
 
@@ -63,6 +63,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        clock::before_poll();
         let out = ready!(this.inner.poll(cx));
         if !this.rec.done {
             this.rec.done = true;

@@ -7,6 +7,7 @@ use tower_layer::Layer;
 
 use super::metrics::{KeyTable, Metrics, MetricsSnapshot, NO_SLOT, Thresholds};
 use super::service::{AlertService, ErrorsAsFailures, FnKey, NoKey};
+use crate::clock::Stamp;
 use crate::error::{ConfigError, check_range};
 use crate::event::EventBus;
 use crate::pressure::PressureMonitor;
@@ -58,8 +59,10 @@ impl Shared {
     }
 
     #[inline]
-    pub(crate) fn complete(&self, slot: u32, start: Instant, failed: bool) {
-        let now = Instant::now();
+    pub(crate) fn complete(&self, slot: u32, start: Stamp, failed: bool) {
+        // The completion time a timing layer inside this one already read, or a read.
+        let now = start.done();
+        let start = start.at;
         let latency = now.saturating_duration_since(start).as_nanos() as u64;
         let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         self.total

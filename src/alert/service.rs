@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
+use crate::clock::CallScope;
 use tower_service::Service;
 
 use super::future::{Recording, ResponseFuture};
@@ -146,12 +146,16 @@ where
             None => NO_SLOT,
         };
         self.shared.start(slot);
+        // One clock read shared with the timing layers this call reaches (`crate::clock`).
+        let scope = CallScope::enter();
         let rec = Recording {
             shared: self.shared.clone(),
             slot,
-            start: Instant::now(),
+            start: scope.stamp(),
             done: false,
         };
-        ResponseFuture::new(self.inner.call(req), rec, self.classify.clone())
+        let inner = self.inner.call(req);
+        drop(scope);
+        ResponseFuture::new(inner, rec, self.classify.clone())
     }
 }

@@ -93,6 +93,8 @@ pin_project! {
             fut: F,
             permit: Option<Permit>,
             classifier: C,
+            // Whether this call owns the shared completion time (`crate::clock`).
+            owner: bool,
         },
         Rejected {
             error: Option<CircuitOpen>,
@@ -101,12 +103,13 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(fut: F, permit: Permit, classifier: C) -> Self {
+    pub(crate) fn called(fut: F, permit: Permit, classifier: C, owner: bool) -> Self {
         Self {
             state: State::Called {
                 fut,
                 permit: Some(permit),
                 classifier,
+                owner,
             },
         }
     }
@@ -131,10 +134,16 @@ where
                 fut,
                 permit,
                 classifier,
+                owner,
             } => {
+                crate::clock::before_poll();
                 let res = ready!(fut.poll(cx));
                 match permit.take() {
-                    Some(p) => Poll::Ready(classifier.complete(res, p).map_err(Into::into)),
+                    Some(p) => {
+                        // Recording now reads the completion time shared along the stack.
+                        let _section = crate::clock::Completing::enter(*owner);
+                        Poll::Ready(classifier.complete(res, p).map_err(Into::into))
+                    }
                     None => {
                         Poll::Ready(Err("circuit breaker future polled after completion".into()))
                     }

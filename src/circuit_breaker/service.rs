@@ -56,13 +56,15 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let mut now = Now::lazy(self.shared.epoch);
+        // Called inside another timing layer's call: that layer owns the completion time.
+        let owner = !crate::clock::in_scope();
         let key = self.key.key(&req);
         let core = self.shared.breaker(key.as_deref(), &mut now);
         match core.try_acquire(&mut now) {
             Ok(ticket) => {
                 let permit = Permit::new(core.clone(), ticket);
                 drop(key);
-                ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
+                ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone(), owner)
             }
             Err(r) => ResponseFuture::rejected(core.error(r)),
         }

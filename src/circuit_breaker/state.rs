@@ -97,7 +97,8 @@ impl Now {
     pub(crate) fn fixed(nanos: u64) -> Self {
         Self { nanos, epoch: None }
     }
-    /// Reads `tokio::time::Instant::now()` on first use.
+    /// Reads the time on first use: the shared request clock (`crate::clock::shared_now`),
+    /// which inside a stack is a time another layer already read.
     #[inline]
     pub(crate) fn lazy(epoch: Instant) -> Self {
         Self {
@@ -108,7 +109,9 @@ impl Now {
     #[inline]
     pub(crate) fn get(&mut self) -> u64 {
         if let Some(e) = self.epoch.take() {
-            self.nanos = Instant::now().saturating_duration_since(e).as_nanos() as u64;
+            self.nanos = crate::clock::shared_now()
+                .saturating_duration_since(e)
+                .as_nanos() as u64;
         }
         self.nanos
     }

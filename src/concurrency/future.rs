@@ -34,6 +34,7 @@ mod sealed {
 impl<R> Finish<R> for ResponseEnd {
     type Output = R;
     fn finish(res: R, mut permit: Permit) -> R {
+        permit.completed_now();
         permit.finish(false);
         drop(permit);
         res
@@ -153,12 +154,16 @@ where
                 "adaptive concurrency future polled after completion".into()
             ));
         };
+        if this.permit.as_ref().is_some_and(Permit::timed) {
+            crate::clock::before_poll();
+        }
         let res = ready!(fut.poll(cx));
         this.fut.set(None);
         let permit = this.permit.take();
         Poll::Ready(match (res, permit) {
             (Ok(r), Some(p)) => Ok(M::finish(r, p)),
             (Err(e), Some(mut p)) => {
+                p.completed_now();
                 let as_drop = p.errors_as_drops();
                 p.finish(as_drop);
                 Err(e.into())

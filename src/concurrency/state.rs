@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::clock::Stamp;
+
 use super::error::Overloaded;
 use super::limit::{LimitAlgorithm, WindowSample};
 use super::partition::{MAX_LIMIT, Shares, class_count, lane, total, try_reserve};
@@ -355,10 +357,16 @@ impl Shared {
 
     /// Returns a slot: records the sample, hands the slot to a queued Critical request if
     /// any, else frees it; closes the window when due.
-    fn release(self: &Arc<Self>, class: Priority, start: Option<Instant>, outcome: Outcome) {
+    fn release(
+        self: &Arc<Self>,
+        class: Priority,
+        start: Option<Instant>,
+        end: Option<Instant>,
+        outcome: Outcome,
+    ) {
         let mut close = None;
         if let (Some(start), Outcome::Success | Outcome::Dropped) = (start, outcome) {
-            let now = Instant::now();
+            let now = end.unwrap_or_else(Instant::now);
             let due = self.window.record(
                 now.saturating_duration_since(start),
                 outcome == Outcome::Dropped,
@@ -501,7 +509,10 @@ pub struct Permit {
     shared: Arc<Shared>,
     class: Priority,
     /// `None` when this request's latency is not timed (see `Shared::sample_every`).
-    start: Option<Instant>,
+    start: Option<Stamp>,
+    /// The completion time, when the response future completed (`None` until then, and
+    /// when the permit outlives the future: at body end it is read then).
+    end: Option<Instant>,
     outcome: Outcome,
 }
 
@@ -519,7 +530,9 @@ impl Permit {
         Self {
             shared,
             class,
-            start: measure.then(Instant::now),
+            // The call time shared with the layers around this one (`crate::clock`).
+            start: measure.then(crate::clock::stamp),
+            end: None,
             outcome: Outcome::Pending,
         }
     }
@@ -533,6 +546,21 @@ impl Permit {
         };
     }
 
+    /// Whether this request's latency is timed.
+    #[inline]
+    pub(crate) fn timed(&self) -> bool {
+        self.start.is_some()
+    }
+
+    /// Takes the completion time (shared along the stack) in the poll where the response
+    /// future completed.
+    #[inline]
+    pub(crate) fn completed_now(&mut self) {
+        if let Some(s) = self.start {
+            self.end = Some(s.done());
+        }
+    }
+
     pub(crate) fn errors_as_drops(&self) -> bool {
         self.shared.cfg.errors_as_drops
     }
@@ -541,7 +569,9 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if self.outcome != Outcome::Disarmed {
-            self.shared.release(self.class, self.start, self.outcome);
+            let start = self.start.map(|s| s.at);
+            self.shared
+                .release(self.class, start, self.end, self.outcome);
         }
     }
 }

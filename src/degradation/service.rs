@@ -51,7 +51,8 @@ impl Shared {
             c.priority = *p;
         }
         if let Some(d) = self.deadline {
-            c.deadline = Some(tokio::time::Instant::now() + d);
+            // The request's call time, shared with the other layers (`crate::clock`).
+            c.deadline = Some(crate::clock::call_time() + d);
         }
         ext.insert::<Constraints>(c);
         self.policy.apply_extensions(level, ext);

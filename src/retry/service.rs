@@ -2,7 +2,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower::BoxError;
 use tower_service::Service;
 
@@ -88,7 +87,7 @@ where
             b.deposit();
         }
         // The clock is read only when a total time bound needs the start time.
-        let start = shared.needs_start.then(Instant::now);
+        let start = shared.needs_start.then(crate::clock::call_time);
         let fut = self.inner.call(req);
         // As tower's `Retry`: the called (ready) service stays here; the future gets a clone
         // that it drives to readiness before each retry.

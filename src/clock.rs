@@ -1,0 +1,352 @@
+//! One clock read per request, shared by every layer of a stack.
+//!
+//! A clock read (`tokio::time::Instant::now()`) costs 20-30 ns on the machines we measure on,
+//! more than most of a layer's own work. A stack of layers that each time the request would
+//! read the clock twice per layer; instead the layers share two thread-local cells:
+//!
+//! * **the call time.** The first timing layer whose `call` runs reads the clock once and
+//!   publishes the time for as long as its own `call` runs ([`CallScope`]). Layers it calls
+//!   synchronously (tower's `call`s nest: an outer `call` calls the inner one before it
+//!   returns) take that time instead of reading the clock. The scope ends when the owner's
+//!   `call` returns, so a request started later from a poll (a retry attempt, a queued
+//!   request admitted later) reads its own time.
+//! * **the completion time.** Response futures nest the same way: the inner one completes
+//!   inside the outer one's `poll`. The innermost timing future reads the clock when its
+//!   inner future is ready and leaves the time in a cell; the timing futures around it
+//!   ([`Stamp::done`]) take it instead of reading again. Each timing future empties the cell
+//!   before polling its inner future ([`before_poll`]), so a time it finds there was read
+//!   during that poll, after its inner future last returned `Pending`. The owner of the call
+//!   scope (the outermost timing layer) takes the time out, so it never leaks to a future of
+//!   another request.
+//!
+//! The sharing is exact for the layers of one stack. One case is approximate, and only by the
+//! work done inside a single poll: a service whose `call` synchronously calls *another* stack
+//! and then does more work on that stack's response in the same poll makes the outer stack's
+//! completion time the inner stack's. An `async` handler that awaits a client does not: the
+//! client's stack is called from a poll, where no call scope is open, so it owns its own.
+//!
+//! Under the loom build the cells are off (loom runs its threads on one OS thread), and
+//! every layer reads the clock itself.
+
+use tokio::time::Instant;
+
+#[cfg(not(tower_pressure_loom))]
+mod cells {
+    use std::cell::Cell;
+    use tokio::time::Instant;
+
+    thread_local! {
+        /// The call time of the `call` running on this thread, if a timing layer opened one.
+        static CALL: Cell<Option<Instant>> = const { Cell::new(None) };
+        /// The completion time read during the current poll of a timing future, if any.
+        static DONE: Cell<Option<Instant>> = const { Cell::new(None) };
+        /// Set while a response future records the outcome of its completed inner future.
+        static COMPLETING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    #[inline]
+    pub(super) fn completing() -> bool {
+        COMPLETING.with(Cell::get)
+    }
+    #[inline]
+    pub(super) fn set_completing(v: bool) {
+        COMPLETING.with(|c| c.set(v));
+    }
+
+    #[inline]
+    pub(super) fn call() -> Option<Instant> {
+        CALL.with(Cell::get)
+    }
+    #[inline]
+    pub(super) fn set_call(t: Option<Instant>) {
+        CALL.with(|c| c.set(t));
+    }
+    #[inline]
+    pub(super) fn done() -> Option<Instant> {
+        DONE.with(Cell::get)
+    }
+    #[inline]
+    pub(super) fn set_done(t: Option<Instant>) {
+        DONE.with(|c| c.set(t));
+    }
+}
+
+#[cfg(tower_pressure_loom)]
+mod cells {
+    use tokio::time::Instant;
+
+    #[inline]
+    pub(super) fn call() -> Option<Instant> {
+        None
+    }
+    #[inline]
+    pub(super) fn set_call(_: Option<Instant>) {}
+    #[inline]
+    pub(super) fn done() -> Option<Instant> {
+        None
+    }
+    #[inline]
+    pub(super) fn set_done(_: Option<Instant>) {}
+    #[inline]
+    pub(super) fn completing() -> bool {
+        false
+    }
+    #[inline]
+    pub(super) fn set_completing(_: bool) {}
+}
+
+/// The current time: the open call scope's time if a layer outside this one already read
+/// it, otherwise a clock read. For a layer that needs the time of a call but does not time
+/// the response (so opens no scope of its own).
+#[inline]
+pub(crate) fn call_time() -> Instant {
+    cells::call().unwrap_or_else(Instant::now)
+}
+
+/// Whether a call scope is open: a layer called now is inside another timing layer's call,
+/// so it does not own the completion time.
+#[inline]
+pub(crate) fn in_scope() -> bool {
+    cells::call().is_some()
+}
+
+/// The current time for a layer that reads it lazily (the breaker): the open call scope's
+/// time inside a `call`, the shared completion time inside a [`Completing`] section, a clock
+/// read otherwise (e.g. at the end of a response body).
+#[inline]
+pub(crate) fn shared_now() -> Instant {
+    if let Some(t) = cells::call() {
+        return t;
+    }
+    if cells::completing() {
+        return done_time();
+    }
+    Instant::now()
+}
+
+/// The completion time of the current poll: the one a timing future inside already read, or
+/// a read left for the futures around this one.
+#[inline]
+fn done_time() -> Instant {
+    match cells::done() {
+        Some(t) => t,
+        None => {
+            let t = Instant::now();
+            cells::set_done(Some(t));
+            t
+        }
+    }
+}
+
+/// Marks the section where a response future records the outcome of its inner future, which
+/// completed in this poll: [`shared_now`] there is the shared completion time. Dropping it
+/// ends the section; an `owner` (a layer called outside any call scope) also takes the
+/// completion time out so that it does not reach another request's futures.
+#[must_use = "the section ends when this is dropped"]
+#[derive(Debug)]
+pub(crate) struct Completing {
+    owner: bool,
+}
+
+impl Completing {
+    /// Opens the section; call [`before_poll`] before polling the inner future.
+    #[inline]
+    pub(crate) fn enter(owner: bool) -> Self {
+        cells::set_completing(true);
+        Self { owner }
+    }
+}
+
+impl Drop for Completing {
+    #[inline]
+    fn drop(&mut self) {
+        cells::set_completing(false);
+        if self.owner {
+            cells::set_done(None);
+        }
+    }
+}
+
+/// The call time of one request, published to the layers its `call` reaches while this value
+/// lives. Drop it right after calling the inner service.
+#[must_use = "the scope ends when this is dropped; keep it across the inner `call`"]
+#[derive(Debug)]
+pub(crate) struct CallScope {
+    stamp: Stamp,
+}
+
+impl CallScope {
+    /// Takes the open scope's time, or reads the clock and opens the scope.
+    #[inline]
+    pub(crate) fn enter() -> Self {
+        let stamp = match cells::call() {
+            Some(at) => Stamp { at, owner: false },
+            None => {
+                let at = Instant::now();
+                cells::set_call(Some(at));
+                Stamp { at, owner: true }
+            }
+        };
+        Self { stamp }
+    }
+
+    /// The call time and this layer's role, for its response future.
+    #[inline]
+    pub(crate) fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+}
+
+impl Drop for CallScope {
+    #[inline]
+    fn drop(&mut self) {
+        if self.stamp.owner {
+            cells::set_call(None);
+        }
+    }
+}
+
+/// A request's call time and whether its layer owns the scope, kept by a response future.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    /// When the request was called.
+    pub(crate) at: Instant,
+    owner: bool,
+}
+
+impl Stamp {
+    /// A stamp for a call timed on its own (no scope: a request called from a poll).
+    #[inline]
+    pub(crate) fn solo(at: Instant) -> Self {
+        Self { at, owner: true }
+    }
+
+    /// The completion time, to be called in the poll where the inner future returned ready:
+    /// the time a timing future inside this one read during this poll, or a clock read. A
+    /// layer inside the scope leaves the time for the layers around it; the owner takes it.
+    #[inline]
+    pub(crate) fn done(self) -> Instant {
+        let t = done_time();
+        if self.owner {
+            cells::set_done(None);
+        }
+        t
+    }
+}
+
+/// A stamp for a timing layer that does not hold its call's [`CallScope`] open (the adaptive
+/// limiter times a sample of its requests): the open scope's time, or a clock read that makes
+/// it the owner of the completion time.
+#[inline]
+pub(crate) fn stamp() -> Stamp {
+    match cells::call() {
+        Some(at) => Stamp { at, owner: false },
+        None => Stamp::solo(Instant::now()),
+    }
+}
+
+/// Called by a timing future before it polls its inner future, so that a completion time it
+/// finds afterwards was read during that poll.
+#[inline]
+pub(crate) fn before_poll() {
+    cells::set_done(None);
+}
+
+#[cfg(all(test, not(tower_pressure_loom)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn nested_calls_share_the_outer_read_and_the_scope_ends_with_the_owner() {
+        let outer = CallScope::enter();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        let inner = CallScope::enter();
+        assert_eq!(
+            inner.stamp().at,
+            outer.stamp().at,
+            "inner takes the outer's time"
+        );
+        assert_eq!(call_time(), outer.stamp().at);
+        drop(inner);
+        assert_eq!(
+            call_time(),
+            outer.stamp().at,
+            "a non-owner does not close the scope"
+        );
+        let t0 = outer.stamp().at;
+        drop(outer);
+        assert_eq!(
+            call_time(),
+            t0 + Duration::from_millis(5),
+            "no scope: a fresh read"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn completion_time_flows_outwards_and_stops_at_the_owner() {
+        let outer = CallScope::enter();
+        let inner = CallScope::enter();
+        let (o, i) = (outer.stamp(), inner.stamp());
+        drop((inner, outer));
+
+        tokio::time::advance(Duration::from_millis(7)).await;
+        before_poll(); // outer polls
+        before_poll(); // inner polls
+        let ti = i.done(); // innermost reads
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let to = o.done(); // the owner takes the inner's read
+        assert_eq!(ti, to);
+        assert_eq!(ti, o.at + Duration::from_millis(7));
+        // The owner emptied the cell: a later completion reads again.
+        let later = Stamp::solo(o.at).done();
+        assert_eq!(later, o.at + Duration::from_millis(8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_completion_time_is_never_used() {
+        let st = stamp();
+        assert!(st.owner, "no scope open: the stamp owns its completion");
+        // A non-owner of some earlier request left a time behind (its owner went away).
+        let left = Stamp {
+            at: st.at,
+            owner: false,
+        };
+        let _ = left.done();
+        tokio::time::advance(Duration::from_millis(3)).await;
+        before_poll();
+        assert_eq!(st.done(), st.at + Duration::from_millis(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shared_now_inside_call_and_completion_and_outside() {
+        let t0 = shared_now();
+        let scope = CallScope::enter();
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert_eq!(shared_now(), t0, "inside a call: the scope's time");
+        drop(scope);
+        assert_eq!(
+            shared_now(),
+            t0 + Duration::from_millis(2),
+            "outside: a read"
+        );
+
+        before_poll();
+        let inner = Stamp {
+            at: t0,
+            owner: false,
+        };
+        let t1 = inner.done(); // an inner timing future completed in this poll
+        tokio::time::advance(Duration::from_millis(1)).await;
+        {
+            let _c = Completing::enter(true);
+            assert_eq!(shared_now(), t1, "completing: the inner future's read");
+        }
+        assert!(
+            cells::done().is_none(),
+            "the owner took the completion time out"
+        );
+        assert!(!cells::completing());
+        assert_eq!(shared_now(), t1 + Duration::from_millis(1));
+    }
+}
