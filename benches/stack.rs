@@ -131,8 +131,8 @@ impl Case {
     fn clock_reads(self) -> &'static str {
         match self {
             Case::Bare => "0",
-            Case::Inbound => "4",
-            Case::Outbound => "3 + 1/32",
+            Case::Inbound => "2 (1 call + 1 completion, shared)",
+            Case::Outbound => "2 + 1/32 (shared)",
             Case::Tower => "1",
             Case::TowerResilience => "-",
         }

@@ -103,6 +103,12 @@ pub(crate) fn call_time() -> Instant {
     cells::call().unwrap_or_else(Instant::now)
 }
 
+/// The open call scope's time, if a timing layer around this call already read it.
+#[inline]
+pub(crate) fn scope_time() -> Option<Instant> {
+    cells::call()
+}
+
 /// Whether a call scope is open: a layer called now is inside another timing layer's call,
 /// so it does not own the completion time.
 #[inline]

@@ -76,6 +76,7 @@ pub mod retry;
 pub mod stack;
 pub mod status;
 mod sync;
+pub mod timeout;
 
 #[doc(hidden)]
 pub mod __fuzz;

@@ -12,15 +12,20 @@
 //!   the handler, and its latency samples measure the handler alone, not time spent queued in
 //!   outer layers.
 //!
-//! **Outbound** (a client, e.g. an LLM API): `AlertLayer → DegradationLayer → RetryLayer →
-//! CircuitBreakerLayer → timeout → client`.
+//! **Outbound** (a client, e.g. an LLM API): `AlertLayer → RetryLayer → DegradationLayer →
+//! CircuitBreakerLayer → [timeout](crate::timeout) → client`.
 //!
 //! * Retry sits outside the breaker so each attempt is judged by the breaker, and an open
 //!   breaker answers a retry with a fast `CircuitOpen` instead of another doomed call; the
 //!   retry budget stops retry storms.
 //! * The timeout sits inside the breaker so a hung dependency counts as a failure and trips it.
-//! * Degradation is outside retry so a retried request keeps one deadline and one set of
-//!   constraints (the retry layer never sleeps past the `Constraints` deadline).
+//! * Degradation is inside retry, so each attempt carries the constraints of the pressure at
+//!   the moment it is sent (a retry sent under High pressure asks for less), and the retry's
+//!   replay copy is taken before any extension is added: for a request without extensions
+//!   it costs no allocation, where a copy taken after degradation would copy its extension
+//!   map. A deadline the caller put on the request (`Constraints::with_deadline`, or the
+//!   inbound stack's constraints forwarded) is kept across attempts: the retry layer never
+//!   sleeps past it, and degradation keeps the earlier of it and its own.
 //!
 //! Every part can be replaced (`.breaker(..)`, `.retry(..)`, ...) or removed
 //! (`.without_breaker()`, ...). The default parts share the stack's monitor and report to its
@@ -52,7 +57,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower::timeout::TimeoutLayer;
 use tower_layer::{Identity, Layer};
 
 use crate::alert::{AlertLayer, AlertManager};
@@ -62,6 +66,7 @@ use crate::degradation::DegradationLayer;
 use crate::pressure::PressureMonitor;
 use crate::retry::RetryLayer;
 use crate::status::{StatusProvider, StatusRegistry};
+use crate::timeout::TimeoutLayer;
 
 /// Entry point: [`ResilienceStack::inbound`] for servers, [`ResilienceStack::outbound`] for
 /// clients. See the [module docs](self) for the order and why.
@@ -353,7 +358,7 @@ where
     }
 }
 
-/// The client-side stack: `AlertLayer → DegradationLayer → RetryLayer → CircuitBreakerLayer →
+/// The client-side stack: `AlertLayer → RetryLayer → DegradationLayer → CircuitBreakerLayer →
 /// timeout`. Built by [`ResilienceStack::outbound`]. Cheap to clone; clones share every
 /// layer's state (one retry budget, one set of breakers).
 #[derive(Debug, Clone)]
@@ -453,16 +458,16 @@ impl<S, A, D, R, B, T> Layer<S> for OutboundStack<A, D, R, B, T>
 where
     T: Layer<S>,
     B: Layer<T::Service>,
-    R: Layer<B::Service>,
-    D: Layer<R::Service>,
-    A: Layer<D::Service>,
+    D: Layer<B::Service>,
+    R: Layer<D::Service>,
+    A: Layer<R::Service>,
 {
     type Service = A::Service;
 
     fn layer(&self, inner: S) -> Self::Service {
         self.alert.layer(
-            self.degradation.layer(
-                self.retry
+            self.retry.layer(
+                self.degradation
                     .layer(self.breaker.layer(self.timeout.layer(inner))),
             ),
         )

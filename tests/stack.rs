@@ -304,3 +304,40 @@ async fn shared_clock_times_each_stack_to_its_own_end() {
         "client timed alone: {out:?}"
     );
 }
+
+/// Degradation sits inside retry in the outbound stack; a deadline already on the request is
+/// kept (the earlier one wins), so every attempt sees the caller's deadline.
+#[tokio::test(start_paused = true)]
+async fn outbound_attempts_keep_the_callers_earlier_deadline() {
+    use tower_pressure::degradation::DegradationLayer;
+    let (monitor, _manual) = PressureMonitor::manual();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let client =
+        ServiceBuilder::new()
+            .resilience(ResilienceStack::outbound(monitor.clone()).degradation(
+                DegradationLayer::new(monitor.clone()).deadline(Duration::from_secs(1)),
+            ))
+            .service(service_fn(move |req: Request<()>| {
+                s.lock()
+                    .unwrap()
+                    .push(Constraints::from_request(&req).and_then(|c| c.deadline()));
+                async { Ok::<_, BoxError>(Response::new(())) }
+            }));
+
+    let t0 = tokio::time::Instant::now();
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(Constraints::default().with_deadline(t0 + Duration::from_millis(50)));
+    client.clone().oneshot(req).await.unwrap();
+    // Without one, the layer's own 1 s deadline applies.
+    client.oneshot(Request::new(())).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            Some(t0 + Duration::from_millis(50)),
+            Some(t0 + Duration::from_secs(1))
+        ]
+    );
+}

@@ -47,7 +47,9 @@ impl DegradationLayer {
 impl<H: Clone> DegradationLayer<H> {
     /// Sets a deadline `timeout` after each request arrives, carried in
     /// [`Constraints::deadline`](crate::Constraints::deadline) for handlers and for the retry
-    /// layer (costs one clock read per request).
+    /// layer. It runs from the call time the stack already read (`crate::clock`); alone, the
+    /// layer reads the clock once per request. An earlier deadline already on the request is
+    /// kept.
     pub fn deadline(self, timeout: Duration) -> Self {
         let s = &*self.shared;
         Self {

@@ -54,6 +54,11 @@ impl Shared {
             // The request's call time, shared with the other layers (`crate::clock`).
             c.deadline = Some(crate::clock::call_time() + d);
         }
+        // A deadline already on the request (set by the caller, or by a stack upstream) is
+        // kept when it is earlier: degradation only ever tightens it.
+        if let Some(prev) = ext.get::<Constraints>().and_then(Constraints::deadline) {
+            c.deadline = Some(c.deadline.map_or(prev, |d| d.min(prev)));
+        }
         ext.insert::<Constraints>(c);
         self.policy.apply_extensions(level, ext);
         (level, signal)
