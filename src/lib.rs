@@ -51,6 +51,13 @@
 //! drop; `poll_ready` only propagates the inner service's readiness; time comes from
 //! `tokio::time::Instant`, so every test runs under a paused clock; builders return a
 //! [`ConfigError`] naming the bad field.
+//!
+//! A stack reads the clock at most twice per request whatever its depth: the outermost
+//! timing layer reads it when the request is called and publishes that time to the layers
+//! its `call` reaches, and the innermost timing future reads it when the response is ready
+//! and hands that time outwards to the futures around it in the same poll. The
+//! [`timeout`] layer reads none: it arms its timer from the shared call time, and only when
+//! the response is not ready at once.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
