@@ -155,7 +155,9 @@ where
             Ok(mut res) => {
                 // A queued retry may answer a failure again: hand it over unmarked.
                 if shared.trigger.on_response(&res).is_none() {
-                    shared.marker.mark(&mut res, &FallbackUsed::new(kind, *this.age));
+                    shared
+                        .marker
+                        .mark(&mut res, &FallbackUsed::new(kind, *this.age));
                 }
                 Ok(res)
             }

@@ -121,7 +121,10 @@ where
         req: Req,
         _: &BoxError,
     ) -> Result<(Self::Future, Option<Duration>), &'static str> {
-        Ok((ServiceFuture::new(Oneshot::new(self.svc.clone(), req)), None))
+        Ok((
+            ServiceFuture::new(Oneshot::new(self.svc.clone(), req)),
+            None,
+        ))
     }
 }
 
@@ -320,14 +323,12 @@ impl<K: Send + Sync + 'static, Res: Send + 'static> StrategyInfo for CacheFallba
     }
 
     fn status(&self, section: StatusSection, labels: &[(&str, &str)]) -> StatusSection {
-        section
-            .info("max_age_ms", self.max_age.as_millis())
-            .gauge(
-                "tower_pressure_fallback_cache_keys",
-                "Keys with a slot in the fallback cache.",
-                labels,
-                self.table.len() as f64,
-            )
+        section.info("max_age_ms", self.max_age.as_millis()).gauge(
+            "tower_pressure_fallback_cache_keys",
+            "Keys with a slot in the fallback cache.",
+            labels,
+            self.table.len() as f64,
+        )
     }
 }
 
