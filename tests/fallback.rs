@@ -28,16 +28,19 @@ fn secs(v: u64) -> Duration {
     Duration::from_secs(v)
 }
 
+/// One scripted answer: a body, or a function making the error.
+type Step = Result<&'static str, fn() -> BoxError>;
+
 /// A primary whose answers are scripted per call: `Ok(body)` or `Err(error)`; the last entry
 /// repeats. Records call times.
 #[derive(Clone)]
 struct Scripted {
-    script: Arc<Vec<Result<&'static str, fn() -> BoxError>>>,
+    script: Arc<Vec<Step>>,
     calls: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Scripted {
-    fn new(script: Vec<Result<&'static str, fn() -> BoxError>>) -> Self {
+    fn new(script: Vec<Step>) -> Self {
         Self {
             script: Arc::new(script),
             calls: Arc::default(),

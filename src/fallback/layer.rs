@@ -133,7 +133,7 @@ impl FallbackLayer<()> {
     /// error.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
     /// use tower::{ServiceBuilder, ServiceExt, service_fn};
     /// use tower_pressure::fallback::{FallbackLayer, is_circuit_open};
     ///
@@ -153,7 +153,7 @@ impl FallbackLayer<()> {
     /// the error is a [`FailedResponse`].
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
     /// use tower::{ServiceBuilder, ServiceExt, service_fn};
     /// use tower_pressure::fallback::FallbackLayer;
     ///
@@ -178,7 +178,7 @@ impl FallbackLayer<()> {
     /// [`mark`](FallbackLayerBuilder::mark) to tell callers the answer is stale.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
     /// use std::time::Duration;
     /// use tower::{Layer, Service, ServiceExt, service_fn};
     /// use tower_pressure::fallback::FallbackLayer;
@@ -215,7 +215,7 @@ impl FallbackLayer<()> {
     /// original failure goes on at once. `Req: Clone` and `S: Clone` (see [`QueueFallback`]).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower::BoxError> {
     /// use std::time::Duration;
     /// use tower::{Layer, ServiceExt, service_fn};
     /// use tower_pressure::{fallback::FallbackLayer, retry::Retryable};
@@ -492,11 +492,11 @@ impl<K, Res, T, M> FallbackLayerBuilder<CacheFallback<K, Res>, T, M> {
     /// # fn main() -> Result<(), tower_pressure::ConfigError> {
     /// use std::time::Duration;
     /// use tower_pressure::fallback::FallbackLayer;
-    /// let l = FallbackLayer::cache(|q: &String| Some(q.clone()), 100, Duration::from_secs(60))
+    /// // The cached response type is usually inferred from the service; named here.
+    /// let l = FallbackLayer::cache::<_, String>(|q: &String| Some(q.clone()), 100, Duration::from_secs(60))
     ///     .store_every(Duration::from_millis(100))
     ///     .build()?;
-    /// # let _: &tower_pressure::fallback::FallbackLayer<_, _, _> = &l;
-    /// # let _ = tower::Layer::layer(&l, tower::service_fn(|q: String| async move { Ok::<_, tower::BoxError>(q) }));
+    /// assert!(l.strategy().is_empty());
     /// # Ok(()) }
     /// ```
     pub fn store_every(mut self, every: Duration) -> Self {

@@ -25,7 +25,7 @@
 //! (a queue's second try returns its own result as is).
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_pressure::fallback::{FallbackLayer, is_rejection};
 //!
@@ -54,7 +54,7 @@
 //! `ServiceBuilder` lists layers outermost first, so the chain reads bottom-up:
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower::BoxError> {
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_pressure::fallback::FallbackLayer;
