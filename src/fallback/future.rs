@@ -31,7 +31,8 @@ pin_project! {
         state: State<S::Future, St::Future>,
         kept: Option<St::Kept>,
         // The primary's failure (an error, or a response the trigger called a failure),
-        // kept while the fallback runs: returned or wrapped if the fallback fails.
+        // kept while the fallback runs: returned or wrapped if the fallback fails. (A failed
+        // HTTP response keeps its connection until then; its body is usually tiny.)
         original: Option<Result<S::Response, BoxError>>,
         age: Option<Duration>,
         shared: Arc<Shared<St, T, M>>,

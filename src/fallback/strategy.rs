@@ -267,6 +267,10 @@ impl<Res> fmt::Debug for Entry<Res> {
 /// success takes no lock and clones nothing. So the cached response may be up to
 /// `store_every` older than the newest success; its age is measured from the call that
 /// produced it, and it is served only while younger than `max_age`.
+///
+/// Choose keys of bounded cardinality (route, provider, tenant, a normalised query): like a
+/// per-key breaker, a key not yet in a full table takes the registry's insertion mutex and
+/// scans it for an idle slot, and is simply not cached when none is idle.
 pub struct CacheFallback<K, Res> {
     key: K,
     table: Keyed<Entry<Res>>,
@@ -409,7 +413,7 @@ where
 /// ([`FallbackLayer::queue`](super::FallbackLayer::queue)).
 ///
 /// Applies only when the failure carries a retry-after (see
-/// [`retry_after`](super::retry_after)) no longer than `max_wait` and ending before the
+/// [`retry_after`]) no longer than `max_wait` and ending before the
 /// request's [`Constraints`] deadline, and while fewer than `max_queued` requests wait:
 /// otherwise it declines at once and the original failure goes on (to the next strategy, or
 /// to the caller). The waiting count is an atomic reservation (`fetch_add`, undone when over
