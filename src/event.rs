@@ -40,6 +40,8 @@ pub enum Event {
     Degradation(DegradationEvent),
     /// A quota layer saw a tenant cross a limit, suspended or resumed it.
     Quota(QuotaEvent),
+    /// A fallback layer answered failures of its primary service (counted).
+    Fallback(FallbackEvent),
     /// An event fed in by user code (for example a synthetic event for troubleshooting).
     Custom(CustomEvent),
 }
@@ -82,6 +84,7 @@ impl Event {
                 QuotaEventKind::Suspended { .. } => "quota_suspended",
                 QuotaEventKind::Resumed => "quota_resumed",
             },
+            Event::Fallback(_) => "fallback_used",
             Event::Custom(_) => "custom",
         }
     }
@@ -96,6 +99,7 @@ impl Event {
             Event::Service(e) => e.at,
             Event::Degradation(e) => e.at,
             Event::Quota(e) => e.at,
+            Event::Fallback(e) => e.at,
             Event::Custom(e) => e.at,
         }
     }
@@ -385,6 +389,24 @@ pub struct DegradationEvent {
     pub at: Instant,
 }
 
+/// A fallback layer answered failures of its primary service. Counted: the first use is
+/// reported at once, later ones at most once per layer and second.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FallbackEvent {
+    /// The fallback layer's name.
+    pub name: Arc<str>,
+    /// The strategy used: `"queue"`, `"cache"`, `"service"` or `"value"`.
+    pub strategy: &'static str,
+    /// Why the primary failed, at the latest use: `"circuit_open"`, `"overloaded"`,
+    /// `"timeout"`, `"quota_exceeded"`, `"status 503"`, or `"error"`.
+    pub reason: Arc<str>,
+    /// Uses since the previous `Fallback` event of this layer.
+    pub count: u64,
+    /// When.
+    pub at: Instant,
+}
+
 /// An event from user code.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -582,6 +604,9 @@ fn trace_event(event: &Event) {
                 tracing::info!(target: T, kind = "quota_resumed", tenant = %e.tenant, group = %e.group, "tenant resumed");
             }
         },
+        Event::Fallback(e) => {
+            tracing::info!(target: T, kind = "fallback_used", name = %e.name, strategy = e.strategy, reason = %e.reason, count = e.count, "fallback used");
+        }
         Event::Custom(e) => {
             tracing::info!(target: T, kind = "custom", custom_kind = %e.kind, key = e.key.as_deref(), message = %e.message, "custom event");
         }

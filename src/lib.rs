@@ -74,6 +74,7 @@ pub mod constraints;
 pub mod degradation;
 pub mod error;
 pub mod event;
+pub mod fallback;
 mod keyed;
 pub mod pressure;
 pub mod priority;
