@@ -3,6 +3,10 @@
 //! thread and two threads; plus heap allocations per call (counting global allocator).
 //!
 //! `cargo bench --bench circuit_breaker -- --warm-up-time 1 --measurement-time 3`
+//!
+//! For deterministic instruction counts, `CB_CALLS=<n>` skips criterion and makes `n` closed
+//! calls through the count-window breaker (plus `n` bare calls): run it under
+//! `valgrind --tool=callgrind` with two values of `n` and divide the difference.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -10,7 +14,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_main};
+use criterion::Criterion;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_pressure::circuit_breaker::CircuitBreakerLayer;
@@ -159,4 +163,20 @@ fn bench(c: &mut Criterion) {
 mod group {
     criterion::criterion_group!(benches, super::bench);
 }
-criterion_main!(group::benches);
+
+fn main() {
+    if let Some(n) = std::env::var("CB_CALLS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let mut s = ours();
+        let mut b = bare();
+        for i in 0..n {
+            call(&mut s, i);
+            call(&mut b, i);
+        }
+        return;
+    }
+    group::benches();
+    Criterion::default().configure_from_args().final_summary();
+}
