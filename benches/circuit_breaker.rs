@@ -79,11 +79,21 @@ fn resilience() -> impl Service<u64, Response = u64> + Clone + Send + 'static {
     ServiceBuilder::new().layer(layer).service(bare())
 }
 
+/// Two threads, each calling its own clone of `svc` (so sharing whatever state the clones
+/// share) `iters` times; returns the slower thread's time: per call per thread.
 fn two_threads<S: Service<u64> + Clone + Send + 'static>(svc: S, iters: u64) -> Duration {
+    two_threads_with(|| svc.clone(), iters)
+}
+
+/// Two threads, each calling the service `make` gives it.
+fn two_threads_with<S: Service<u64> + Send + 'static>(
+    make: impl Fn() -> S,
+    iters: u64,
+) -> Duration {
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let hs: Vec<_> = (0..2)
         .map(|_| {
-            let mut s = svc.clone();
+            let mut s = make();
             let b = barrier.clone();
             std::thread::spawn(move || {
                 b.wait();
@@ -148,6 +158,10 @@ fn bench(c: &mut Criterion) {
     let s = ours();
     g.bench_function("tower_pressure", |b| {
         b.iter_custom(|n| two_threads(s.clone(), n))
+    });
+    // Each thread with its own breaker: what the two threads cost without sharing anything.
+    g.bench_function("tower_pressure_unshared", |b| {
+        b.iter_custom(|n| two_threads_with(ours, n))
     });
     let s = limit();
     g.bench_function("concurrency_limit", |b| {

@@ -81,6 +81,7 @@ pub mod future;
 mod handle;
 #[cfg(feature = "http")]
 pub mod http;
+mod lane;
 mod layer;
 mod registry;
 mod service;

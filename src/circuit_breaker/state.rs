@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use super::config::BreakerConfig;
 use super::error::{CircuitOpen, RejectReason};
+use super::lane::{Padded, Stripe, thread_index};
 use super::window::{Totals, Window};
 use crate::event::{BreakerEvent, BreakerEventKind, CircuitState, Event, EventBus};
 use crate::pressure::{PressureMonitor, Signal};
@@ -148,10 +149,14 @@ pub enum Outcome {
 /// One breaker's state, window and metrics.
 pub(crate) struct Core {
     pub(crate) cfg: Arc<BreakerConfig>,
-    word: AtomicU64,
+    /// Read by every call, written only by probes and transitions: alone in its lines so
+    /// that window and counter writes do not evict it from the other cores' caches.
+    word: Padded<AtomicU64>,
     consecutive: AtomicU32,
     window: Window,
-    calls: AtomicU64,
+    /// Cumulative calls, one stripe per lane (see [`super::lane`]); never empty, length a
+    /// power of two.
+    stripes: Box<[Stripe]>,
     failures: AtomicU64,
     slow: AtomicU64,
     rejected: AtomicU64,
@@ -199,13 +204,15 @@ impl Core {
         bus: EventBus,
         monitor: Option<PressureMonitor>,
         epoch: Instant,
+        lanes: usize,
     ) -> Self {
+        let lanes = lanes.max(1).next_power_of_two();
         Self {
             window: Window::new(cfg.window),
             cfg,
-            word: AtomicU64::new(pack(CircuitState::Closed, 0)),
+            word: Padded(AtomicU64::new(pack(CircuitState::Closed, 0))),
             consecutive: AtomicU32::new(0),
-            calls: AtomicU64::new(0),
+            stripes: (0..lanes).map(|_| Stripe::default()).collect(),
             failures: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -223,6 +230,19 @@ impl Core {
             monitor,
             epoch,
         }
+    }
+
+    /// The number of lanes (and stripes) of this breaker.
+    pub(crate) fn lanes(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// Cumulative calls, summed over the stripes.
+    fn calls(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.calls.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     pub(crate) fn key(&self) -> Option<Arc<str>> {
@@ -458,7 +478,10 @@ impl Core {
             Some(d) => now.get().saturating_sub(ticket.start) >= d.as_nanos() as u64,
             None => false,
         };
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        // The stripes' length is a power of two >= 1 (`new`): the masked index is in bounds.
+        self.stripes[thread_index() & (self.stripes.len() - 1)]
+            .calls
+            .fetch_add(1, Ordering::Relaxed);
         if failure {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.last_failure
@@ -668,8 +691,10 @@ impl Core {
         *lock(&self.key) = Some(key);
         let _g = lock(&self.transition);
         self.window.clear();
+        for s in self.stripes.iter() {
+            s.calls.store(0, Ordering::Relaxed);
+        }
         for a in [
-            &self.calls,
             &self.failures,
             &self.slow,
             &self.rejected,
@@ -698,7 +723,7 @@ impl Core {
     pub(crate) fn metrics(&self, now: &mut Now) -> super::handle::BreakerMetrics {
         let t = now.get();
         let totals = self.window.totals(|| t);
-        let calls = self.calls.load(Ordering::Relaxed);
+        let calls = self.calls();
         let failures = self.failures.load(Ordering::Relaxed);
         let last = self.last_failure.load(Ordering::Relaxed);
         super::handle::BreakerMetrics {
@@ -732,7 +757,7 @@ mod tests {
     const S: u64 = NANOS;
     const MS: u64 = 1_000_000;
 
-    fn core(b: CircuitBreakerBuilder) -> Arc<Core> {
+    fn core(b: CircuitBreakerBuilder) -> Arc<super::super::lane::Breaker> {
         b.build().expect("valid config").shared.default.clone()
     }
 

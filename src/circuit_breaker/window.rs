@@ -17,8 +17,17 @@
 //! ```
 //!
 //! Recording swaps the new outcome into its slot and adds `packed(new) - packed(old)` to
-//! `totals` with one wrapping `fetch_add` (skipped when both are equal: a success replacing a
-//! success, the steady state, touches only `head` and the slot). Every slot value that enters
+//! `totals` with one wrapping `fetch_add` (skipped when both are equal).
+//!
+//! A success (not slow) recorded while `totals` reads "`n` calls, no failure, no slow call"
+//! writes nothing at all: the window holds `n` successes, and pushing one more while dropping
+//! the oldest leaves the same `n` successes, so the last-`n`-calls content is exactly what
+//! a sequential window would hold; only which slot the next failure overwrites differs, and
+//! all slots are alike. This is the healthy steady state, and it costs one load of a word
+//! that nobody writes, so threads hammering one breaker do not contend on the window. (A
+//! concurrent failure whose delta is not yet in `totals` is simply ordered after the
+//! skipped success.) Once the window holds a failure or slow call, every call moves `head`
+//! again until that outcome has slid out. Every slot value that enters
 //! the ring by a swap is added once and subtracted once by whoever swaps it out, so `totals`
 //! is exact once in-flight recordings finish; modular arithmetic on the whole word keeps it
 //! exact even when two recorders of the same slot apply their deltas out of order (a reader
@@ -151,6 +160,11 @@ impl CountWindow {
 
     #[inline]
     pub(crate) fn record(&self, failure: bool, slow: bool) {
+        if !(failure || slow) && self.totals.load(Relaxed) == self.slots.len() as u64 {
+            // Full of successes: one more success leaves the last `n` calls exactly as they
+            // are, so nothing is written (the healthy steady state costs one shared read).
+            return;
+        }
         let v = RECORDED | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
         let i = self.head.fetch_add(1, Relaxed) % self.slots.len() as u64;
         let old = self.slots[i as usize].swap(v, Relaxed);
