@@ -159,6 +159,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("tower_pressure", |b| {
         b.iter_custom(|n| two_threads(s.clone(), n))
     });
+    let s = ours_time_window();
+    g.bench_function("tower_pressure_time_window", |b| {
+        b.iter_custom(|n| two_threads(s.clone(), n))
+    });
     // Each thread with its own breaker: what the two threads cost without sharing anything.
     g.bench_function("tower_pressure_unshared", |b| {
         b.iter_custom(|n| two_threads_with(ours, n))

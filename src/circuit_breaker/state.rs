@@ -208,7 +208,7 @@ impl Core {
     ) -> Self {
         let lanes = lanes.max(1).next_power_of_two();
         Self {
-            window: Window::new(cfg.window),
+            window: Window::new(cfg.window, lanes),
             cfg,
             word: Padded(AtomicU64::new(pack(CircuitState::Closed, 0))),
             consecutive: AtomicU32::new(0),
@@ -478,8 +478,9 @@ impl Core {
             Some(d) => now.get().saturating_sub(ticket.start) >= d.as_nanos() as u64,
             None => false,
         };
+        let lane = thread_index();
         // The stripes' length is a power of two >= 1 (`new`): the masked index is in bounds.
-        self.stripes[thread_index() & (self.stripes.len() - 1)]
+        self.stripes[lane & (self.stripes.len() - 1)]
             .calls
             .fetch_add(1, Ordering::Relaxed);
         if failure {
@@ -497,7 +498,7 @@ impl Core {
         if generation(w) != ticket.generation {
             return; // admitted in an earlier state: metrics only
         }
-        self.window.record(failure, slow, || now.get());
+        self.window.record(failure, slow, lane, || now.get());
         let consecutive = if failure {
             self.consecutive
                 .fetch_add(1, Ordering::Relaxed)
