@@ -948,6 +948,40 @@ mod tests {
         assert_eq!(failures, 50);
     }
 
+    /// The healthy steady state writes nothing every thread shares: once the count window is
+    /// full of successes, a success neither moves the ring nor touches the state word or the
+    /// consecutive counter; the calls still add up (in the caller's stripe).
+    #[test]
+    fn steady_state_successes_write_only_the_callers_stripe() {
+        let c = core(base().count_window(100));
+        let Window::Count(w) = &c.window else {
+            panic!("count window expected")
+        };
+        call(&c, 0, true).unwrap();
+        for _ in 0..100 {
+            call(&c, 0, false).unwrap();
+        }
+        let (head, word) = (w.head(), c.word.load(Ordering::Relaxed));
+        assert_eq!(head, 101);
+        for _ in 0..1000 {
+            call(&c, 0, false).unwrap();
+        }
+        assert_eq!((w.head(), c.word.load(Ordering::Relaxed)), (head, word));
+        assert_eq!(c.consecutive.load(Ordering::Relaxed), 0);
+        let m = c.metrics(&mut Now::fixed(0));
+        assert_eq!((m.calls, m.failures, m.window_calls), (1101, 1, 100));
+        // The next failure is still the newest of exactly the last 100 calls.
+        call(&c, 0, true).unwrap();
+        let m = c.metrics(&mut Now::fixed(0));
+        assert_eq!((m.window_calls, m.failure_rate), (100, 1.0));
+        let stripes_used = c
+            .stripes
+            .iter()
+            .filter(|s| s.calls.load(Ordering::Relaxed) > 0)
+            .count();
+        assert_eq!(stripes_used, 1);
+    }
+
     #[test]
     fn time_window_trips_and_forgets() {
         let c = core(

@@ -188,6 +188,12 @@ impl CountWindow {
         }
     }
 
+    /// Calls that moved the ring so far (tests: shows when a record wrote nothing).
+    #[cfg(test)]
+    pub(crate) fn head(&self) -> u64 {
+        self.head.load(Relaxed)
+    }
+
     pub(crate) fn totals(&self) -> Totals {
         let t = self.totals.load(Relaxed);
         let n = self.slots.len() as u64;
