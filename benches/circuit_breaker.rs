@@ -3,6 +3,10 @@
 //! thread and two threads; plus heap allocations per call (counting global allocator).
 //!
 //! `cargo bench --bench circuit_breaker -- --warm-up-time 1 --measurement-time 3`
+//!
+//! For deterministic instruction counts, `CB_CALLS=<n>` skips criterion and makes `n` closed
+//! calls through the count-window breaker (plus `n` bare calls): run it under
+//! `valgrind --tool=callgrind` with two values of `n` and divide the difference.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -10,7 +14,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_main};
+use criterion::Criterion;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_pressure::circuit_breaker::CircuitBreakerLayer;
@@ -75,11 +79,21 @@ fn resilience() -> impl Service<u64, Response = u64> + Clone + Send + 'static {
     ServiceBuilder::new().layer(layer).service(bare())
 }
 
+/// Two threads, each calling its own clone of `svc` (so sharing whatever state the clones
+/// share) `iters` times; returns the slower thread's time: per call per thread.
 fn two_threads<S: Service<u64> + Clone + Send + 'static>(svc: S, iters: u64) -> Duration {
+    two_threads_with(|| svc.clone(), iters)
+}
+
+/// Two threads, each calling the service `make` gives it.
+fn two_threads_with<S: Service<u64> + Send + 'static>(
+    make: impl Fn() -> S,
+    iters: u64,
+) -> Duration {
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let hs: Vec<_> = (0..2)
         .map(|_| {
-            let mut s = svc.clone();
+            let mut s = make();
             let b = barrier.clone();
             std::thread::spawn(move || {
                 b.wait();
@@ -145,6 +159,14 @@ fn bench(c: &mut Criterion) {
     g.bench_function("tower_pressure", |b| {
         b.iter_custom(|n| two_threads(s.clone(), n))
     });
+    let s = ours_time_window();
+    g.bench_function("tower_pressure_time_window", |b| {
+        b.iter_custom(|n| two_threads(s.clone(), n))
+    });
+    // Each thread with its own breaker: what the two threads cost without sharing anything.
+    g.bench_function("tower_pressure_unshared", |b| {
+        b.iter_custom(|n| two_threads_with(ours, n))
+    });
     let s = limit();
     g.bench_function("concurrency_limit", |b| {
         b.iter_custom(|n| two_threads(s.clone(), n))
@@ -159,4 +181,20 @@ fn bench(c: &mut Criterion) {
 mod group {
     criterion::criterion_group!(benches, super::bench);
 }
-criterion_main!(group::benches);
+
+fn main() {
+    if let Some(n) = std::env::var("CB_CALLS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let mut s = ours();
+        let mut b = bare();
+        for i in 0..n {
+            call(&mut s, i);
+            call(&mut b, i);
+        }
+        return;
+    }
+    group::benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -11,14 +11,17 @@ use tower::BoxError;
 
 use super::classify::Complete;
 use super::error::CircuitOpen;
-use super::state::{Core, Now, Outcome, Ticket, TicketKind};
+use super::lane::Lane;
+use super::state::{Now, Outcome, Ticket, TicketKind};
 
 /// An admitted call's claim on the breaker: its outcome is recorded through it, and dropping
 /// it without an outcome (a cancelled call) records nothing and gives a HALF_OPEN probe slot
 /// back. A permit belongs to the state generation it was issued in: a late outcome from an
 /// earlier open cycle can neither close nor re-open the current one.
 pub struct Permit {
-    core: Arc<Core>,
+    /// The breaker's core through the calling thread's lane (it dereferences to the core):
+    /// no reference count that every thread shares is touched per call (see `lane.rs`).
+    core: Arc<Lane>,
     ticket: Ticket,
     done: bool,
 }
@@ -34,7 +37,7 @@ impl fmt::Debug for Permit {
 }
 
 impl Permit {
-    pub(crate) fn new(core: Arc<Core>, ticket: Ticket) -> Self {
+    pub(crate) fn new(core: Arc<Lane>, ticket: Ticket) -> Self {
         Self {
             core,
             ticket,

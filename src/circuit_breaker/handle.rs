@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::error::CircuitOpen;
+use super::lane::Breaker;
 use super::layer::Shared;
 use super::state::{Core, Now};
 use crate::event::{CircuitState, EventBus};
@@ -71,14 +72,14 @@ impl CircuitBreakerHandle {
         Now::lazy(self.shared.epoch)
     }
 
-    fn core(&self, key: Option<&str>) -> Option<&Arc<Core>> {
+    fn core(&self, key: Option<&str>) -> Option<&Arc<Breaker>> {
         match key {
             None => Some(&self.shared.default),
             Some(k) => self.shared.registry.as_ref()?.find(k),
         }
     }
 
-    fn all(&self) -> impl Iterator<Item = &Arc<Core>> {
+    fn all(&self) -> impl Iterator<Item = &Arc<Breaker>> {
         std::iter::once(&self.shared.default)
             .chain(self.shared.registry.iter().flat_map(|r| r.all()))
     }

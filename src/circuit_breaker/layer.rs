@@ -7,6 +7,7 @@ use tower_layer::Layer;
 use super::classify::ErrorsAsFailures;
 use super::config::{BreakerConfig, CircuitBreakerBuilder};
 use super::handle::CircuitBreakerHandle;
+use super::lane::{Breaker, lane_count};
 use super::registry::{NoKey, Registry};
 use super::service::CircuitBreaker;
 use super::state::{Core, Now};
@@ -28,32 +29,35 @@ pub struct CircuitBreakerLayer<C = ErrorsAsFailures, K = NoKey> {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) cfg: Arc<BreakerConfig>,
-    pub(crate) default: Arc<Core>,
+    pub(crate) default: Arc<Breaker>,
     pub(crate) registry: Option<Registry>,
     pub(crate) bus: EventBus,
     pub(crate) monitor: Option<PressureMonitor>,
     pub(crate) epoch: Instant,
     max_keys: usize,
     idle: Duration,
+    /// Lanes per breaker ([`lane_count`], read once when the layer is built).
+    lanes: usize,
 }
 
 impl Shared {
-    pub(crate) fn make_core(&self, key: Option<Arc<str>>) -> Core {
-        Core::new(
+    pub(crate) fn make_breaker(&self, key: Option<Arc<str>>) -> Breaker {
+        Breaker::new(Core::new(
             self.cfg.clone(),
             key,
             self.bus.clone(),
             self.monitor.clone(),
             self.epoch,
-        )
+            self.lanes,
+        ))
     }
 
     /// The breaker for `key` (`None`: the default breaker).
     #[inline]
-    pub(crate) fn breaker(&self, key: Option<&str>, now: &mut Now) -> &Arc<Core> {
+    pub(crate) fn breaker(&self, key: Option<&str>, now: &mut Now) -> &Arc<Breaker> {
         match (key, &self.registry) {
             (Some(k), Some(r)) => r
-                .get(k, now, |k| self.make_core(Some(k)))
+                .get(k, now, |k| self.make_breaker(Some(k)))
                 .unwrap_or(&self.default),
             _ => &self.default,
         }
@@ -75,13 +79,15 @@ impl CircuitBreakerLayer {
     ) -> Self {
         let cfg = Arc::new(cfg);
         let epoch = Instant::now();
-        let default = Arc::new(Core::new(
+        let lanes = lane_count();
+        let default = Arc::new(Breaker::new(Core::new(
             cfg.clone(),
             None,
             bus.clone(),
             monitor.clone(),
             epoch,
-        ));
+            lanes,
+        )));
         Self {
             shared: Arc::new(Shared {
                 cfg,
@@ -92,6 +98,7 @@ impl CircuitBreakerLayer {
                 epoch,
                 max_keys,
                 idle,
+                lanes,
             }),
             classifier: ErrorsAsFailures,
             key: NoKey,
@@ -124,6 +131,7 @@ impl<C, K> CircuitBreakerLayer<C, K> {
             epoch: s.epoch,
             max_keys: s.max_keys,
             idle: s.idle,
+            lanes: s.lanes,
         });
         CircuitBreakerLayer {
             shared,

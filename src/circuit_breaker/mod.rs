@@ -34,9 +34,13 @@
 //!
 //! # Request path
 //!
-//! CLOSED admission is one atomic load; recording a success is a slot swap and a counter
-//! increment in the window (see `window.rs` for the layouts), with no lock, no allocation, and
-//! no clock read unless slow-call detection or the time window needs one. HALF_OPEN probe
+//! CLOSED admission is one atomic load; recording a success is one increment of the calling
+//! thread's call counter plus, while the count window still holds a failure or slow call
+//! (or is not yet full), a slot swap in the window; a time window adds one to the calling
+//! thread's bucket (see `window.rs` for the layouts). No lock, no allocation, and no clock
+//! read unless slow-call detection or the time window needs one. Threads hammering one
+//! breaker write no shared cache line in the healthy steady state: each thread has a lane
+//! with its own permit reference count, counter stripe and time buckets (see `lane.rs`). HALF_OPEN probe
 //! slots are [`Permit`] guards tagged with the generation of their open cycle: a cancelled
 //! probe frees its slot, and a late result from an earlier cycle can neither close nor re-open
 //! the current one. The state word's bit layout and orderings are documented in `state.rs`.
@@ -81,6 +85,7 @@ pub mod future;
 mod handle;
 #[cfg(feature = "http")]
 pub mod http;
+mod lane;
 mod layer;
 mod registry;
 mod service;

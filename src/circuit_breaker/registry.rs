@@ -4,7 +4,7 @@
 //! open-addressing table allocated when the layer is built, randomly keyed SipHash, no lock
 //! to find an existing key, insertion mutex once per new key). When `max_keys` are in use a
 //! new key re-keys the least recently used breaker idle for at least `idle_timeout` with no
-//! probe out ([`Core::busy`]); when no slot can be had the call uses the layer's default
+//! probe out ([`Core::busy`](super::state::Core::busy)); when no slot can be had the call uses the layer's default
 //! breaker, so memory stays bounded whatever keys arrive.
 //!
 //! Keyed lookups read the clock once per call to keep `last_used` (stored at most once per
@@ -14,6 +14,7 @@ use crate::sync::AtomicU64;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use super::lane::Breaker;
 use super::state::{Core, Now};
 use crate::keyed::{Keyed, KeyedEntry};
 
@@ -48,7 +49,7 @@ where
     }
 }
 
-impl KeyedEntry for Core {
+impl KeyedEntry for Breaker {
     type Init = ();
 
     fn last_used(&self) -> &AtomicU64 {
@@ -66,7 +67,7 @@ impl KeyedEntry for Core {
 
 /// The bounded per-key breaker table.
 #[derive(Debug)]
-pub(crate) struct Registry(Keyed<Core>);
+pub(crate) struct Registry(Keyed<Breaker>);
 
 impl Registry {
     pub(crate) fn new(max_keys: usize, idle: std::time::Duration) -> Self {
@@ -79,18 +80,18 @@ impl Registry {
         &self,
         key: &str,
         now: &mut Now,
-        make: impl FnOnce(Arc<str>) -> Core,
-    ) -> Option<&Arc<Core>> {
+        make: impl FnOnce(Arc<str>) -> Breaker,
+    ) -> Option<&Arc<Breaker>> {
         self.0.get(key, || now.get(), |_| (), |k, ()| make(k))
     }
 
     /// The breaker of `key` if it exists (no insertion).
-    pub(crate) fn find(&self, key: &str) -> Option<&Arc<Core>> {
+    pub(crate) fn find(&self, key: &str) -> Option<&Arc<Breaker>> {
         self.0.find(key)
     }
 
     /// Every keyed breaker.
-    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<Core>> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<Breaker>> {
         self.0.all()
     }
 }

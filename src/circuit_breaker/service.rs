@@ -62,7 +62,7 @@ where
         let core = self.shared.breaker(key.as_deref(), &mut now);
         match core.try_acquire(&mut now) {
             Ok(ticket) => {
-                let permit = Permit::new(core.clone(), ticket);
+                let permit = Permit::new(core.lane(), ticket);
                 drop(key);
                 ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone(), owner)
             }

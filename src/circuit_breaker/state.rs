@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use super::config::BreakerConfig;
 use super::error::{CircuitOpen, RejectReason};
+use super::lane::{Padded, Stripe, thread_index};
 use super::window::{Totals, Window};
 use crate::event::{BreakerEvent, BreakerEventKind, CircuitState, Event, EventBus};
 use crate::pressure::{PressureMonitor, Signal};
@@ -151,10 +152,14 @@ pub enum Outcome {
 /// One breaker's state, window and metrics.
 pub(crate) struct Core {
     pub(crate) cfg: Arc<BreakerConfig>,
-    word: AtomicU64,
+    /// Read by every call, written only by probes and transitions: alone in its lines so
+    /// that window and counter writes do not evict it from the other cores' caches.
+    word: Padded<AtomicU64>,
     consecutive: AtomicU32,
     window: Window,
-    calls: AtomicU64,
+    /// Cumulative calls, one stripe per lane (see [`super::lane`]); never empty, length a
+    /// power of two.
+    stripes: Box<[Stripe]>,
     failures: AtomicU64,
     slow: AtomicU64,
     rejected: AtomicU64,
@@ -202,13 +207,15 @@ impl Core {
         bus: EventBus,
         monitor: Option<PressureMonitor>,
         epoch: Instant,
+        lanes: usize,
     ) -> Self {
+        let lanes = lanes.max(1).next_power_of_two();
         Self {
-            window: Window::new(cfg.window),
+            window: Window::new(cfg.window, lanes),
             cfg,
-            word: AtomicU64::new(pack(CircuitState::Closed, 0)),
+            word: Padded(AtomicU64::new(pack(CircuitState::Closed, 0))),
             consecutive: AtomicU32::new(0),
-            calls: AtomicU64::new(0),
+            stripes: (0..lanes).map(|_| Stripe::default()).collect(),
             failures: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -226,6 +233,19 @@ impl Core {
             monitor,
             epoch,
         }
+    }
+
+    /// The number of lanes (and stripes) of this breaker.
+    pub(crate) fn lanes(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// Cumulative calls, summed over the stripes.
+    fn calls(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.calls.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     pub(crate) fn key(&self) -> Option<Arc<str>> {
@@ -461,7 +481,11 @@ impl Core {
             Some(d) => now.get().saturating_sub(ticket.start) >= d.as_nanos() as u64,
             None => false,
         };
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        let lane = thread_index();
+        // The stripes' length is a power of two >= 1 (`new`): the masked index is in bounds.
+        self.stripes[lane & (self.stripes.len() - 1)]
+            .calls
+            .fetch_add(1, Ordering::Relaxed);
         if failure {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.last_failure
@@ -477,7 +501,7 @@ impl Core {
         if generation(w) != ticket.generation {
             return; // admitted in an earlier state: metrics only
         }
-        self.window.record(failure, slow, || now.get());
+        self.window.record(failure, slow, lane, || now.get());
         let consecutive = if failure {
             self.consecutive
                 .fetch_add(1, Ordering::Relaxed)
@@ -671,8 +695,10 @@ impl Core {
         *lock(&self.key) = Some(key);
         let _g = lock(&self.transition);
         self.window.clear();
+        for s in self.stripes.iter() {
+            s.calls.store(0, Ordering::Relaxed);
+        }
         for a in [
-            &self.calls,
             &self.failures,
             &self.slow,
             &self.rejected,
@@ -701,7 +727,7 @@ impl Core {
     pub(crate) fn metrics(&self, now: &mut Now) -> super::handle::BreakerMetrics {
         let t = now.get();
         let totals = self.window.totals(|| t);
-        let calls = self.calls.load(Ordering::Relaxed);
+        let calls = self.calls();
         let failures = self.failures.load(Ordering::Relaxed);
         let last = self.last_failure.load(Ordering::Relaxed);
         super::handle::BreakerMetrics {
@@ -735,7 +761,7 @@ mod tests {
     const S: u64 = NANOS;
     const MS: u64 = 1_000_000;
 
-    fn core(b: CircuitBreakerBuilder) -> Arc<Core> {
+    fn core(b: CircuitBreakerBuilder) -> Arc<super::super::lane::Breaker> {
         b.build().expect("valid config").shared.default.clone()
     }
 
@@ -923,6 +949,40 @@ mod tests {
             failures += 1;
         }
         assert_eq!(failures, 50);
+    }
+
+    /// The healthy steady state writes nothing every thread shares: once the count window is
+    /// full of successes, a success neither moves the ring nor touches the state word or the
+    /// consecutive counter; the calls still add up (in the caller's stripe).
+    #[test]
+    fn steady_state_successes_write_only_the_callers_stripe() {
+        let c = core(base().count_window(100));
+        let Window::Count(w) = &c.window else {
+            panic!("count window expected")
+        };
+        call(&c, 0, true).unwrap();
+        for _ in 0..100 {
+            call(&c, 0, false).unwrap();
+        }
+        let (head, word) = (w.head(), c.word.load(Ordering::Relaxed));
+        assert_eq!(head, 101);
+        for _ in 0..1000 {
+            call(&c, 0, false).unwrap();
+        }
+        assert_eq!((w.head(), c.word.load(Ordering::Relaxed)), (head, word));
+        assert_eq!(c.consecutive.load(Ordering::Relaxed), 0);
+        let m = c.metrics(&mut Now::fixed(0));
+        assert_eq!((m.calls, m.failures, m.window_calls), (1101, 1, 100));
+        // The next failure is still the newest of exactly the last 100 calls.
+        call(&c, 0, true).unwrap();
+        let m = c.metrics(&mut Now::fixed(0));
+        assert_eq!((m.window_calls, m.failure_rate), (100, 1.0));
+        let stripes_used = c
+            .stripes
+            .iter()
+            .filter(|s| s.calls.load(Ordering::Relaxed) > 0)
+            .count();
+        assert_eq!(stripes_used, 1);
     }
 
     #[test]

@@ -17,8 +17,17 @@
 //! ```
 //!
 //! Recording swaps the new outcome into its slot and adds `packed(new) - packed(old)` to
-//! `totals` with one wrapping `fetch_add` (skipped when both are equal: a success replacing a
-//! success, the steady state, touches only `head` and the slot). Every slot value that enters
+//! `totals` with one wrapping `fetch_add` (skipped when both are equal).
+//!
+//! A success (not slow) recorded while `totals` reads "`n` calls, no failure, no slow call"
+//! writes nothing at all: the window holds `n` successes, and pushing one more while dropping
+//! the oldest leaves the same `n` successes, so the last-`n`-calls content is exactly what
+//! a sequential window would hold; only which slot the next failure overwrites differs, and
+//! all slots are alike. This is the healthy steady state, and it costs one load of a word
+//! that nobody writes, so threads hammering one breaker do not contend on the window. (A
+//! concurrent failure whose delta is not yet in `totals` is simply ordered after the
+//! skipped success.) Once the window holds a failure or slow call, every call moves `head`
+//! again until that outcome has slid out. Every slot value that enters
 //! the ring by a swap is added once and subtracted once by whoever swaps it out, so `totals`
 //! is exact once in-flight recordings finish; modular arithmetic on the whole word keeps it
 //! exact even when two recorders of the same slot apply their deltas out of order (a reader
@@ -41,7 +50,13 @@
 //! ```
 //!
 //! Slow calls live in a second array of buckets (`tag | slow count`), touched only when a
-//! call is slow. Recording into a bucket whose tag is the current second is one `fetch_add`;
+//! call is slow.
+//!
+//! Every lane (see [`super::lane`]) has its own copy of both arrays, in one allocation with
+//! 128 bytes of gap between lanes, so threads on different lanes never write the same cache
+//! line; totals sum the buckets of every lane (reading `2 * n * lanes` words, on failures,
+//! slow calls and metrics reads only). The counts are exact: a call lands in exactly one
+//! lane's bucket. Recording into a bucket whose tag is the current second is one `fetch_add`;
 //! a stale bucket is reset and recorded in one compare-exchange (whoever wins starts the new
 //! second, losers retry and add). Totals sum the buckets whose tag lies in the last `n`
 //! seconds, so calls older than the span are forgotten without any sweep. Counters saturate
@@ -94,19 +109,27 @@ pub(crate) enum Window {
 }
 
 impl Window {
-    pub(crate) fn new(kind: super::config::WindowKind) -> Self {
+    /// A window; a time window gets `lanes` copies of its buckets.
+    pub(crate) fn new(kind: super::config::WindowKind, lanes: usize) -> Self {
         match kind {
             super::config::WindowKind::Count(n) => Window::Count(CountWindow::new(n)),
-            super::config::WindowKind::Time(n) => Window::Time(TimeWindow::new(n)),
+            super::config::WindowKind::Time(n) => Window::Time(TimeWindow::new(n, lanes)),
         }
     }
 
-    /// Records one call. `now_nanos` is read only by the time window.
+    /// Records one call through `lane` (any value; used modulo the lanes). `now_nanos` is
+    /// read only by the time window.
     #[inline]
-    pub(crate) fn record(&self, failure: bool, slow: bool, now_nanos: impl FnOnce() -> u64) {
+    pub(crate) fn record(
+        &self,
+        failure: bool,
+        slow: bool,
+        lane: usize,
+        now_nanos: impl FnOnce() -> u64,
+    ) {
         match self {
             Window::Count(w) => w.record(failure, slow),
-            Window::Time(w) => w.record(now_nanos() / 1_000_000_000, failure, slow),
+            Window::Time(w) => w.record_in(lane, now_nanos() / 1_000_000_000, failure, slow),
         }
     }
 
@@ -151,6 +174,11 @@ impl CountWindow {
 
     #[inline]
     pub(crate) fn record(&self, failure: bool, slow: bool) {
+        if !(failure || slow) && self.totals.load(Relaxed) == self.slots.len() as u64 {
+            // Full of successes: one more success leaves the last `n` calls exactly as they
+            // are, so nothing is written (the healthy steady state costs one shared read).
+            return;
+        }
         let v = RECORDED | if failure { FAILURE } else { 0 } | if slow { SLOW } else { 0 };
         let i = self.head.fetch_add(1, Relaxed) % self.slots.len() as u64;
         let old = self.slots[i as usize].swap(v, Relaxed);
@@ -158,6 +186,12 @@ impl CountWindow {
             self.totals
                 .fetch_add(packed(v).wrapping_sub(packed(old)), Relaxed);
         }
+    }
+
+    /// Calls that moved the ring so far (tests: shows when a record wrote nothing).
+    #[cfg(test)]
+    pub(crate) fn head(&self) -> u64 {
+        self.head.load(Relaxed)
     }
 
     pub(crate) fn totals(&self) -> Totals {
@@ -194,11 +228,18 @@ const TAG_SHIFT: u32 = 44;
 const CNT_BITS: u32 = 22;
 const CNT_MASK: u64 = (1 << CNT_BITS) - 1;
 
+/// Words between the starts of two lanes' buckets beyond the `2 * n` buckets: 128 bytes.
+const LANE_GAP: usize = 16;
+
 /// The calls of the last `n` seconds.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    buckets: Box<[AtomicU64]>,
-    slow: Box<[AtomicU64]>,
+    /// Lane `l` owns `words[l * stride..]`: `n` call buckets, then `n` slow buckets.
+    words: Box<[AtomicU64]>,
+    n: usize,
+    stride: usize,
+    /// A power of two.
+    lanes: usize,
 }
 
 #[inline]
@@ -207,17 +248,31 @@ fn tag_of(sec: u64) -> u64 {
 }
 
 impl TimeWindow {
-    pub(crate) fn new(secs: u32) -> Self {
+    pub(crate) fn new(secs: u32, lanes: usize) -> Self {
+        let n = secs.max(1) as usize;
+        let lanes = lanes.max(1).next_power_of_two();
+        let stride = 2 * n + LANE_GAP;
         // Tag 0 with zero counts is indistinguishable from an empty bucket: harmless.
-        let mk = || {
-            (0..secs.max(1))
-                .map(|_| AtomicU64::new(0))
-                .collect::<Box<[_]>>()
-        };
         Self {
-            buckets: mk(),
-            slow: mk(),
+            words: (0..lanes * stride).map(|_| AtomicU64::new(0)).collect(),
+            n,
+            stride,
+            lanes,
         }
+    }
+
+    /// Lane `lane`'s call buckets and slow buckets.
+    #[inline]
+    fn lane(&self, lane: usize) -> (&[AtomicU64], &[AtomicU64]) {
+        // `lanes` is a power of two, so `start + 2 * n <= lanes * stride = words.len()`.
+        let start = (lane & (self.lanes - 1)) * self.stride;
+        let (calls, rest) = self.words[start..start + 2 * self.n].split_at(self.n);
+        (calls, rest)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn record(&self, sec: u64, failure: bool, slow: bool) {
+        self.record_in(0, sec, failure, slow)
     }
 
     #[inline]
@@ -236,32 +291,38 @@ impl TimeWindow {
         }
     }
 
+    /// Records one call of second `sec` in `lane`'s buckets (`lane` is taken modulo the
+    /// lanes).
     #[inline]
-    pub(crate) fn record(&self, sec: u64, failure: bool, slow: bool) {
-        let i = (sec % self.buckets.len() as u64) as usize;
+    pub(crate) fn record_in(&self, lane: usize, sec: u64, failure: bool, slow: bool) {
+        let (buckets, slows) = self.lane(lane);
+        let i = (sec % self.n as u64) as usize;
         let delta = 1 | if failure { 1 << CNT_BITS } else { 0 };
-        Self::add(&self.buckets[i], sec, delta);
+        Self::add(&buckets[i], sec, delta);
         if slow {
-            Self::add(&self.slow[i], sec, 1);
+            Self::add(&slows[i], sec, 1);
         }
     }
 
     fn live(&self, word: u64, sec: u64) -> bool {
         let age = tag_of(sec).wrapping_sub(word >> TAG_SHIFT) & TAG_MASK;
-        age < self.buckets.len() as u64
+        age < self.n as u64
     }
 
     pub(crate) fn totals(&self, sec: u64) -> Totals {
         let mut t = Totals::default();
-        for (b, s) in self.buckets.iter().zip(self.slow.iter()) {
-            let w = b.load(Relaxed);
-            if self.live(w, sec) {
-                t.calls += w & CNT_MASK;
-                t.failures += (w >> CNT_BITS) & CNT_MASK;
-            }
-            let w = s.load(Relaxed);
-            if self.live(w, sec) {
-                t.slow += w & ((1 << TAG_SHIFT) - 1);
+        for l in 0..self.lanes {
+            let (buckets, slows) = self.lane(l);
+            for (b, s) in buckets.iter().zip(slows.iter()) {
+                let w = b.load(Relaxed);
+                if self.live(w, sec) {
+                    t.calls += w & CNT_MASK;
+                    t.failures += (w >> CNT_BITS) & CNT_MASK;
+                }
+                let w = s.load(Relaxed);
+                if self.live(w, sec) {
+                    t.slow += w & ((1 << TAG_SHIFT) - 1);
+                }
             }
         }
         t.slow = t.slow.min(t.calls);
@@ -269,8 +330,8 @@ impl TimeWindow {
     }
 
     pub(crate) fn clear(&self) {
-        for b in self.buckets.iter().chain(self.slow.iter()) {
-            // A far-away tag: never live again until written.
+        for b in self.words.iter() {
+            // A far-away tag: never live again until written (gap words too: harmless).
             b.store((TAG_MASK / 2) << TAG_SHIFT, Relaxed);
         }
     }
@@ -308,7 +369,7 @@ mod tests {
 
     #[test]
     fn time_window_forgets_old_seconds() {
-        let w = TimeWindow::new(10);
+        let w = TimeWindow::new(10, 1);
         for s in 0..5 {
             for _ in 0..100 {
                 w.record(s, s % 2 == 0, false);
@@ -337,12 +398,34 @@ mod tests {
     fn time_window_cost_is_per_bucket_not_per_call() {
         // Each record touches exactly one bucket (and one slow bucket): after a million calls
         // the state is still `n` words, and totals read `2n` words.
-        let w = TimeWindow::new(60);
+        let w = TimeWindow::new(60, 1);
         for i in 0..1_000_000u64 {
             w.record(i / 20_000, false, false);
         }
-        assert_eq!(w.buckets.len(), 60);
+        assert_eq!(w.words.len(), 2 * 60 + LANE_GAP);
         assert_eq!(w.totals(49).calls, 1_000_000);
         assert_eq!(w.totals(60 + 49).calls, 0);
+    }
+
+    #[test]
+    fn time_window_lanes_add_up_and_forget_together() {
+        let w = TimeWindow::new(10, 4);
+        for lane in 0..8 {
+            for _ in 0..10 {
+                w.record_in(lane, 3, lane % 2 == 0, lane == 1);
+            }
+        }
+        assert_eq!(
+            w.totals(5),
+            Totals {
+                calls: 80,
+                failures: 40,
+                slow: 10
+            }
+        );
+        w.record_in(7, 14, true, false);
+        assert_eq!(w.totals(14).calls, 1);
+        w.clear();
+        assert_eq!(w.totals(14), Totals::default());
     }
 }
