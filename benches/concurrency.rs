@@ -200,19 +200,45 @@ fn count_mode(which: &str) {
             warm(&mut svc, Duration::from_millis(2500));
             measured(&mut svc, n);
         }
+        // The criterion configuration (100 ms windows, 300 ms warm-up), for native timing.
+        "ours-default" => measured(&mut ours(), n),
         "tower" => measured(&mut tower_limit(), n),
         "resilience" => measured(&mut resilience(), n),
         _ => measured(&mut bare(), n),
     }
 }
 
-/// The calls counted by callgrind (see [`count_mode`]).
+/// The calls counted by callgrind (see [`count_mode`]). With `CONC_TIME=<reps>` it also
+/// times `reps` rounds of `n` calls natively and prints the minimum and median ns per call
+/// (the minimum is the least disturbed round on a shared machine).
 #[inline(never)]
 fn measured<S: Service<u32>>(svc: &mut S, n: u64) {
     let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..n {
-        one(svc, &mut cx);
+    let reps: usize = std::env::var("CONC_TIME")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if reps == 0 {
+        for _ in 0..n {
+            one(svc, &mut cx);
+        }
+        return;
     }
+    let mut per_call: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..n {
+                one(svc, &mut cx);
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    per_call.sort_by(f64::total_cmp);
+    println!(
+        "min {:.1} ns, median {:.1} ns per call",
+        per_call[0],
+        per_call[reps / 2]
+    );
 }
 
 fn bench(c: &mut Criterion) {

@@ -256,13 +256,46 @@ impl Shared {
         )
     }
 
-    /// Admission: the pressure check, then one compare-exchange reservation on the word.
-    ///
-    /// The common case (pressure `Normal`, below the limit) is inline and straight: one
-    /// load of the monitor's level, one of the word, one of the limit, the compare-exchange,
-    /// a load for the in-flight maximum and the sampling decision. Everything else (pressure
-    /// above `Normal`, the limit reached) is out of line.
+    /// The common case of admission, inline and straight: pressure `Normal` and the word
+    /// below the limit. One load of the monitor's level, one of the limit, one of the
+    /// word, the compare-exchange, a load for the in-flight maximum and the sampling
+    /// decision. `None` sends the request to [`Shared::acquire`], which decides everything
+    /// else (pressure, shares, the queue, refusals) and may still admit it.
     #[inline]
+    pub(crate) fn try_acquire(self: &Arc<Self>, class: Priority) -> Option<Permit> {
+        if self.monitor.level() != PressureLevel::Normal {
+            return None;
+        }
+        let limit = self.eff[PressureLevel::Normal.index()].load(Ordering::Relaxed);
+        let mut word = self.word.load(Ordering::Relaxed);
+        loop {
+            if total(word) >= limit {
+                return None;
+            }
+            // Relaxed on both paths: see the field's comment.
+            match self.word.compare_exchange_weak(
+                word,
+                word + lane(class),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(self.admitted(class, word + lane(class))),
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// The permit of a reservation that made the word `new`.
+    #[inline]
+    fn admitted(self: &Arc<Self>, class: Priority, new: u64) -> Permit {
+        self.window.observe_in_flight(total(new));
+        let measure = measure_this(self.sample_mask.load(Ordering::Relaxed));
+        Permit::new(self.clone(), class, measure)
+    }
+
+    /// Admission: the pressure check, then one compare-exchange reservation on the word.
+    /// Out of line: [`Shared::try_acquire`] takes the common case.
+    #[inline(never)]
     pub(crate) fn acquire(self: &Arc<Self>, class: Priority) -> Admission {
         let mut word = self.word.load(Ordering::Relaxed);
         let level = match self.monitor.level() {
@@ -284,11 +317,7 @@ impl Shared {
                 .word
                 .compare_exchange_weak(word, new, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    self.window.observe_in_flight(total(new));
-                    let measure = measure_this(self.sample_mask.load(Ordering::Relaxed));
-                    return Admission::Admitted(Permit::new(self.clone(), class, measure));
-                }
+                Ok(_) => return Admission::Admitted(self.admitted(class, new)),
                 Err(actual) => word = actual,
             }
         }
@@ -296,7 +325,6 @@ impl Shared {
 
     /// The pressure check when the level is above `Normal`: the level to admit at, or the
     /// refusal.
-    #[cold]
     #[inline(never)]
     fn under_pressure(&self, class: Priority, word: u64) -> Result<PressureLevel, Admission> {
         match self.pressure(class, word) {
@@ -315,7 +343,6 @@ impl Shared {
     }
 
     /// The limit is reached: a Critical request may wait in the queue, others are refused.
-    #[cold]
     #[inline(never)]
     fn full(self: &Arc<Self>, class: Priority, word: u64, level: PressureLevel) -> Admission {
         if class == Priority::Critical
