@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use tower::{Layer, Service, service_fn};
 use tower_pressure::Priority;
-use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, WindowConfig};
 use tower_pressure::concurrency::limit::Gradient2;
+use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, WindowConfig};
 use tower_pressure::pressure::PressureMonitor;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
@@ -176,7 +176,9 @@ impl Drop for Pair {
     }
 }
 
-/// `CONC_COUNT=<ours|tower|bare|resilience> [CONC_N=<calls>]`: no criterion, just the
+/// `CONC_COUNT=<ours|tower|bare|resilience> [CONC_N=<calls>] [CONC_PAIR=<rounds>]`: with
+/// `CONC_PAIR`, rounds of `CONC_N` calls on each of two threads (min and median printed).
+/// Otherwise no criterion, just the
 /// warm-up and then `CONC_N` single-threaded calls inside [`measured`], for
 ///
 /// ```text
@@ -192,6 +194,25 @@ fn count_mode(which: &str) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
+    if let Ok(reps) = std::env::var("CONC_PAIR").map(|v| v.parse::<usize>().unwrap_or(11)) {
+        // Two threads, `reps` rounds of `n` calls each: min and median ns per call per thread.
+        let pair = match which {
+            "ours" => Pair::new(ours()),
+            "tower" => Pair::new(tower_limit()),
+            "resilience" => Pair::new(resilience()),
+            _ => Pair::new(bare()),
+        };
+        let mut per_call: Vec<f64> = (0..reps.max(1))
+            .map(|_| pair.run(n).as_nanos() as f64 / n as f64)
+            .collect();
+        per_call.sort_by(f64::total_cmp);
+        println!(
+            "two threads: min {:.1} ns, median {:.1} ns per call per thread",
+            per_call[0],
+            per_call[per_call.len() / 2]
+        );
+        return;
+    }
     match which {
         "ours" => {
             let window =

@@ -57,7 +57,10 @@ enum State {
     /// Admitted: the permit is held until the inner future completes.
     Admitted(Permit),
     /// A Critical request waiting in the queue; `err` is answered on timeout.
-    Waiting { wait: Pin<Box<Wait>>, err: Overloaded },
+    Waiting {
+        wait: Pin<Box<Wait>>,
+        err: Overloaded,
+    },
     /// Refused: answered at the first poll.
     Refused(Overloaded),
     /// Completed.
