@@ -10,15 +10,15 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_main};
+use criterion::Criterion;
 use tower::{Layer, Service, service_fn};
 use tower_pressure::Priority;
-use tower_pressure::concurrency::AdaptiveConcurrencyLayer;
 use tower_pressure::concurrency::limit::Gradient2;
+use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, WindowConfig};
 use tower_pressure::pressure::PressureMonitor;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
@@ -53,20 +53,27 @@ fn bare() -> impl Service<u32, Response = u32, Error = Infallible, Future: Send>
 /// The layer under test, warmed up for 300 ms so its latency sampling has adapted to the
 /// call rate (it times every request until the first window closes).
 fn ours() -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
-    let mut svc = ours_cold();
-    let mut cx = Context::from_waker(Waker::noop());
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(300) {
-        one(&mut svc, &mut cx);
-    }
+    let mut svc = ours_cold(WindowConfig::default());
+    warm(&mut svc, Duration::from_millis(300));
     svc
 }
 
-fn ours_cold() -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
+fn warm<S: Service<u32>>(svc: &mut S, d: Duration) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let t = Instant::now();
+    while t.elapsed() < d {
+        one(svc, &mut cx);
+    }
+}
+
+fn ours_cold(
+    window: WindowConfig,
+) -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
     let (monitor, _m) = PressureMonitor::manual();
     let layer = AdaptiveConcurrencyLayer::builder(monitor)
         .algorithm(Gradient2::builder().initial_limit(100).build().unwrap())
         .classifier(|_: &u32| Priority::Normal)
+        .window(window)
         .build()
         .unwrap();
     layer.layer(bare())
@@ -100,33 +107,159 @@ fn allocs_per_call<S: Service<u32>>(mut svc: S) -> f64 {
     (allocations() - before) as f64 / n as f64
 }
 
-/// Two threads, each with its own clone of one service (one shared limiter), each doing
-/// `iters` calls; returns the elapsed time of the slower thread.
-fn two_threads<S>(svc: S, iters: u64) -> Duration
-where
-    S: Service<u32> + Clone + Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(2));
-    let handles: Vec<_> = (0..2)
-        .map(|_| {
+/// Two long-lived threads, each with its own clone of one service (one shared limiter).
+///
+/// The threads are spawned once per service, not per sample: criterion's `iter_custom`
+/// sizes its samples from the *wall* time of the whole closure (setup included), so
+/// spawning threads, or building and warming a limiter, inside it made criterion believe
+/// one iteration took milliseconds and run ONE call per sample, which then measured a
+/// freshly spawned thread's cold first call (the old 2 µs "outlier"). Here a sample only
+/// sends `iters` to both threads, which meet at a barrier, time their own loops and answer
+/// with their elapsed time; the sample's value is the slower thread's.
+struct Pair {
+    jobs: Vec<mpsc::Sender<u64>>,
+    done: mpsc::Receiver<Duration>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pair {
+    fn new<S>(svc: S) -> Self
+    where
+        S: Service<u32> + Clone + Send + 'static,
+    {
+        let barrier = Arc::new(Barrier::new(2));
+        let (done_tx, done) = mpsc::channel();
+        let mut jobs = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let (tx, rx) = mpsc::channel::<u64>();
             let mut svc = svc.clone();
             let barrier = barrier.clone();
-            std::thread::spawn(move || {
+            let done_tx = done_tx.clone();
+            jobs.push(tx);
+            threads.push(std::thread::spawn(move || {
                 let mut cx = Context::from_waker(Waker::noop());
-                barrier.wait();
-                let t = Instant::now();
-                for _ in 0..iters {
-                    one(&mut svc, &mut cx);
+                while let Ok(iters) = rx.recv() {
+                    barrier.wait();
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        one(&mut svc, &mut cx);
+                    }
+                    let _ = done_tx.send(t.elapsed());
                 }
-                t.elapsed()
-            })
+            }));
+        }
+        Self {
+            jobs,
+            done,
+            threads,
+        }
+    }
+
+    /// `iters` calls on each thread at once; the slower thread's elapsed time.
+    fn run(&self, iters: u64) -> Duration {
+        for j in &self.jobs {
+            j.send(iters).unwrap();
+        }
+        let a = self.done.recv().unwrap();
+        let b = self.done.recv().unwrap();
+        a.max(b)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.jobs.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `CONC_COUNT=<ours|tower|bare|resilience> [CONC_N=<calls>] [CONC_PAIR=<rounds>]`: with
+/// `CONC_PAIR`, rounds of `CONC_N` calls on each of two threads (min and median printed).
+/// Otherwise no criterion, just the
+/// warm-up and then `CONC_N` single-threaded calls inside [`measured`], for
+///
+/// ```text
+/// CONC_COUNT=ours valgrind --tool=callgrind --toggle-collect='*measured*' <bench binary>
+/// ```
+///
+/// whose total divided by `CONC_N` is the instruction count per call. Ours uses 1 s sample
+/// windows here (the default is 100 ms): under valgrind a call is ~50x slower, and with
+/// 100 ms windows the adaptive latency sampling would settle on a rate that depends on the
+/// machine's load; with 1 s windows it settles at its sparsest (1 in 256) as natively.
+fn count_mode(which: &str) {
+    let n: u64 = std::env::var("CONC_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    if let Ok(reps) = std::env::var("CONC_PAIR").map(|v| v.parse::<usize>().unwrap_or(11)) {
+        // Two threads, `reps` rounds of `n` calls each: min and median ns per call per thread.
+        let pair = match which {
+            "ours" => Pair::new(ours()),
+            "tower" => Pair::new(tower_limit()),
+            "resilience" => Pair::new(resilience()),
+            _ => Pair::new(bare()),
+        };
+        let mut per_call: Vec<f64> = (0..reps.max(1))
+            .map(|_| pair.run(n).as_nanos() as f64 / n as f64)
+            .collect();
+        per_call.sort_by(f64::total_cmp);
+        println!(
+            "two threads: min {:.1} ns, median {:.1} ns per call per thread",
+            per_call[0],
+            per_call[per_call.len() / 2]
+        );
+        return;
+    }
+    match which {
+        "ours" => {
+            let window =
+                WindowConfig::new(Duration::from_secs(1), Duration::from_secs(1), 10).unwrap();
+            let mut svc = ours_cold(window);
+            warm(&mut svc, Duration::from_millis(2500));
+            measured(&mut svc, n);
+        }
+        // The criterion configuration (100 ms windows, 300 ms warm-up), for native timing.
+        "ours-default" => measured(&mut ours(), n),
+        "tower" => measured(&mut tower_limit(), n),
+        "resilience" => measured(&mut resilience(), n),
+        _ => measured(&mut bare(), n),
+    }
+}
+
+/// The calls counted by callgrind (see [`count_mode`]). With `CONC_TIME=<reps>` it also
+/// times `reps` rounds of `n` calls natively and prints the minimum and median ns per call
+/// (the minimum is the least disturbed round on a shared machine).
+#[inline(never)]
+fn measured<S: Service<u32>>(svc: &mut S, n: u64) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let reps: usize = std::env::var("CONC_TIME")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if reps == 0 {
+        for _ in 0..n {
+            one(svc, &mut cx);
+        }
+        return;
+    }
+    let mut per_call: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..n {
+                one(svc, &mut cx);
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
         })
         .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .max()
-        .unwrap_or_default()
+    per_call.sort_by(f64::total_cmp);
+    println!(
+        "min {:.1} ns, median {:.1} ns per call",
+        per_call[0],
+        per_call[reps / 2]
+    );
 }
 
 fn bench(c: &mut Criterion) {
@@ -138,15 +271,21 @@ fn bench(c: &mut Criterion) {
         allocs_per_call(resilience()),
     );
 
-    // Two threads, 2M calls each, timed directly: criterion's iter_custom re-spawns the
-    // threads for every sample, and on a loaded machine the spawn cost swamps short samples.
+    // Two threads, 2M calls each, timed directly (the same threads serve criterion below).
     const N: u64 = 2_000_000;
+    let pairs = [
+        ("bare", Pair::new(bare())),
+        ("adaptive (ours)", Pair::new(ours())),
+        ("tower ConcurrencyLimit", Pair::new(tower_limit())),
+        ("tower-resilience AdaptiveLimiter", Pair::new(resilience())),
+    ];
+    let direct: Vec<String> = pairs
+        .iter()
+        .map(|(name, p)| format!("{name} {:.1}", p.run(N).as_nanos() as f64 / N as f64))
+        .collect();
     println!(
-        "two threads x {N} calls, ns per call per thread: bare {:.1}, adaptive (ours) {:.1}, tower ConcurrencyLimit {:.1}, tower-resilience AdaptiveLimiter {:.1}",
-        two_threads(bare(), N).as_nanos() as f64 / N as f64,
-        two_threads(ours(), N).as_nanos() as f64 / N as f64,
-        two_threads(tower_limit(), N).as_nanos() as f64 / N as f64,
-        two_threads(resilience(), N).as_nanos() as f64 / N as f64,
+        "two threads x {N} calls, ns per call per thread: {}",
+        direct.join(", ")
     );
     let mut g = c.benchmark_group("admission/1-thread");
     macro_rules! single {
@@ -165,16 +304,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("admission/2-threads");
-    g.bench_function("bare", |b| b.iter_custom(|n| two_threads(bare(), n)));
-    g.bench_function("adaptive (ours)", |b| {
-        b.iter_custom(|n| two_threads(ours(), n))
-    });
-    g.bench_function("tower ConcurrencyLimit", |b| {
-        b.iter_custom(|n| two_threads(tower_limit(), n))
-    });
-    g.bench_function("tower-resilience AdaptiveLimiter", |b| {
-        b.iter_custom(|n| two_threads(resilience(), n))
-    });
+    for (name, pair) in &pairs {
+        g.bench_function(*name, |b| b.iter_custom(|n| pair.run(n)));
+    }
     g.finish();
 }
 
@@ -182,4 +314,12 @@ mod harness {
     #![allow(missing_docs, unreachable_pub)]
     criterion::criterion_group!(benches, super::bench);
 }
-criterion_main!(harness::benches);
+
+fn main() {
+    if let Ok(which) = std::env::var("CONC_COUNT") {
+        count_mode(&which);
+        return;
+    }
+    harness::benches();
+    Criterion::default().configure_from_args().final_summary();
+}

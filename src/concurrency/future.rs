@@ -33,6 +33,7 @@ mod sealed {
 
 impl<R> Finish<R> for ResponseEnd {
     type Output = R;
+    #[inline]
     fn finish(res: R, mut permit: Permit) -> R {
         permit.completed_now();
         permit.finish(false);
@@ -51,36 +52,53 @@ pin_project! {
     }
 }
 
+/// Where a [`ResponseFuture`] stands. One enum rather than an `Option` per part keeps the
+/// future small (it is moved into place on every call) and its drop to one match.
+enum State {
+    /// Admitted: the permit is held until the inner future completes.
+    Admitted(Permit),
+    /// A Critical request waiting in the queue; `err` is answered on timeout.
+    Waiting {
+        wait: Pin<Box<Wait>>,
+        err: Overloaded,
+    },
+    /// Refused: answered at the first poll.
+    Refused(Overloaded),
+    /// Completed.
+    Done,
+}
+
 pin_project! {
     /// The response future of [`AdaptiveConcurrency`](super::AdaptiveConcurrency): the
     /// permit lives in it, so dropping the future at any point returns the slot.
     pub struct ResponseFuture<F, M = ResponseEnd> {
+        // Declared first so that it is dropped before the permit.
         #[pin]
         fut: Option<F>,
-        permit: Option<Permit>,
-        wait: Option<Pin<Box<Wait>>>,
-        error: Option<Overloaded>,
+        state: State,
         _mode: PhantomData<fn() -> M>,
     }
 }
 
 impl<F, M> fmt::Debug for ResponseFuture<F, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("permit", &self.permit)
-            .field("waiting", &self.wait.is_some())
-            .field("error", &self.error)
-            .finish()
+        let mut d = f.debug_struct("ResponseFuture");
+        match &self.state {
+            State::Admitted(p) => d.field("permit", p),
+            State::Waiting { err, .. } => d.field("waiting", &true).field("error", err),
+            State::Refused(err) => d.field("error", err),
+            State::Done => d.field("done", &true),
+        };
+        d.finish()
     }
 }
 
 impl<F, M> ResponseFuture<F, M> {
+    #[inline]
     pub(crate) fn admitted(fut: F, permit: Permit) -> Self {
         Self {
             fut: Some(fut),
-            permit: Some(permit),
-            wait: None,
-            error: None,
+            state: State::Admitted(permit),
             _mode: PhantomData,
         }
     }
@@ -94,13 +112,14 @@ impl<F, M> ResponseFuture<F, M> {
         let timeout = shared.queue_timeout();
         Self {
             fut: Some(fut),
-            permit: None,
-            wait: Some(Box::pin(Wait {
-                rx,
-                sleep: tokio::time::sleep(timeout),
-                shared,
-            })),
-            error: Some(err),
+            state: State::Waiting {
+                wait: Box::pin(Wait {
+                    rx,
+                    sleep: tokio::time::sleep(timeout),
+                    shared,
+                }),
+                err,
+            },
             _mode: PhantomData,
         }
     }
@@ -108,13 +127,13 @@ impl<F, M> ResponseFuture<F, M> {
     pub(crate) fn rejected(err: Overloaded) -> Self {
         Self {
             fut: None,
-            permit: None,
-            wait: None,
-            error: Some(err),
+            state: State::Refused(err),
             _mode: PhantomData,
         }
     }
 }
+
+const POLLED_AFTER_COMPLETION: &str = "adaptive concurrency future polled after completion";
 
 impl<F, M, R, E> Future for ResponseFuture<F, M>
 where
@@ -124,53 +143,50 @@ where
 {
     type Output = Result<M::Output, tower::BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some(w) = this.wait.as_mut() {
-            let w = w.as_mut();
-            match poll_wait(w, cx) {
+        match this.state {
+            State::Admitted(_) => {}
+            State::Waiting { wait, .. } => match poll_wait(wait.as_mut(), cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(permit)) => {
-                    *this.permit = Some(permit);
-                    *this.wait = None;
-                    *this.error = None;
-                }
+                Poll::Ready(Some(permit)) => *this.state = State::Admitted(permit),
                 Poll::Ready(None) => {
-                    *this.wait = None;
                     this.fut.set(None);
-                    let err = this.error.take();
-                    return Poll::Ready(Err(match err {
-                        Some(e) => e.into(),
-                        None => "adaptive concurrency future polled after completion".into(),
+                    return Poll::Ready(Err(match std::mem::replace(this.state, State::Done) {
+                        State::Waiting { err, .. } => err.into(),
+                        _ => POLLED_AFTER_COMPLETION.into(),
                     }));
                 }
+            },
+            State::Refused(_) => {
+                return Poll::Ready(Err(match std::mem::replace(this.state, State::Done) {
+                    State::Refused(err) => err.into(),
+                    _ => POLLED_AFTER_COMPLETION.into(),
+                }));
             }
+            State::Done => return Poll::Ready(Err(POLLED_AFTER_COMPLETION.into())),
         }
-        if let Some(e) = this.error.take() {
-            return Poll::Ready(Err(e.into()));
-        }
+        // Invariant: `fut` is Some while the state is `Admitted` (both are replaced
+        // together below).
         let Some(fut) = this.fut.as_mut().as_pin_mut() else {
-            return Poll::Ready(Err(
-                "adaptive concurrency future polled after completion".into()
-            ));
+            return Poll::Ready(Err(POLLED_AFTER_COMPLETION.into()));
         };
-        if this.permit.as_ref().is_some_and(Permit::timed) {
+        if matches!(this.state, State::Admitted(p) if p.timed()) {
             crate::clock::before_poll();
         }
         let res = ready!(fut.poll(cx));
         this.fut.set(None);
-        let permit = this.permit.take();
-        Poll::Ready(match (res, permit) {
-            (Ok(r), Some(p)) => Ok(M::finish(r, p)),
-            (Err(e), Some(mut p)) => {
-                p.completed_now();
-                let as_drop = p.errors_as_drops();
-                p.finish(as_drop);
+        let State::Admitted(mut permit) = std::mem::replace(this.state, State::Done) else {
+            return Poll::Ready(Err("adaptive concurrency future lost its permit".into()));
+        };
+        Poll::Ready(match res {
+            Ok(r) => Ok(M::finish(r, permit)),
+            Err(e) => {
+                permit.completed_now();
+                let as_drop = permit.errors_as_drops();
+                permit.finish(as_drop);
                 Err(e.into())
-            }
-            // Invariant: `fut` is only Some together with a permit once `wait` is resolved.
-            (Ok(_), None) | (Err(_), None) => {
-                Err("adaptive concurrency future lost its permit".into())
             }
         })
     }

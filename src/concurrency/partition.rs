@@ -108,16 +108,21 @@ impl Shares {
 }
 
 /// The reservation rule on a snapshot of the word: `Some(new word)` when `class` may take
-/// one more slot under `limit`, else `None`.
+/// one more slot under `limit`, else `None`. `guaranteed` answers the class's guaranteed
+/// share at this limit (`Shares::guaranteed`, precomputed when the limit changes, so
+/// admission does no float arithmetic); it is only asked at the limit.
 #[inline]
-pub(crate) fn try_reserve(word: u64, class: Priority, limit: u32, shares: &Shares) -> Option<u64> {
-    let t = total(word);
-    if t < limit {
+pub(crate) fn try_reserve(
+    word: u64,
+    class: Priority,
+    limit: u32,
+    guaranteed: impl FnOnce() -> u32,
+) -> Option<u64> {
+    if total(word) < limit {
         return Some(word + lane(class));
     }
     let own = class_count(word, class);
-    // A share is only consulted at the limit; guaranteed() is 0 without one.
-    if own < 0xffff && own < shares.guaranteed(class, limit) {
+    if own < 0xffff && own < guaranteed() {
         return Some(word + lane(class));
     }
     None
@@ -140,15 +145,16 @@ mod tests {
     #[test]
     fn shares_only_apply_at_the_limit() {
         let s = Shares::none().with(Critical, 0.25).unwrap();
+        let g = |class| move || s.guaranteed(class, 10);
         // Below the limit anyone goes.
-        assert!(try_reserve(lane(Low) * 9, Low, 10, &s).is_some());
+        assert!(try_reserve(lane(Low) * 9, Low, 10, g(Low)).is_some());
         // At the limit: Low refused, Critical gets ceil(10 * 0.25) = 3 slots.
         let mut w = lane(Low) * 10;
-        assert!(try_reserve(w, Low, 10, &s).is_none());
+        assert!(try_reserve(w, Low, 10, g(Low)).is_none());
         for _ in 0..3 {
-            w = try_reserve(w, Critical, 10, &s).unwrap();
+            w = try_reserve(w, Critical, 10, g(Critical)).unwrap();
         }
-        assert!(try_reserve(w, Critical, 10, &s).is_none());
+        assert!(try_reserve(w, Critical, 10, g(Critical)).is_none());
         assert_eq!(total(w), 13);
     }
 

@@ -42,7 +42,8 @@ impl<S, C, M> AdaptiveConcurrency<S, C, M> {
     }
 }
 
-/// Admission for one request: classify, pressure check, one compare-exchange.
+/// Admission for one request: classify, then the inline common case (pressure `Normal`,
+/// below the limit: one compare-exchange), else the full decision out of line.
 ///
 /// A queued Critical request calls the inner service at once but polls its future only once
 /// a slot is granted: services whose `call` does work eagerly should not use the queue.
@@ -58,6 +59,9 @@ where
     C: PriorityClassifier<Req>,
 {
     let class = classifier.classify(&req);
+    if let Some(permit) = shared.try_acquire(class) {
+        return ResponseFuture::admitted(inner.call(req), permit);
+    }
     match shared.acquire(class) {
         Admission::Admitted(permit) => ResponseFuture::admitted(inner.call(req), permit),
         Admission::Wait(rx, err) => {

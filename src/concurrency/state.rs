@@ -24,9 +24,9 @@ use crate::{PressureLevel, Priority};
 
 /// Entries kept in the limit history.
 const HISTORY: usize = 512;
-/// Latency is measured on about this many requests per window at most (see `sample_every`).
+/// Latency is measured on about this many requests per window at most (see `sample_mask`).
 const MEASURED_PER_WINDOW: u32 = 40;
-/// The sparsest latency sampling: one request in this many.
+/// The sparsest latency sampling: one request in this many (a power of two).
 const MAX_SAMPLE_EVERY: u32 = 256;
 
 thread_local! {
@@ -34,15 +34,24 @@ thread_local! {
     static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// `true` for one request in `every` on this thread.
+/// `true` for one request in `mask + 1` (a power of two) on this thread: a mask, not a
+/// modulo, since an integer division costs more than the rest of the decision.
 #[inline]
-fn measure_this(every: u32) -> bool {
-    every <= 1
+fn measure_this(mask: u32) -> bool {
+    mask == 0
         || TICK.with(|t| {
             let v = t.get().wrapping_add(1);
             t.set(v);
-            v % every == 0
+            v & mask == 0
         })
+}
+
+/// The sampling rate for the next window: about `MEASURED_PER_WINDOW` timed requests out of
+/// `completions`, as a power of two in `1..=MAX_SAMPLE_EVERY` (rounded down: a little more
+/// timing rather than too few samples).
+fn sample_every_for(completions: u32) -> u32 {
+    let every = (completions / MEASURED_PER_WINDOW).clamp(1, MAX_SAMPLE_EVERY);
+    1 << (31 - every.leading_zeros())
 }
 
 /// Windows over which the BBR estimate takes its maximum throughput and minimum latency.
@@ -110,15 +119,19 @@ pub(crate) struct Shared {
     /// the window closer so admission is one indexed load. `Relaxed`: a request may see a
     /// limit one window old, which is harmless.
     eff: [AtomicU32; 5],
+    /// `guaranteed[level][class]`: the class's guaranteed share of `eff[level]`
+    /// (`Shares::guaranteed`), recomputed with `eff`; read only at the limit. `Relaxed`, as
+    /// `eff`.
+    guaranteed: [[AtomicU32; 4]; 5],
     limit: AtomicU32,
     /// `ceil(max throughput x min rtt)` over recent windows (0 = unknown). `Relaxed`.
     bbr_capacity: AtomicU32,
-    /// Latency is timed on one request in `sample_every` (per thread), set by the window
-    /// closer so that about `MEASURED_PER_WINDOW` requests per window are timed: reading
-    /// the clock twice per request costs more than the whole admission where
+    /// Latency is timed on one request in `sample_mask + 1` (a power of two, per thread),
+    /// set by the window closer so that about `MEASURED_PER_WINDOW` requests per window are
+    /// timed: reading the clock twice per request costs more than the whole admission where
     /// `clock_gettime` is slow (virtual machines), and a window average needs no more. At
     /// low rates every request is timed. Drops are always counted. `Relaxed`.
-    sample_every: AtomicU32,
+    sample_mask: AtomicU32,
     window: Padded<Window>,
     shed: [AtomicU64; 4],
     shed_reason: [AtomicU8; 4],
@@ -177,9 +190,10 @@ impl Shared {
         let s = Arc::new(Self {
             word: Padded(AtomicU64::new(0)),
             eff: Default::default(),
+            guaranteed: Default::default(),
             limit: AtomicU32::new(initial),
             bbr_capacity: AtomicU32::new(0),
-            sample_every: AtomicU32::new(1),
+            sample_mask: AtomicU32::new(0),
             window: Padded(Window::new(cfg.window.min_window.as_nanos() as u64)),
             shed: Default::default(),
             shed_reason: Default::default(),
@@ -217,7 +231,12 @@ impl Shared {
     fn publish_limit(&self, limit: u32) {
         self.limit.store(limit, Ordering::Relaxed);
         for l in PressureLevel::ALL {
-            self.eff[l.index()].store(self.cfg.policy.scaled(l, limit), Ordering::Relaxed);
+            let eff = self.cfg.policy.scaled(l, limit);
+            self.eff[l.index()].store(eff, Ordering::Relaxed);
+            for class in Priority::ALL {
+                self.guaranteed[l.index()][class.index()]
+                    .store(self.cfg.shares.guaranteed(class, eff), Ordering::Relaxed);
+            }
         }
     }
 
@@ -239,49 +258,102 @@ impl Shared {
         )
     }
 
-    /// Admission: the pressure check, then one compare-exchange reservation on the word.
+    /// The common case of admission, inline and straight: pressure `Normal` and the word
+    /// below the limit. One load of the monitor's level, one of the limit, one of the
+    /// word, the compare-exchange, a load for the in-flight maximum and the sampling
+    /// decision. `None` sends the request to [`Shared::acquire`], which decides everything
+    /// else (pressure, shares, the queue, refusals) and may still admit it.
     #[inline]
+    pub(crate) fn try_acquire(self: &Arc<Self>, class: Priority) -> Option<Permit> {
+        if self.monitor.level() != PressureLevel::Normal {
+            return None;
+        }
+        let limit = self.eff[PressureLevel::Normal.index()].load(Ordering::Relaxed);
+        let mut word = self.word.load(Ordering::Relaxed);
+        loop {
+            if total(word) >= limit {
+                return None;
+            }
+            // Relaxed on both paths: see the field's comment.
+            match self.word.compare_exchange_weak(
+                word,
+                word + lane(class),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(self.admitted(class, word + lane(class))),
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// The permit of a reservation that made the word `new`.
+    #[inline]
+    fn admitted(self: &Arc<Self>, class: Priority, new: u64) -> Permit {
+        self.window.observe_in_flight(total(new));
+        let measure = measure_this(self.sample_mask.load(Ordering::Relaxed));
+        Permit::new(self.clone(), class, measure)
+    }
+
+    /// Admission: the pressure check, then one compare-exchange reservation on the word.
+    /// Out of line: [`Shared::try_acquire`] takes the common case.
+    #[inline(never)]
     pub(crate) fn acquire(self: &Arc<Self>, class: Priority) -> Admission {
         let mut word = self.word.load(Ordering::Relaxed);
-        let level = match self.pressure(class, word) {
-            PressureDecision::Apply(level) => level,
-            PressureDecision::NotOurLoad { .. } => {
-                self.not_our_load.fetch_add(1, Ordering::Relaxed);
-                PressureLevel::Normal
-            }
-            PressureDecision::Shed(reason) => {
-                return Admission::Refused(self.refuse(class, reason, word, self.monitor.level()));
-            }
+        let level = match self.monitor.level() {
+            PressureLevel::Normal => PressureLevel::Normal,
+            _ => match self.under_pressure(class, word) {
+                Ok(level) => level,
+                Err(refused) => return refused,
+            },
         };
         let limit = self.eff[level.index()].load(Ordering::Relaxed);
         loop {
-            let Some(new) = try_reserve(word, class, limit, &self.cfg.shares) else {
-                if class == Priority::Critical
-                    && let Some(rx) = self.queue.as_ref().and_then(WaitQueue::enqueue)
-                {
-                    let err = self.overloaded(class, ShedReason::QueueTimeout, word, level);
-                    return Admission::Wait(rx, err);
-                }
-                return Admission::Refused(self.refuse(
-                    class,
-                    ShedReason::LimitReached,
-                    word,
-                    level,
-                ));
+            let guaranteed =
+                || self.guaranteed[level.index()][class.index()].load(Ordering::Relaxed);
+            let Some(new) = try_reserve(word, class, limit, guaranteed) else {
+                return self.full(class, word, level);
             };
             // Relaxed on both paths: see the field's comment.
             match self
                 .word
                 .compare_exchange_weak(word, new, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    self.window.observe_in_flight(total(new));
-                    let measure = measure_this(self.sample_every.load(Ordering::Relaxed));
-                    return Admission::Admitted(Permit::new(self.clone(), class, measure));
-                }
+                Ok(_) => return Admission::Admitted(self.admitted(class, new)),
                 Err(actual) => word = actual,
             }
         }
+    }
+
+    /// The pressure check when the level is above `Normal`: the level to admit at, or the
+    /// refusal.
+    #[inline(never)]
+    fn under_pressure(&self, class: Priority, word: u64) -> Result<PressureLevel, Admission> {
+        match self.pressure(class, word) {
+            PressureDecision::Apply(level) => Ok(level),
+            PressureDecision::NotOurLoad { .. } => {
+                self.not_our_load.fetch_add(1, Ordering::Relaxed);
+                Ok(PressureLevel::Normal)
+            }
+            PressureDecision::Shed(reason) => Err(Admission::Refused(self.refuse(
+                class,
+                reason,
+                word,
+                self.monitor.level(),
+            ))),
+        }
+    }
+
+    /// The limit is reached: a Critical request may wait in the queue, others are refused.
+    #[inline(never)]
+    fn full(self: &Arc<Self>, class: Priority, word: u64, level: PressureLevel) -> Admission {
+        if class == Priority::Critical
+            && let Some(rx) = self.queue.as_ref().and_then(WaitQueue::enqueue)
+        {
+            let err = self.overloaded(class, ShedReason::QueueTimeout, word, level);
+            return Admission::Wait(rx, err);
+        }
+        Admission::Refused(self.refuse(class, ShedReason::LimitReached, word, level))
     }
 
     fn overloaded(
@@ -429,10 +501,10 @@ impl Shared {
         let mut next_len = self.cfg.window.min_window;
         if let Some(mut s) = sample {
             // Scale the timed samples back to all completions, and pick the next rate.
-            let every = self.sample_every.load(Ordering::Relaxed).max(1);
+            let every = self.sample_mask.load(Ordering::Relaxed).saturating_add(1);
             s.samples = s.samples.saturating_mul(every);
-            let next_every = (s.samples / MEASURED_PER_WINDOW).clamp(1, MAX_SAMPLE_EVERY);
-            self.sample_every.store(next_every, Ordering::Relaxed);
+            let next_every = sample_every_for(s.samples);
+            self.sample_mask.store(next_every - 1, Ordering::Relaxed);
             let mut up = lock(&self.updater);
             let new = up.algorithm.update(&s, now).clamp(1, MAX_LIMIT);
             if new != self.limit.load(Ordering::Relaxed) {
@@ -526,6 +598,7 @@ impl fmt::Debug for Permit {
 }
 
 impl Permit {
+    #[inline]
     fn new(shared: Arc<Shared>, class: Priority, measure: bool) -> Self {
         Self {
             shared,
@@ -567,11 +640,31 @@ impl Permit {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
-        if self.outcome != Outcome::Disarmed {
-            let start = self.start.map(|s| s.at);
-            self.shared
-                .release(self.class, start, self.end, self.outcome);
+        match self.outcome {
+            Outcome::Disarmed => {}
+            // The common case inline: an untimed request that did not fail, and no queued
+            // Critical request to hand the slot to: only the slot to return (Relaxed, see
+            // `Shared::word`; a waiter enqueued concurrently is picked up by the next
+            // release, as in `Shared::release`).
+            Outcome::Pending | Outcome::Success
+                if self.start.is_none()
+                    && self
+                        .shared
+                        .queue
+                        .as_ref()
+                        .is_none_or(|q| q.len.load(Ordering::Relaxed) == 0) =>
+            {
+                self.shared
+                    .word
+                    .fetch_sub(lane(self.class), Ordering::Relaxed);
+            }
+            _ => {
+                let start = self.start.map(|s| s.at);
+                self.shared
+                    .release(self.class, start, self.end, self.outcome);
+            }
         }
     }
 }
@@ -709,6 +802,19 @@ mod tests {
     use crate::concurrency::AdaptiveConcurrencyLayer;
 
     #[test]
+    fn sampling_rate_is_a_power_of_two() {
+        assert_eq!(sample_every_for(0), 1);
+        assert_eq!(sample_every_for(79), 1);
+        assert_eq!(sample_every_for(80), 2);
+        assert_eq!(sample_every_for(40 * 100), 64);
+        assert_eq!(sample_every_for(40 * 128), 128);
+        assert_eq!(sample_every_for(u32::MAX), MAX_SAMPLE_EVERY);
+        // Every request is timed at mask 0; one in four at mask 3.
+        assert!((0..8).all(|_| measure_this(0)));
+        assert_eq!((0..64).filter(|_| measure_this(3)).count(), 16);
+    }
+
+    #[test]
     fn sampling_thins_out_at_high_rates() {
         let (monitor, _m) = PressureMonitor::manual();
         let layer = AdaptiveConcurrencyLayer::new(monitor);
@@ -721,10 +827,10 @@ mod tests {
             }
             n += 1;
         }
-        let every = shared.sample_every.load(Ordering::Relaxed);
+        let every = shared.sample_mask.load(Ordering::Relaxed) + 1;
         assert!(
-            every > 1,
-            "{n} requests, sample_every {every}, history {:?}",
+            every > 1 && every.is_power_of_two(),
+            "{n} requests, sample every {every}, history {:?}",
             layer.handle().limit_history().len()
         );
     }

@@ -167,6 +167,20 @@ impl ExpAvg {
         self.value
     }
 
+    /// Adds a value that stands for `weight` ordinary values (a window `weight` times as
+    /// long as the reference): the average moves as far as `weight` successive `add`s of
+    /// the same value would, `1 - (1 - 2 / (window + 1))^weight`. A warm-up value counts
+    /// once whatever its weight.
+    pub(crate) fn add_weighted(&mut self, sample: f64, weight: f64) -> f64 {
+        if self.count < self.warmup {
+            return self.add(sample);
+        }
+        let keep = 1.0 - 2.0 / (self.window as f64 + 1.0);
+        let f = 1.0 - keep.powf(weight.max(0.0));
+        self.value = self.value * (1.0 - f) + sample * f;
+        self.value
+    }
+
     pub(crate) fn get(&self) -> f64 {
         self.value
     }
@@ -202,5 +216,16 @@ mod tests {
         assert_eq!(m.add(20.0), 15.0);
         // factor 2 / (3 + 1) = 0.5
         assert_eq!(m.add(25.0), 20.0);
+        // Weight 2 = two adds of the same value: 20 -> 30 -> 35.
+        let mut w = m;
+        m.add(40.0);
+        m.add(40.0);
+        w.add_weighted(40.0, 2.0);
+        assert!((w.get() - m.get()).abs() < 1e-9);
+        assert_eq!(w.get(), 35.0);
+        // Weight 1 is a plain add; weight 0 changes nothing.
+        let (mut a, mut b) = (m, m);
+        assert_eq!(a.add(10.0), b.add_weighted(10.0, 1.0));
+        assert_eq!(a.add_weighted(99.0, 0.0), a.get());
     }
 }
