@@ -69,6 +69,39 @@ fn allocs_per_call<S: Service<Req>>(svc: &mut S) -> f64 {
     (GLOBAL.stats().allocations - before) as f64 / N as f64
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median ns per call of `a` and of `b`, and the median of the per-round ratios `b / a`,
+/// over rounds that alternate which service goes first.
+fn interleaved<A: Service<Req>, B: Service<Req>>(a: &mut A, b: &mut B) -> (f64, f64, f64) {
+    const ROUNDS: usize = 200;
+    const CALLS: u32 = 20_000;
+    fn batch<S: Service<Req>>(svc: &mut S) -> f64 {
+        let start = std::time::Instant::now();
+        for _ in 0..CALLS {
+            let _ = black_box(call(svc));
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    }
+    let (mut ta, mut tb, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (x, y) = if round % 2 == 0 {
+            let x = batch(a);
+            (x, batch(b))
+        } else {
+            let y = batch(b);
+            (batch(a), y)
+        };
+        ta.push(x);
+        tb.push(y);
+        ratio.push(y / x);
+    }
+    (median(&mut ta), median(&mut tb), median(&mut ratio))
+}
+
 /// Builds every benched service as a local binding (a macro: the types are unnameable).
 macro_rules! services {
     ($bare:ident, $tower_retry:ident, $ours:ident, $ours_no_budget:ident, $ours_http:ident) => {
@@ -114,6 +147,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("retry_layer_http", |b| b.iter(|| call(&mut ours_http)));
     g.finish();
 
+    // Criterion measures one function after the other: on a shared, loaded machine the load
+    // changes between them. Alternating short batches of two services and taking the median
+    // of the per-round ratios compares them under the same load.
+    println!("interleaved medians (200 rounds of 20 000 calls each, order alternating):");
+    let (t, o, r) = interleaved(&mut tower_retry, &mut ours);
+    println!("  tower_retry_never {t:.1} ns, retry_layer {o:.1} ns, ratio {r:.3}");
+    let (t, o, r) = interleaved(&mut tower_retry, &mut ours_no_budget);
+    println!("  tower_retry_never {t:.1} ns, retry_layer_no_budget {o:.1} ns, ratio {r:.3}");
+
     println!("allocations per call:");
     println!("  bare                  {:.2}", allocs_per_call(&mut bare));
     println!(
@@ -145,6 +187,15 @@ fn future_size<S: Service<Req>>(svc: &mut S) -> usize {
 }
 
 fn loop_mode(spec: &str) {
+    if spec == "ratio" {
+        services!(bare, tower_retry, ours, ours_no_budget, ours_http);
+        let _ = (&mut bare, &mut ours_http);
+        let (t, o, r) = interleaved(&mut tower_retry, &mut ours);
+        println!("tower {t:.1} ns, ours {o:.1} ns, ratio {r:.3}");
+        let (t, o, r) = interleaved(&mut tower_retry, &mut ours_no_budget);
+        println!("tower {t:.1} ns, no_budget {o:.1} ns, ratio {r:.3}");
+        return;
+    }
     if spec == "sizes" {
         services!(bare, tower_retry, ours, ours_no_budget, ours_http);
         println!("request {} bytes", std::mem::size_of::<Req>());

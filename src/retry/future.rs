@@ -83,7 +83,7 @@ where
     #[inline(always)]
     pub(crate) fn new(
         service: &mut S,
-        shared: &Arc<Shared<C>>,
+        shared: Arc<Shared<C>>,
         req: Req,
         replay: impl FnOnce(&Req) -> Option<Req>,
         start: Option<Instant>,
@@ -98,7 +98,7 @@ where
                 None => None,
             },
             service: service.clone(),
-            shared: shared.clone(),
+            shared,
             start,
             previous: Duration::ZERO,
             attempts: 1,

@@ -72,6 +72,9 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        // The two atomic increments first, back to back: a locked instruction waits for
+        // every pending store, and few are pending yet (after the request's copy, many).
+        let arc = self.shared.clone();
         let shared = &*self.shared;
         // One atomic add: counts the request and deposits it (in a batch) into the budget.
         shared.tally.record(shared.budget.as_ref());
@@ -81,7 +84,7 @@ where
         // that it drives to readiness before each retry.
         ResponseFuture::new(
             &mut self.inner,
-            &self.shared,
+            arc,
             req,
             |req| (shared.replays && shared.classifier.may_retry(req)).then(|| req.clone()),
             start,
