@@ -145,26 +145,26 @@ where
     /// timeouts, failures, waits and retries are in out-of-line functions, so this one stays
     /// small enough to inline and keeps a small stack frame.
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            let result = match this.state.as_mut().project() {
+            let this = self.as_mut().project();
+            let result = match this.state.project() {
                 StateProj::Called { fut } => match fut.poll(cx) {
                     Poll::Ready(r) => r.map_err(Into::into),
                     Poll::Pending if this.timer.is_none() => return Poll::Pending,
-                    Poll::Pending => ready!(poll_attempt_timeout(&mut this, cx)),
+                    Poll::Pending => ready!(self.as_mut().poll_attempt_timeout(cx)),
                 },
                 _ => {
-                    if let Some(out) = ready!(poll_between(&mut this, cx)) {
+                    if let Some(out) = ready!(self.as_mut().poll_between(cx)) {
                         return Poll::Ready(out);
                     }
                     continue;
                 }
             };
-            match this.shared.classifier.classify(&result) {
+            match self.shared.classifier.classify(&result) {
                 Verdict::Done => return Poll::Ready(result),
                 Verdict::Retry { reason, pushback } => {
-                    if let Some(out) = failed(&mut this, result, reason, pushback) {
+                    if let Some(out) = self.as_mut().failed(result, reason, pushback) {
                         return Poll::Ready(out);
                     }
                 }
@@ -173,146 +173,148 @@ where
     }
 }
 
-/// An attempt is pending and a per-attempt timeout is set: its error once it fires.
-#[inline(never)]
-fn poll_attempt_timeout<S, C, Req>(
-    this: &mut Proj<'_, S, C, Req>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<S::Response, BoxError>>
-where
-    S: Service<Req>,
-{
-    if let Some(t) = this.timer.as_mut().as_pin_mut() {
-        ready!(t.poll(cx));
-    }
-    let timeout = this.shared.policy.attempt_timeout.unwrap_or_default();
-    Poll::Ready(Err(AttemptTimedOut::new(timeout, *this.attempts).into()))
-}
-
-/// An attempt failed with a retryable `result`: either the result to return (retrying
-/// stops) or `None` with the wait before the next attempt set up.
-#[inline(never)]
-fn failed<S, C, Req>(
-    this: &mut Proj<'_, S, C, Req>,
-    result: Result<S::Response, BoxError>,
-    reason: &'static str,
-    pushback: Pushback,
-) -> Option<Result<S::Response, BoxError>>
-where
-    S: Service<Req>,
-    Req: HasExtensions,
-{
-    let shared = &**this.shared;
-    let Some(req) = this.request.as_ref() else {
-        // No copy kept: the request may not be replayed, or this was the last allowed
-        // attempt.
-        if *this.attempts >= shared.policy.max_attempts {
-            shared.exhausted(*this.attempts, StopReason::MaxAttempts, Instant::now());
-        }
-        return Some(result);
-    };
-    let now = Instant::now();
-    let failed = Failed {
-        attempts: *this.attempts,
-        now,
-        start: this.start.unwrap_or(now),
-        deadline: Constraints::from_request(req).and_then(|c| c.deadline()),
-        level: shared.monitor.level(),
-        pushback,
-        previous: *this.previous,
-    };
-    let delay = match shared.policy.next_delay(&failed, &*shared.rng) {
-        Ok(d) => d,
-        Err(stop) => {
-            shared.exhausted(*this.attempts, stop, now);
-            return Some(result);
-        }
-    };
-    if let Some(budget) = &shared.budget {
-        // This layer's pending first attempts reach the budget before it is asked.
-        shared.tally.flush(Some(budget), Some(now));
-        if !budget.withdraw_at(now) {
-            if let Some(count) = budget.note_refusal(now) {
-                shared.emit(RetryEventKind::BudgetExhausted { count }, now);
-            }
-            shared.exhausted(*this.attempts, StopReason::Budget, now);
-            // The original result, not a new error.
-            return Some(result);
-        }
-    }
-    shared.emit(
-        RetryEventKind::Attempt {
-            attempt: *this.attempts + 1,
-            delay,
-            reason: Arc::from(reason),
-        },
-        now,
-    );
-    *this.previous = delay;
-    let wake = now + delay;
-    match this.timer.as_mut().as_pin_mut() {
-        Some(t) => t.reset(wake),
-        None => this.timer.set(Some(tokio::time::sleep_until(wake))),
-    }
-    this.state.set(State::Waiting { last: Some(result) });
-    None
-}
-
-/// Waiting for the backoff, then for the service, then the next attempt: `Some` result to
-/// return when retrying is called off, `None` once the next attempt is called.
-#[inline(never)]
-fn poll_between<S, C, Req>(
-    this: &mut Proj<'_, S, C, Req>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<S::Response, BoxError>>>
+impl<S, C, Req> ResponseFuture<S, C, Req>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    Req: Clone,
+    Req: Clone + HasExtensions,
 {
-    loop {
-        match this.state.as_mut().project() {
-            StateProj::Called { .. } => return Poll::Ready(None),
-            StateProj::Waiting { last } => {
-                if let Some(t) = this.timer.as_mut().as_pin_mut() {
-                    ready!(t.poll(cx));
-                }
-                let shared = &**this.shared;
-                let level = shared.monitor.level();
-                if level >= shared.policy.no_retry_at {
-                    // Pressure rose while waiting: call the retry off.
-                    shared.exhausted(*this.attempts, StopReason::Pressure(level), Instant::now());
-                    if let Some(last) = last.take() {
-                        return Poll::Ready(Some(last));
-                    }
-                }
-                // Release the failed response (a connection, a body) before retrying.
-                this.state.set(State::Retrying);
+    /// An attempt is pending and a per-attempt timeout is set: its error once it fires.
+    #[inline(never)]
+    fn poll_attempt_timeout(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<S::Response, BoxError>> {
+        let mut this = self.project();
+        if let Some(t) = this.timer.as_mut().as_pin_mut() {
+            ready!(t.poll(cx));
+        }
+        let timeout = this.shared.policy.attempt_timeout.unwrap_or_default();
+        Poll::Ready(Err(AttemptTimedOut::new(timeout, *this.attempts).into()))
+    }
+
+    /// An attempt failed with a retryable `result`: either the result to return (retrying
+    /// stops) or `None` with the wait before the next attempt set up.
+    #[inline(never)]
+    fn failed(
+        self: Pin<&mut Self>,
+        result: Result<S::Response, BoxError>,
+        reason: &'static str,
+        pushback: Pushback,
+    ) -> Option<Result<S::Response, BoxError>> {
+        let mut this = self.project();
+        let shared = &**this.shared;
+        let Some(req) = this.request.as_ref() else {
+            // No copy kept: the request may not be replayed, or this was the last allowed
+            // attempt.
+            if *this.attempts >= shared.policy.max_attempts {
+                shared.exhausted(*this.attempts, StopReason::MaxAttempts, Instant::now());
             }
-            StateProj::Retrying => {
-                if let Err(e) = ready!(this.service.poll_ready(cx)) {
-                    return Poll::Ready(Some(Err(e.into())));
+            return Some(result);
+        };
+        let now = Instant::now();
+        let failed = Failed {
+            attempts: *this.attempts,
+            now,
+            start: this.start.unwrap_or(now),
+            deadline: Constraints::from_request(req).and_then(|c| c.deadline()),
+            level: shared.monitor.level(),
+            pushback,
+            previous: *this.previous,
+        };
+        let delay = match shared.policy.next_delay(&failed, &*shared.rng) {
+            Ok(d) => d,
+            Err(stop) => {
+                shared.exhausted(*this.attempts, stop, now);
+                return Some(result);
+            }
+        };
+        if let Some(budget) = &shared.budget {
+            // This layer's pending first attempts reach the budget before it is asked.
+            shared.tally.flush(Some(budget), Some(now));
+            if !budget.withdraw_at(now) {
+                if let Some(count) = budget.note_refusal(now) {
+                    shared.emit(RetryEventKind::BudgetExhausted { count }, now);
                 }
-                let Some(req) = this.request.take() else {
-                    // Unreachable: `Waiting` is only entered with a request kept. Fail
-                    // rather than panic.
-                    return Poll::Ready(Some(Err("retry lost its request".into())));
-                };
-                *this.attempts += 1;
-                this.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-                if *this.attempts < this.shared.policy.max_attempts {
-                    *this.request = Some(req.clone());
+                shared.exhausted(*this.attempts, StopReason::Budget, now);
+                // The original result, not a new error.
+                return Some(result);
+            }
+        }
+        shared.emit(
+            RetryEventKind::Attempt {
+                attempt: *this.attempts + 1,
+                delay,
+                reason: Arc::from(reason),
+            },
+            now,
+        );
+        *this.previous = delay;
+        let wake = now + delay;
+        match this.timer.as_mut().as_pin_mut() {
+            Some(t) => t.reset(wake),
+            None => this.timer.set(Some(tokio::time::sleep_until(wake))),
+        }
+        this.state.set(State::Waiting { last: Some(result) });
+        None
+    }
+
+    /// Waiting for the backoff, then for the service, then the next attempt: `Some` result to
+    /// return when retrying is called off, `None` once the next attempt is called.
+    #[inline(never)]
+    fn poll_between(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<S::Response, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { .. } => return Poll::Ready(None),
+                StateProj::Waiting { last } => {
+                    if let Some(t) = this.timer.as_mut().as_pin_mut() {
+                        ready!(t.poll(cx));
+                    }
+                    let shared = &**this.shared;
+                    let level = shared.monitor.level();
+                    if level >= shared.policy.no_retry_at {
+                        // Pressure rose while waiting: call the retry off.
+                        shared.exhausted(
+                            *this.attempts,
+                            StopReason::Pressure(level),
+                            Instant::now(),
+                        );
+                        if let Some(last) = last.take() {
+                            return Poll::Ready(Some(last));
+                        }
+                    }
+                    // Release the failed response (a connection, a body) before retrying.
+                    this.state.set(State::Retrying);
                 }
-                match this.shared.policy.attempt_timeout {
-                    Some(t) => match this.timer.as_mut().as_pin_mut() {
-                        Some(timer) => timer.reset(Instant::now() + t),
-                        None => this.timer.set(Some(tokio::time::sleep(t))),
-                    },
-                    None => this.timer.set(None),
+                StateProj::Retrying => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    let Some(req) = this.request.take() else {
+                        // Unreachable: `Waiting` is only entered with a request kept. Fail
+                        // rather than panic.
+                        return Poll::Ready(Some(Err("retry lost its request".into())));
+                    };
+                    *this.attempts += 1;
+                    this.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    if *this.attempts < this.shared.policy.max_attempts {
+                        *this.request = Some(req.clone());
+                    }
+                    match this.shared.policy.attempt_timeout {
+                        Some(t) => match this.timer.as_mut().as_pin_mut() {
+                            Some(timer) => timer.reset(Instant::now() + t),
+                            None => this.timer.set(Some(tokio::time::sleep(t))),
+                        },
+                        None => this.timer.set(None),
+                    }
+                    let fut = this.service.call(req);
+                    this.state.set(State::Called { fut });
+                    return Poll::Ready(None);
                 }
-                let fut = this.service.call(req);
-                this.state.set(State::Called { fut });
-                return Poll::Ready(None);
             }
         }
     }
