@@ -691,6 +691,67 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn tally_deposits_in_batches_and_counts_every_request() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        let now = Instant::now();
+        let tally = Tally::new(Some(&b), now);
+        for _ in 0..40 {
+            tally.record(Some(&b));
+        }
+        assert_eq!(tally.total(), 40);
+        // One batch of 32 reached the budget; 8 are pending.
+        assert_eq!(b.available_at(now), 32.0);
+        tally.flush(Some(&b), Some(now));
+        assert_eq!((tally.total(), b.available_at(now)), (40, 40.0));
+        // An empty flush changes nothing.
+        tally.flush(Some(&b), Some(now));
+        assert_eq!((tally.total(), b.available_at(now)), (40, 40.0));
+        // A batch flushed after the window has left it is lost (stricter, never looser).
+        tally.record(Some(&b));
+        tokio::time::advance(secs(30.0)).await;
+        tally.flush(Some(&b), Some(Instant::now()));
+        assert_eq!(tally.total(), 41);
+        assert_eq!(b.available_at(Instant::now()), 0.0);
+        // The next batch belongs to the current slot.
+        tally.record(Some(&b));
+        tally.flush(Some(&b), Some(Instant::now()));
+        assert_eq!(b.available_at(Instant::now()), 1.0);
+    }
+
+    #[test]
+    fn tally_without_budget_counts() {
+        let tally = Tally::new(None, Instant::now());
+        for _ in 0..1000 {
+            tally.record(None);
+        }
+        assert_eq!(tally.total(), 1000);
+    }
+
+    #[test]
+    fn concurrent_tally_loses_nothing() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        let tally = Tally::new(Some(&b), b.inner.epoch);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        tally.record(Some(&b));
+                    }
+                });
+            }
+        });
+        assert_eq!(tally.total(), 4000);
+    }
+
     #[test]
     fn refusals_are_aggregated_per_slot() {
         let b = RetryBudget::builder()
