@@ -93,10 +93,7 @@ where
             state: State::Called {
                 fut: service.call(req),
             },
-            timer: match shared.policy.attempt_timeout {
-                Some(t) => Some(tokio::time::sleep(t)),
-                None => None,
-            },
+            timer: shared.policy.attempt_timeout.map(tokio::time::sleep),
             service: service.clone(),
             shared,
             start,
