@@ -25,7 +25,9 @@
 //! ```
 //!
 //! * A first attempt *deposits* `ratio x 1000` milli-tokens into the current slot's balance
-//!   (without reading the clock on most calls: see [`RetryBudget::deposit`]).
+//!   (without reading the clock on most calls: see [`RetryBudget::deposit`]). A `RetryLayer`
+//!   counts its first attempts with one atomic add and deposits them in batches of 32, and
+//!   all that are pending before each of its own retries (see `Tally`).
 //! * A retry *withdraws* 1000 milli-tokens: from the balances of the last ten slots (the
 //!   window) if they hold enough, otherwise from the current slot's floor allowance of
 //!   `min_per_second x slot length`.
