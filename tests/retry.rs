@@ -512,6 +512,48 @@ async fn retry_storm_is_bounded_by_the_budget() {
     assert_eq!(without, 3 * REQUESTS);
 }
 
+/// First attempts reach the budget in batches, but a layer's own retry flushes them first:
+/// with ratio 1.0 and no floor, five successes pay for exactly the retries they allow, and
+/// `stats()` counts every request.
+#[tokio::test(start_paused = true)]
+async fn a_layers_deposits_are_exact_when_it_retries() {
+    let (m, _) = monitor();
+    let budget = RetryBudget::builder()
+        .ratio(1.0)
+        .min_per_second(0)
+        .build()
+        .unwrap();
+    let layer = RetryLayer::builder(m)
+        .backoff(fixed(ms(1)))
+        .max_attempts(10)
+        .budget(budget)
+        .build()
+        .unwrap();
+    let ok = Flaky::new(0);
+    let mut svc = layer.clone().layer_svc(ok.clone());
+    for _ in 0..5 {
+        ServiceExt::<Request<()>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+    }
+    // The sixth request fails 100 times: its own deposit plus the five earlier ones pay for
+    // six retries, then the budget is empty.
+    let failing = Flaky::new(100);
+    let res = layer
+        .clone()
+        .layer_svc(failing.clone())
+        .oneshot(Request::new(()))
+        .await;
+    assert!(res.is_err());
+    assert_eq!(failing.count(), 7);
+    let stats = layer.stats();
+    assert_eq!((stats.requests, stats.retries), (6, 6));
+    assert_eq!(stats.budget_available, Some(0.0));
+}
+
 /// Two clones of one layer (two routes, two clients) share one budget.
 #[tokio::test(start_paused = true)]
 async fn clones_share_one_budget() {

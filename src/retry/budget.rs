@@ -25,7 +25,9 @@
 //! ```
 //!
 //! * A first attempt *deposits* `ratio x 1000` milli-tokens into the current slot's balance
-//!   (without reading the clock on most calls: see [`RetryBudget::deposit`]).
+//!   (without reading the clock on most calls: see [`RetryBudget::deposit`]). A `RetryLayer`
+//!   counts its first attempts with one atomic add and deposits them in batches of 32, and
+//!   all that are pending before each of its own retries (see `Tally`).
 //! * A retry *withdraws* 1000 milli-tokens: from the balances of the last ten slots (the
 //!   window) if they hold enough, otherwise from the current slot's floor allowance of
 //!   `min_per_second x slot length`.
@@ -313,7 +315,21 @@ impl RetryBudget {
     /// Adds a deposit to generation `g`'s slot; `false` if the slot holds a later one.
     #[inline]
     fn deposit_gen(&self, g: u32) -> bool {
-        let deposit = self.inner.deposit;
+        self.deposit_milli(g, self.inner.deposit)
+    }
+
+    /// Adds `count` first attempts' deposits to generation `g`'s slot (lost if the slot
+    /// already holds a later generation: the batch left the window).
+    pub(crate) fn deposit_batch(&self, g: u32, count: u32) {
+        if self.inner.deposit == 0 {
+            return;
+        }
+        self.deposit_milli(g, self.inner.deposit.saturating_mul(i64::from(count)));
+    }
+
+    /// Adds `deposit` milli-tokens to generation `g`'s slot; `false` if it holds a later one.
+    #[inline]
+    fn deposit_milli(&self, g: u32, deposit: i64) -> bool {
         let slot = &self.inner.balance[g as usize % SLOTS];
         let mut cur = slot.load(Ordering::Relaxed);
         loop {
@@ -325,7 +341,9 @@ impl RetryBudget {
             } else {
                 0
             };
-            let next = (bal + deposit).clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            let next = bal
+                .saturating_add(deposit)
+                .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
             // Relaxed: see the module docs; the CAS alone makes the update exact.
             match slot.compare_exchange_weak(
                 cur,
@@ -453,6 +471,109 @@ impl RetryBudget {
     }
 }
 
+/// A layer's count of first attempts, which also carries them to the layer's budget in
+/// batches, so that the success path costs ONE uncontended atomic add (tower's `Retry` costs
+/// none; a deposit straight into the budget costs an add and a compare-exchange).
+///
+/// ```text
+///  word:  63            32 31             0
+///        +----------------+----------------+
+///        | slot generation| pending first  |
+///        | of the batch   | attempts (u32) |
+///        +----------------+----------------+
+/// ```
+///
+/// Every first attempt adds 1 to `word` (`Relaxed`: a counter; it publishes nothing). The
+/// attempt that makes the pending count reach [`REFRESH`] flushes the batch: it swaps the
+/// word for `(generation now, 0)` with a compare-exchange (so increments racing with it are
+/// either in the swapped-out count or in the new word, never lost nor counted twice), adds
+/// the count to `flushed` and deposits it in the budget slot of the batch's generation. Every
+/// retry of the layer flushes first, so during a failure storm the layer's own deposits are
+/// exact; another layer sharing the budget sees them up to `REFRESH - 1` first attempts late.
+/// A batch whose generation has left the window when it is flushed (after a quiet period) is
+/// lost: like every approximation of the budget, this only makes it stricter.
+///
+/// The pending count is at most `REFRESH` plus the attempts racing with one flush, so it
+/// never overflows into the generation.
+pub(crate) struct Tally {
+    word: AtomicU64,
+    flushed: AtomicU64,
+}
+
+impl Tally {
+    pub(crate) fn new(budget: Option<&RetryBudget>, now: Instant) -> Self {
+        let g = budget.map_or(0, |b| b.generation(now));
+        Self {
+            word: AtomicU64::new(pack(g, 0)),
+            flushed: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one first attempt (and deposits it, in a batch, into `budget`).
+    #[inline]
+    pub(crate) fn record(&self, budget: Option<&RetryBudget>) {
+        // Relaxed: a counter; the flush below is its own compare-exchange.
+        let w = self.word.fetch_add(1, Ordering::Relaxed);
+        if low(w) == REFRESH - 1 {
+            self.flush_now(budget);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn flush_now(&self, budget: Option<&RetryBudget>) {
+        // Without a budget only the count moves: no clock is needed. Called from `call`:
+        // the call time the stack already read, when there is one (`crate::clock`).
+        let now = budget.map(|_| crate::clock::call_time());
+        self.flush(budget, now);
+    }
+
+    /// Moves the pending first attempts into `flushed` and, at their batch's generation,
+    /// into `budget`; the next batch starts at `now`'s generation.
+    pub(crate) fn flush(&self, budget: Option<&RetryBudget>, now: Option<Instant>) {
+        let g = match (budget, now) {
+            (Some(b), Some(now)) => Some(b.generation(now)),
+            _ => None,
+        };
+        let mut cur = self.word.load(Ordering::Relaxed);
+        loop {
+            // Only move forward (wrapping compare): a slow thread must not rewind the batch.
+            let next_gen = match g {
+                Some(g) if (g.wrapping_sub(gen_of(cur)) as i32) > 0 => g,
+                _ => gen_of(cur),
+            };
+            if low(cur) == 0 && next_gen == gen_of(cur) {
+                return;
+            }
+            // Relaxed: see the type's docs; the exchange alone makes the count exact.
+            match self.word.compare_exchange_weak(
+                cur,
+                pack(next_gen, 0),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        let count = low(cur);
+        if count == 0 {
+            return;
+        }
+        // Relaxed: a statistic.
+        self.flushed.fetch_add(u64::from(count), Ordering::Relaxed);
+        if let Some(b) = budget {
+            b.deposit_batch(gen_of(cur), count);
+        }
+    }
+
+    /// First attempts counted so far (a `Relaxed` snapshot: one racing with a flush may be
+    /// missed by this read).
+    pub(crate) fn total(&self) -> u64 {
+        self.flushed.load(Ordering::Relaxed) + u64::from(low(self.word.load(Ordering::Relaxed)))
+    }
+}
+
 /// The budget works with tower's own `Retry` policies as well.
 impl tower::retry::budget::Budget for RetryBudget {
     fn deposit(&self) {
@@ -571,6 +692,67 @@ mod tests {
             (0..200).filter(|_| b.withdraw_at(Instant::now())).count(),
             100
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tally_deposits_in_batches_and_counts_every_request() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        let now = Instant::now();
+        let tally = Tally::new(Some(&b), now);
+        for _ in 0..40 {
+            tally.record(Some(&b));
+        }
+        assert_eq!(tally.total(), 40);
+        // One batch of 32 reached the budget; 8 are pending.
+        assert_eq!(b.available_at(now), 32.0);
+        tally.flush(Some(&b), Some(now));
+        assert_eq!((tally.total(), b.available_at(now)), (40, 40.0));
+        // An empty flush changes nothing.
+        tally.flush(Some(&b), Some(now));
+        assert_eq!((tally.total(), b.available_at(now)), (40, 40.0));
+        // A batch flushed after the window has left it is lost (stricter, never looser).
+        tally.record(Some(&b));
+        tokio::time::advance(secs(30.0)).await;
+        tally.flush(Some(&b), Some(Instant::now()));
+        assert_eq!(tally.total(), 41);
+        assert_eq!(b.available_at(Instant::now()), 0.0);
+        // The next batch belongs to the current slot.
+        tally.record(Some(&b));
+        tally.flush(Some(&b), Some(Instant::now()));
+        assert_eq!(b.available_at(Instant::now()), 1.0);
+    }
+
+    #[test]
+    fn tally_without_budget_counts() {
+        let tally = Tally::new(None, Instant::now());
+        for _ in 0..1000 {
+            tally.record(None);
+        }
+        assert_eq!(tally.total(), 1000);
+    }
+
+    #[test]
+    fn concurrent_tally_loses_nothing() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        let tally = Tally::new(Some(&b), b.inner.epoch);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        tally.record(Some(&b));
+                    }
+                });
+            }
+        });
+        assert_eq!(tally.total(), 4000);
     }
 
     #[test]

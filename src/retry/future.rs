@@ -17,6 +17,7 @@ use super::classify::{Classify, Verdict};
 use super::error::AttemptTimedOut;
 use super::layer::Shared;
 use super::policy::{Failed, StopReason};
+use super::pushback::Pushback;
 use crate::Constraints;
 use crate::constraints::HasExtensions;
 use crate::event::{Event, RetryEvent, RetryEventKind};
@@ -25,12 +26,13 @@ pin_project! {
     /// The response future of [`Retry`](super::Retry): drives attempts, waits and pushback
     /// without allocating. Dropping it at any point cancels the attempt in flight and the
     /// wait; nothing is held elsewhere.
+    #[project = Proj]
     pub struct ResponseFuture<S, C, Req>
     where
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, Result<S::Response, BoxError>>,
         // The per-attempt timeout while an attempt runs, the backoff while waiting.
         #[pin]
         timer: Option<Sleep>,
@@ -38,19 +40,18 @@ pin_project! {
         shared: Arc<Shared<C>>,
         // A copy for the next attempt; `None` when the request may not be retried.
         request: Option<Req>,
-        // The failed result kept while waiting, returned if retrying is called off.
-        last: Option<Result<S::Response, BoxError>>,
-        attempts: u32,
         start: Option<Instant>,
         previous: Duration,
+        attempts: u32,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, R> {
         Called { #[pin] fut: F },
-        Waiting,
+        // The failed result is kept while waiting, returned if retrying is called off.
+        Waiting { last: Option<R> },
         Retrying,
     }
 }
@@ -62,7 +63,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Called { .. } => "called",
-            State::Waiting => "waiting",
+            State::Waiting { .. } => "waiting",
             State::Retrying => "retrying",
         };
         f.debug_struct("ResponseFuture")
@@ -74,26 +75,30 @@ where
 
 impl<S, C, Req> ResponseFuture<S, C, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
+    Req: Clone,
 {
+    /// Calls `service` with `req`, keeping `replay(&req)` (taken before the call) for retries.
+    /// Built in place: the copy is written once, straight into the future.
+    #[inline(always)]
     pub(crate) fn new(
-        fut: S::Future,
-        service: S,
+        service: &mut S,
         shared: Arc<Shared<C>>,
-        request: Option<Req>,
+        req: Req,
+        replay: impl FnOnce(&Req) -> Option<Req>,
         start: Option<Instant>,
     ) -> Self {
-        let timer = shared.policy.attempt_timeout.map(tokio::time::sleep);
         Self {
-            state: State::Called { fut },
-            timer,
-            service,
+            request: replay(&req),
+            state: State::Called {
+                fut: service.call(req),
+            },
+            timer: shared.policy.attempt_timeout.map(tokio::time::sleep),
+            service: service.clone(),
             shared,
-            request,
-            last: None,
-            attempts: 1,
             start,
             previous: Duration::ZERO,
+            attempts: 1,
         }
     }
 }
@@ -133,85 +138,136 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    /// The success path is this function alone: poll the attempt, classify, return. Attempt
+    /// timeouts, failures, waits and retries are in out-of-line functions, so this one stays
+    /// small enough to inline and keeps a small stack frame.
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let this = self.as_mut().project();
+            let result = match this.state.project() {
+                StateProj::Called { fut } => match fut.poll(cx) {
+                    Poll::Ready(r) => r.map_err(Into::into),
+                    Poll::Pending if this.timer.is_none() => return Poll::Pending,
+                    Poll::Pending => ready!(self.as_mut().poll_attempt_timeout(cx)),
+                },
+                _ => {
+                    if let Some(out) = ready!(self.as_mut().poll_between(cx)) {
+                        return Poll::Ready(out);
+                    }
+                    continue;
+                }
+            };
+            match self.shared.classifier.classify(&result) {
+                Verdict::Done => return Poll::Ready(result),
+                Verdict::Retry { reason, pushback } => {
+                    if let Some(out) = self.as_mut().failed(result, reason, pushback) {
+                        return Poll::Ready(out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<S, C, Req> ResponseFuture<S, C, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: Clone + HasExtensions,
+{
+    /// An attempt is pending and a per-attempt timeout is set: its error once it fires.
+    #[inline(never)]
+    fn poll_attempt_timeout(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<S::Response, BoxError>> {
+        let mut this = self.project();
+        if let Some(t) = this.timer.as_mut().as_pin_mut() {
+            ready!(t.poll(cx));
+        }
+        let timeout = this.shared.policy.attempt_timeout.unwrap_or_default();
+        Poll::Ready(Err(AttemptTimedOut::new(timeout, *this.attempts).into()))
+    }
+
+    /// An attempt failed with a retryable `result`: either the result to return (retrying
+    /// stops) or `None` with the wait before the next attempt set up.
+    #[inline(never)]
+    fn failed(
+        self: Pin<&mut Self>,
+        result: Result<S::Response, BoxError>,
+        reason: &'static str,
+        pushback: Pushback,
+    ) -> Option<Result<S::Response, BoxError>> {
+        let mut this = self.project();
+        let shared = &**this.shared;
+        let Some(req) = this.request.as_ref() else {
+            // No copy kept: the request may not be replayed, or this was the last allowed
+            // attempt.
+            if *this.attempts >= shared.policy.max_attempts {
+                shared.exhausted(*this.attempts, StopReason::MaxAttempts, Instant::now());
+            }
+            return Some(result);
+        };
+        let now = Instant::now();
+        let failed = Failed {
+            attempts: *this.attempts,
+            now,
+            start: this.start.unwrap_or(now),
+            deadline: Constraints::from_request(req).and_then(|c| c.deadline()),
+            level: shared.monitor.level(),
+            pushback,
+            previous: *this.previous,
+        };
+        let delay = match shared.policy.next_delay(&failed, &*shared.rng) {
+            Ok(d) => d,
+            Err(stop) => {
+                shared.exhausted(*this.attempts, stop, now);
+                return Some(result);
+            }
+        };
+        if let Some(budget) = &shared.budget {
+            // This layer's pending first attempts reach the budget before it is asked.
+            shared.tally.flush(Some(budget), Some(now));
+            if !budget.withdraw_at(now) {
+                if let Some(count) = budget.note_refusal(now) {
+                    shared.emit(RetryEventKind::BudgetExhausted { count }, now);
+                }
+                shared.exhausted(*this.attempts, StopReason::Budget, now);
+                // The original result, not a new error.
+                return Some(result);
+            }
+        }
+        shared.emit(
+            RetryEventKind::Attempt {
+                attempt: *this.attempts + 1,
+                delay,
+                reason: Arc::from(reason),
+            },
+            now,
+        );
+        *this.previous = delay;
+        let wake = now + delay;
+        match this.timer.as_mut().as_pin_mut() {
+            Some(t) => t.reset(wake),
+            None => this.timer.set(Some(tokio::time::sleep_until(wake))),
+        }
+        this.state.set(State::Waiting { last: Some(result) });
+        None
+    }
+
+    /// Waiting for the backoff, then for the service, then the next attempt: `Some` result to
+    /// return when retrying is called off, `None` once the next attempt is called.
+    #[inline(never)]
+    fn poll_between(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<S::Response, BoxError>>> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Called { fut } => {
-                    let result = match fut.poll(cx) {
-                        Poll::Ready(r) => r.map_err(Into::into),
-                        Poll::Pending => match this.timer.as_mut().as_pin_mut() {
-                            Some(t) => {
-                                ready!(t.poll(cx));
-                                let timeout =
-                                    this.shared.policy.attempt_timeout.unwrap_or_default();
-                                Err(AttemptTimedOut::new(timeout, *this.attempts).into())
-                            }
-                            None => return Poll::Pending,
-                        },
-                    };
-                    let shared = &**this.shared;
-                    let (reason, pushback) = match shared.classifier.classify(&result) {
-                        Verdict::Done => return Poll::Ready(result),
-                        Verdict::Retry { reason, pushback } => (reason, pushback),
-                    };
-                    let Some(req) = this.request.as_ref() else {
-                        // No copy kept: the request may not be replayed, or this was the
-                        // last allowed attempt.
-                        if *this.attempts >= shared.policy.max_attempts {
-                            shared.exhausted(
-                                *this.attempts,
-                                StopReason::MaxAttempts,
-                                Instant::now(),
-                            );
-                        }
-                        return Poll::Ready(result);
-                    };
-                    let now = Instant::now();
-                    let failed = Failed {
-                        attempts: *this.attempts,
-                        now,
-                        start: this.start.unwrap_or(now),
-                        deadline: Constraints::from_request(req).and_then(|c| c.deadline()),
-                        level: shared.monitor.level(),
-                        pushback,
-                        previous: *this.previous,
-                    };
-                    let delay = match shared.policy.next_delay(&failed, &*shared.rng) {
-                        Ok(d) => d,
-                        Err(stop) => {
-                            shared.exhausted(*this.attempts, stop, now);
-                            return Poll::Ready(result);
-                        }
-                    };
-                    if let Some(budget) = &shared.budget
-                        && !budget.withdraw_at(now)
-                    {
-                        if let Some(count) = budget.note_refusal(now) {
-                            shared.emit(RetryEventKind::BudgetExhausted { count }, now);
-                        }
-                        shared.exhausted(*this.attempts, StopReason::Budget, now);
-                        // The original result, not a new error.
-                        return Poll::Ready(result);
-                    }
-                    shared.emit(
-                        RetryEventKind::Attempt {
-                            attempt: *this.attempts + 1,
-                            delay,
-                            reason: Arc::from(reason),
-                        },
-                        now,
-                    );
-                    *this.previous = delay;
-                    *this.last = Some(result);
-                    let wake = now + delay;
-                    match this.timer.as_mut().as_pin_mut() {
-                        Some(t) => t.reset(wake),
-                        None => this.timer.set(Some(tokio::time::sleep_until(wake))),
-                    }
-                    this.state.set(State::Waiting);
-                }
-                StateProj::Waiting => {
+                StateProj::Called { .. } => return Poll::Ready(None),
+                StateProj::Waiting { last } => {
                     if let Some(t) = this.timer.as_mut().as_pin_mut() {
                         ready!(t.poll(cx));
                     }
@@ -224,20 +280,21 @@ where
                             StopReason::Pressure(level),
                             Instant::now(),
                         );
-                        if let Some(last) = this.last.take() {
-                            return Poll::Ready(last);
+                        if let Some(last) = last.take() {
+                            return Poll::Ready(Some(last));
                         }
                     }
                     // Release the failed response (a connection, a body) before retrying.
-                    *this.last = None;
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {
-                    ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
                     let Some(req) = this.request.take() else {
                         // Unreachable: `Waiting` is only entered with a request kept. Fail
                         // rather than panic.
-                        return Poll::Ready(Err("retry lost its request".into()));
+                        return Poll::Ready(Some(Err("retry lost its request".into())));
                     };
                     *this.attempts += 1;
                     this.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -253,6 +310,7 @@ where
                     }
                     let fut = this.service.call(req);
                     this.state.set(State::Called { fut });
+                    return Poll::Ready(None);
                 }
             }
         }

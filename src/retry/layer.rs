@@ -3,10 +3,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tower_layer::Layer;
 
 use super::backoff::{Backoff, FastRng, Rng};
-use super::budget::RetryBudget;
+use super::budget::{RetryBudget, Tally};
 use super::classify::DefaultClassifier;
 use super::policy::RetryPolicy;
 use super::service::Retry;
@@ -53,19 +55,20 @@ pub(crate) struct Shared<C> {
     pub(crate) classifier: C,
     /// Whether `call` must read the clock (a total time bound is set).
     pub(crate) needs_start: bool,
+    /// `max_attempts > 1`: whether a request may ever be replayed (computed once).
+    pub(crate) replays: bool,
+    /// First attempts, carried to the budget in batches (one atomic add per request).
+    pub(crate) tally: Tally,
     /// Cumulative counters for status pages.
     pub(crate) counters: Counters,
 }
 
 /// Cumulative counters of a layer. Every update is a `Relaxed` `fetch_add`: they are
 /// statistics, publish no other memory, and are read as independent snapshots, so no
-/// ordering with anything else is needed. `requests` is the only one touched on the
-/// success path (one uncontended-in-the-common-case increment per call); the others move
-/// only when an attempt fails.
+/// ordering with anything else is needed. They move only when an attempt fails; first
+/// attempts are counted by the [`Tally`] in [`Shared`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    /// First attempts (calls of the service).
-    pub(crate) requests: AtomicU64,
     /// Retry attempts started.
     pub(crate) retries: AtomicU64,
     /// Requests that ended on a retryable failure because retrying was stopped (attempts,
@@ -103,16 +106,19 @@ impl RetryLayer {
 fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
     // Invariant: `RetryPolicy::default()` and `RetryBudget::default()` pass validation (see the
     // `defaults_are_valid` test); this branch only exists to avoid a panic path.
+    let budget = RetryBudget::default();
     RetryLayer {
         shared: Arc::new(Shared {
             name: Arc::from("retry"),
             policy: RetryPolicy::default(),
-            budget: Some(RetryBudget::default()),
+            tally: Tally::new(Some(&budget), Instant::now()),
+            budget: Some(budget),
             events: monitor.events().clone(),
             monitor,
             rng: Box::new(FastRng),
             classifier: DefaultClassifier,
             needs_start: false,
+            replays: true,
             counters: Counters::default(),
         }),
     }
@@ -139,8 +145,10 @@ impl<C> RetryLayer<C> {
     pub fn stats(&self) -> RetryStats {
         let c = &self.shared.counters;
         let b = self.shared.budget.as_ref();
+        // Hand the pending first attempts to the budget, so that `budget_available` is exact.
+        self.shared.tally.flush(b, b.map(|_| Instant::now()));
         RetryStats {
-            requests: c.requests.load(Ordering::Relaxed),
+            requests: self.shared.tally.total(),
             retries: c.retries.load(Ordering::Relaxed),
             gave_up: c.gave_up.load(Ordering::Relaxed),
             budget_granted: b.map_or(0, RetryBudget::withdrawn),
@@ -319,8 +327,12 @@ impl<C> RetryLayerBuilder<C> {
             BudgetChoice::None => None,
         };
         let needs_start = self.policy.time_bound.is_some();
+        let replays = self.policy.max_attempts > 1;
+        let tally = Tally::new(budget.as_ref(), Instant::now());
         Ok(RetryLayer {
             shared: Arc::new(Shared {
+                tally,
+                replays,
                 name: self.name,
                 events: self.events.unwrap_or_else(|| self.monitor.events().clone()),
                 monitor: self.monitor,

@@ -71,26 +71,22 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        // The two atomic increments first, back to back: a locked instruction waits for
+        // every pending store, and few are pending yet (after the request's copy, many).
+        let arc = self.shared.clone();
         let shared = &*self.shared;
-        // Relaxed: a statistic (see `Counters`).
-        shared
-            .counters
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let replay = if shared.policy.max_attempts > 1 && shared.classifier.may_retry(&req) {
-            Some(req.clone())
-        } else {
-            None
-        };
-        if let Some(b) = &shared.budget {
-            // Clock-free on 31 calls of 32 (see `RetryBudget::deposit`).
-            b.deposit();
-        }
+        // One atomic add: counts the request and deposits it (in a batch) into the budget.
+        shared.tally.record(shared.budget.as_ref());
         // The clock is read only when a total time bound needs the start time.
         let start = shared.needs_start.then(crate::clock::call_time);
-        let fut = self.inner.call(req);
         // As tower's `Retry`: the called (ready) service stays here; the future gets a clone
         // that it drives to readiness before each retry.
-        ResponseFuture::new(fut, self.inner.clone(), self.shared.clone(), replay, start)
+        ResponseFuture::new(
+            &mut self.inner,
+            arc,
+            req,
+            |req| (shared.replays && shared.classifier.may_retry(req)).then(|| req.clone()),
+            start,
+        )
     }
 }
