@@ -34,10 +34,8 @@ mod sealed {
 impl<R> Finish<R> for ResponseEnd {
     type Output = R;
     #[inline]
-    fn finish(res: R, mut permit: Permit) -> R {
-        permit.completed_now();
-        permit.finish(false);
-        drop(permit);
+    fn finish(res: R, permit: Permit) -> R {
+        permit.complete(false);
         res
     }
 }
@@ -177,15 +175,14 @@ where
         }
         let res = ready!(fut.poll(cx));
         this.fut.set(None);
-        let State::Admitted(mut permit) = std::mem::replace(this.state, State::Done) else {
+        let State::Admitted(permit) = std::mem::replace(this.state, State::Done) else {
             return Poll::Ready(Err("adaptive concurrency future lost its permit".into()));
         };
         Poll::Ready(match res {
             Ok(r) => Ok(M::finish(r, permit)),
             Err(e) => {
-                permit.completed_now();
                 let as_drop = permit.errors_as_drops();
-                permit.finish(as_drop);
+                permit.complete(as_drop);
                 Err(e.into())
             }
         })

@@ -34,6 +34,13 @@ thread_local! {
     static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
+/// The start of a timed request (out of line: at most one request in 256 is timed).
+#[cold]
+#[inline(never)]
+fn timed_start() -> Stamp {
+    crate::clock::stamp()
+}
+
 /// `true` for one request in `mask + 1` (a power of two) on this thread: a mask, not a
 /// modulo, since an integer division costs more than the rest of the decision.
 #[inline]
@@ -582,9 +589,6 @@ pub struct Permit {
     class: Priority,
     /// `None` when this request's latency is not timed (see `Shared::sample_every`).
     start: Option<Stamp>,
-    /// The completion time, when the response future completed (`None` until then, and
-    /// when the permit outlives the future: at body end it is read then).
-    end: Option<Instant>,
     outcome: Outcome,
 }
 
@@ -604,8 +608,7 @@ impl Permit {
             shared,
             class,
             // The call time shared with the layers around this one (`crate::clock`).
-            start: measure.then(crate::clock::stamp),
-            end: None,
+            start: if measure { Some(timed_start()) } else { None },
             outcome: Outcome::Pending,
         }
     }
@@ -625,12 +628,25 @@ impl Permit {
         self.start.is_some()
     }
 
-    /// Takes the completion time (shared along the stack) in the poll where the response
-    /// future completed.
+    /// Finishes the request in the poll where its response future completed: a timed one
+    /// records its latency to the completion time shared along the stack (`crate::clock`).
     #[inline]
-    pub(crate) fn completed_now(&mut self) {
+    pub(crate) fn complete(mut self, dropped: bool) {
+        self.finish(dropped);
+        if self.start.is_some() {
+            self.complete_timed();
+        }
+    }
+
+    // Out of line: one request in up to 256 is timed, and inlining this grows every poll.
+    #[cold]
+    #[inline(never)]
+    fn complete_timed(&mut self) {
         if let Some(s) = self.start {
-            self.end = Some(s.done());
+            let end = s.done();
+            self.shared
+                .release(self.class, Some(s.at), Some(end), self.outcome);
+            self.outcome = Outcome::Disarmed;
         }
     }
 
@@ -662,8 +678,7 @@ impl Drop for Permit {
             }
             _ => {
                 let start = self.start.map(|s| s.at);
-                self.shared
-                    .release(self.class, start, self.end, self.outcome);
+                self.shared.release(self.class, start, None, self.outcome);
             }
         }
     }
