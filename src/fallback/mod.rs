@@ -73,7 +73,7 @@
 //!
 //! # Where it sits
 //!
-//! Outside the outbound stack: `Fallback → Alert → Degradation → Retry → CircuitBreaker →
+//! Outside the outbound stack: `Fallback → Alert → Retry → Degradation → CircuitBreaker →
 //! timeout → client`. The primary's retries, breaker and timeout run first, and the fallback
 //! sees their verdict: a fast `CircuitOpen` (with the breaker's remaining open time as
 //! retry-after), `Overloaded`, a timeout, or the last error after retrying stopped. An
