@@ -93,7 +93,11 @@ where
             state: State::Called {
                 fut: service.call(req),
             },
-            timer: shared.policy.attempt_timeout.map(tokio::time::sleep),
+            // From the call time the stack already read, if any (`crate::clock`).
+            timer: shared
+                .policy
+                .attempt_timeout
+                .map(|d| tokio::time::sleep_until(crate::clock::call_time() + d)),
             service: service.clone(),
             shared,
             start,
