@@ -25,7 +25,9 @@
 //!   it costs no allocation, where a copy taken after degradation would copy its extension
 //!   map. A deadline the caller put on the request (`Constraints::with_deadline`, or the
 //!   inbound stack's constraints forwarded) is kept across attempts: the retry layer never
-//!   sleeps past it, and degradation keeps the earlier of it and its own.
+//!   sleeps past it, and degradation keeps the earlier of it and its own. A deadline set
+//!   with `DegradationLayer::deadline` on this stack is therefore per attempt; bound the
+//!   whole call with the retry layer's `time_bound` or with a deadline on the request.
 //!
 //! Every part can be replaced (`.breaker(..)`, `.retry(..)`, ...) or removed
 //! (`.without_breaker()`, ...). The default parts share the stack's monitor and report to its

@@ -164,8 +164,13 @@ where
         }
         if this.sleep.is_none() {
             let from = this.called.unwrap_or_else(Instant::now);
-            this.sleep
-                .set(Some(tokio::time::sleep_until(from + *this.timeout)));
+            // A timeout too large to add (`Duration::MAX` for "none") sleeps "forever", as
+            // `tokio::time::sleep` does, instead of overflowing.
+            let sleep = match from.checked_add(*this.timeout) {
+                Some(deadline) => tokio::time::sleep_until(deadline),
+                None => tokio::time::sleep(*this.timeout),
+            };
+            this.sleep.set(Some(sleep));
         }
         match this.sleep.as_pin_mut() {
             Some(sleep) => {
@@ -206,6 +211,12 @@ mod tests {
 
         let svc =
             TimeoutLayer::new(Duration::from_millis(100)).layer(slow(Duration::from_millis(99)));
+        svc.oneshot(()).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_timeout_never_fires_and_does_not_overflow() {
+        let svc = TimeoutLayer::new(Duration::MAX).layer(slow(Duration::from_secs(3600)));
         svc.oneshot(()).await.unwrap();
     }
 

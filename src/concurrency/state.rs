@@ -486,7 +486,7 @@ impl Shared {
                 return false;
             };
             self.word.fetch_add(delta, Ordering::Relaxed);
-            match tx.send(Permit::new(self.clone(), Priority::Critical, true)) {
+            match tx.send(Permit::handed_off(self.clone())) {
                 Ok(()) => return true,
                 Err(mut p) => {
                     // The waiter gave up meanwhile: undo, and let this permit vanish quietly.
@@ -609,6 +609,18 @@ impl Permit {
             class,
             // The call time shared with the layers around this one (`crate::clock`).
             start: if measure { Some(timed_start()) } else { None },
+            outcome: Outcome::Pending,
+        }
+    }
+
+    /// A slot handed to a queued Critical request by a release. Timed from now on a clock
+    /// read of its own: a release may run inside another request's `call`, whose shared
+    /// call time (`crate::clock`) belongs to that request.
+    fn handed_off(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            class: Priority::Critical,
+            start: Some(Stamp::solo(Instant::now())),
             outcome: Outcome::Pending,
         }
     }

@@ -47,9 +47,10 @@ impl DegradationLayer {
 impl<H: Clone> DegradationLayer<H> {
     /// Sets a deadline `timeout` after each request arrives, carried in
     /// [`Constraints::deadline`](crate::Constraints::deadline) for handlers and for the retry
-    /// layer. It runs from the call time the stack already read (`crate::clock`); alone, the
+    /// layer in front of it. It runs from the call time the stack already read; alone, the
     /// layer reads the clock once per request. An earlier deadline already on the request is
-    /// kept.
+    /// kept. Behind a retry layer (as in `ResilienceStack::outbound`) each attempt gets its
+    /// own deadline.
     pub fn deadline(self, timeout: Duration) -> Self {
         let s = &*self.shared;
         Self {

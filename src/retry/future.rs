@@ -94,10 +94,13 @@ where
                 fut: service.call(req),
             },
             // From the call time the stack already read, if any (`crate::clock`).
-            timer: shared
-                .policy
-                .attempt_timeout
-                .map(|d| tokio::time::sleep_until(crate::clock::call_time() + d)),
+            timer: shared.policy.attempt_timeout.map(|d| {
+                match crate::clock::call_time().checked_add(d) {
+                    Some(deadline) => tokio::time::sleep_until(deadline),
+                    // Too large to add: "forever", as `tokio::time::sleep` does.
+                    None => tokio::time::sleep(d),
+                }
+            }),
             service: service.clone(),
             shared,
             start,
