@@ -694,3 +694,31 @@ async fn real_server_503_switches_to_the_alternate_provider() {
     assert_eq!(res.headers()["retry-after"], "60");
     server.abort();
 }
+
+/// An alternate provider that answers a failure (a 503 of its own) is handed over unmarked
+/// and counted as a failed fallback (it was used, and it failed).
+#[tokio::test]
+async fn alternate_answering_a_failure_counts_as_failed_and_is_unmarked() {
+    let down = |_: Request<()>| async {
+        Ok::<_, BoxError>(
+            Response::builder()
+                .status(503)
+                .body(String::from("down"))
+                .unwrap(),
+        )
+    };
+    let layer = FallbackLayer::service(service_fn(down))
+        .trigger(ServerErrors)
+        .mark(FallbackHeader)
+        .build()
+        .unwrap();
+    let res = layer
+        .layer(service_fn(down))
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().get("x-fallback").is_none(), "not marked");
+    let st = layer.stats();
+    assert_eq!((st.used, st.failed), (1, 1));
+}

@@ -154,11 +154,14 @@ where
         let original = this.original.take();
         Poll::Ready(match result {
             Ok(mut res) => {
-                // A queued retry may answer a failure again: hand it over unmarked.
+                // A queued retry (or an alternate provider) may answer a failure again: hand it
+                // over unmarked, and count the fallback as failed.
                 if shared.trigger.on_response(&res).is_none() {
                     shared
                         .marker
                         .mark(&mut res, &FallbackUsed::new(kind, *this.age));
+                } else {
+                    shared.failed();
                 }
                 Ok(res)
             }
