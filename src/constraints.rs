@@ -1,7 +1,8 @@
 //! [`Constraints`]: what a request may spend right now.
 //!
-//! The [`DegradationLayer`](crate::degradation::DegradationLayer) inserts one `Constraints`
-//! value into every request's extensions; handlers read it and do less under pressure: fewer
+//! The [`DegradationLayer`](crate::degradation::DegradationLayer) puts one `Constraints`
+//! value on every request (in its extensions, or in a field of its own: see
+//! [`HasExtensions`]); handlers read it and do less under pressure: fewer
 //! entities, no optional analysis, simpler methods, smaller embeddings, smaller LLM budgets.
 //! The helpers mirror seed 000's `ResourceConstraints` API.
 
@@ -26,11 +27,46 @@ use crate::pressure::{PressureLevel, Signal};
 /// }
 /// # let _ = Job { id: 1, ext: Default::default() }.id;
 /// ```
+///
+/// The [`Constraints`] of a request live in its extension map by default, and the map's first
+/// insert allocates it (three allocations). A request type with a field of its own for them
+/// overrides [`constraints`](HasExtensions::constraints) and
+/// [`set_constraints`](HasExtensions::set_constraints), and then goes through every layer of
+/// the crate, a whole `ResilienceStack` included, without allocating:
+///
+/// ```
+/// use tower_pressure::{Constraints, constraints::HasExtensions};
+/// #[derive(Clone)]
+/// struct Job { id: u64, constraints: Option<Constraints>, ext: http::Extensions }
+/// impl HasExtensions for Job {
+///     fn extensions(&self) -> &http::Extensions { &self.ext }
+///     fn extensions_mut(&mut self) -> &mut http::Extensions { &mut self.ext }
+///     fn constraints(&self) -> Option<&Constraints> { self.constraints.as_ref() }
+///     fn set_constraints(&mut self, c: Constraints) { self.constraints = Some(c); }
+/// }
+/// let mut job = Job { id: 1, constraints: None, ext: Default::default() };
+/// job.set_constraints(Constraints::default());
+/// assert!(Constraints::from_request(&job).is_some());
+/// assert!(job.ext.is_empty(), "nothing went into the map");
+/// # let _ = job.id;
+/// ```
 pub trait HasExtensions {
     /// The extensions map.
     fn extensions(&self) -> &http::Extensions;
     /// The extensions map, mutably.
     fn extensions_mut(&mut self) -> &mut http::Extensions;
+    /// The request's constraints, set by a
+    /// [`DegradationLayer`](crate::degradation::DegradationLayer) or the caller. By default
+    /// read from the extension map.
+    fn constraints(&self) -> Option<&Constraints> {
+        self.extensions().get::<Constraints>()
+    }
+    /// Stores the request's constraints. By default in the extension map (which allocates
+    /// the map on its first insert); override it together with
+    /// [`constraints`](HasExtensions::constraints) to keep them in a field.
+    fn set_constraints(&mut self, constraints: Constraints) {
+        self.extensions_mut().insert(constraints);
+    }
 }
 
 impl<B> HasExtensions for http::Request<B> {
@@ -167,7 +203,7 @@ impl Constraints {
 
     /// Reads the constraints of a request; `None` when no `DegradationLayer` ran.
     pub fn from_request<R: HasExtensions + ?Sized>(req: &R) -> Option<Constraints> {
-        req.extensions().get::<Constraints>().copied()
+        req.constraints().copied()
     }
 
     /// The pressure level the constraints were derived from.

@@ -40,14 +40,14 @@ impl<S, H> Degradation<S, H> {
 impl Shared {
     /// Inserts the constraints (and opt-in extensions) for the current level; returns the level.
     #[inline]
-    pub(crate) fn constrain(
+    pub(crate) fn constrain<R: HasExtensions + ?Sized>(
         &self,
-        ext: &mut http::Extensions,
+        req: &mut R,
     ) -> (PressureLevel, crate::pressure::Signal) {
         let (level, signal, value) = self.monitor.level_and_cause();
         let mut c = self.policy.constraints(level);
         c.cause = crate::constraints::Cause { signal, value };
-        if let Some(p) = ext.get::<Priority>() {
+        if let Some(p) = req.extensions().get::<Priority>() {
             c.priority = *p;
         }
         if let Some(d) = self.deadline {
@@ -56,11 +56,11 @@ impl Shared {
         }
         // A deadline already on the request (set by the caller, or by a stack upstream) is
         // kept when it is earlier: degradation only ever tightens it.
-        if let Some(prev) = ext.get::<Constraints>().and_then(Constraints::deadline) {
+        if let Some(prev) = req.constraints().and_then(Constraints::deadline) {
             c.deadline = Some(c.deadline.map_or(prev, |d| d.min(prev)));
         }
-        ext.insert::<Constraints>(c);
-        self.policy.apply_extensions(level, ext);
+        req.set_constraints(c);
+        self.policy.apply_extensions(level, req.extensions_mut());
         (level, signal)
     }
 }
@@ -81,7 +81,7 @@ where
 
     #[inline]
     fn call(&mut self, mut req: Req) -> Self::Future {
-        self.shared.constrain(req.extensions_mut());
+        self.shared.constrain(&mut req);
         self.inner.call(req)
     }
 }
@@ -144,7 +144,7 @@ mod http_header {
         }
 
         fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
-            let (level, signal) = self.shared.constrain(req.extensions_mut());
+            let (level, signal) = self.shared.constrain(&mut req);
             let value = if level > PressureLevel::Normal {
                 let name = self.shared.monitor.signal_name(signal);
                 // Signal names are ours or user gauge names; anything not valid in a header
