@@ -401,7 +401,39 @@ fn summary() {
     }
 }
 
+/// `n` calls of one case, for `valgrind --tool=callgrind --toggle-collect='*counted*'`
+/// (instruction counts repeat exactly, whatever the machine's load):
+///
+/// ```text
+/// STACK_COUNT=outbound STACK_N=20000 valgrind --tool=callgrind --toggle-collect='*counted*' <bench binary>
+/// ```
+#[inline(never)]
+fn counted<S: Service<Req>>(rt: &tokio::runtime::Runtime, svc: &mut S, n: u64) {
+    rt.block_on(drive(svc, n));
+}
+
+fn count_mode(which: &str) {
+    let n: u64 = std::env::var("STACK_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let rt = runtime();
+    let Some(case) = Case::ALL.into_iter().find(|c| c.id() == which) else {
+        eprintln!("STACK_COUNT: one of bare, inbound, outbound, tower, tower_resilience");
+        return;
+    };
+    with_service!(case, |svc| {
+        let mut svc = svc;
+        rt.block_on(drive(&mut svc, 1_000)); // warm-up, not counted
+        counted(&rt, &mut svc, n);
+    });
+}
+
 fn main() {
+    if let Ok(which) = std::env::var("STACK_COUNT") {
+        count_mode(&which);
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
     c.final_summary();
