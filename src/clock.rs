@@ -28,6 +28,8 @@
 //! Under the loom build the cells are off (loom runs its threads on one OS thread), and
 //! every layer reads the clock itself.
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 #[cfg(not(tower_pressure_loom))]
@@ -101,6 +103,17 @@ mod cells {
 #[inline]
 pub(crate) fn call_time() -> Instant {
     cells::call().unwrap_or_else(Instant::now)
+}
+
+/// `from + d`, or a point about 30 years ahead when that does not fit (what
+/// `tokio::time::sleep` does for a duration too large to add): a `Duration::MAX` timeout or
+/// deadline means "never" instead of a panic on the request path.
+#[inline]
+pub(crate) fn deadline(from: Instant, d: Duration) -> Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+    from.checked_add(d)
+        .or_else(|| from.checked_add(FAR_FUTURE))
+        .unwrap_or(from)
 }
 
 /// The open call scope's time, if a timing layer around this call already read it.
@@ -322,6 +335,20 @@ mod tests {
         tokio::time::advance(Duration::from_millis(3)).await;
         before_poll();
         assert_eq!(st.done(), st.at + Duration::from_millis(3));
+    }
+
+    #[test]
+    fn deadline_saturates_far_ahead_instead_of_overflowing() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(3)),
+            now + Duration::from_secs(3)
+        );
+        let never = deadline(now, Duration::MAX);
+        assert!(
+            never > now + Duration::from_secs(86_400 * 365 * 29),
+            "{never:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

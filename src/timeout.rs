@@ -164,13 +164,8 @@ where
         }
         if this.sleep.is_none() {
             let from = this.called.unwrap_or_else(Instant::now);
-            // A timeout too large to add (`Duration::MAX` for "none") sleeps "forever", as
-            // `tokio::time::sleep` does, instead of overflowing.
-            let sleep = match from.checked_add(*this.timeout) {
-                Some(deadline) => tokio::time::sleep_until(deadline),
-                None => tokio::time::sleep(*this.timeout),
-            };
-            this.sleep.set(Some(sleep));
+            let deadline = crate::clock::deadline(from, *this.timeout);
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
         }
         match this.sleep.as_pin_mut() {
             Some(sleep) => {

@@ -119,6 +119,21 @@ async fn policy_extensions_and_deadline() {
     assert_eq!(tokens, Some(MaxTokens(256)));
 }
 
+/// `Duration::MAX` as the deadline means "none in practice": no overflow on the request path,
+/// and the handler sees decades left.
+#[tokio::test(start_paused = true)]
+async fn huge_deadline_does_not_overflow() {
+    let (monitor, _memory) = memory_monitor();
+    let svc = ServiceBuilder::new()
+        .layer(DegradationLayer::new(monitor).deadline(Duration::MAX))
+        .service(service_fn(|req: Request<()>| async move {
+            let c = Constraints::from_request(&req).unwrap();
+            Ok::<_, Infallible>(c.remaining(tokio::time::Instant::now()).unwrap())
+        }));
+    let left = svc.oneshot(Request::new(())).await.unwrap();
+    assert!(left > Duration::from_secs(86_400 * 365 * 29), "{left:?}");
+}
+
 async fn describe(c: Constraints) -> String {
     format!(
         "level={} entities={} skip_optional={}",

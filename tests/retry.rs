@@ -218,6 +218,22 @@ async fn per_attempt_timeout() {
     assert_eq!(t.to_string(), "attempt 3 timed out after 500ms");
 }
 
+/// `Duration::MAX` as an attempt timeout means "none": neither the first attempt nor a
+/// retried one overflows the clock.
+#[tokio::test(start_paused = true)]
+async fn huge_attempt_timeout_means_none_on_every_attempt() {
+    let (m, _) = monitor();
+    let flaky = Flaky::new(2);
+    let svc = RetryLayer::builder(m)
+        .backoff(fixed(ms(10)))
+        .attempt_timeout(Duration::MAX)
+        .build()
+        .unwrap()
+        .layer_svc(flaky.clone());
+    assert_eq!(svc.oneshot(Request::new(())).await.unwrap(), "ok");
+    assert_eq!(flaky.count(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn pressure_suppresses_and_stretches() {
     let (m, manual) = monitor();

@@ -52,7 +52,7 @@ impl Shared {
         }
         if let Some(d) = self.deadline {
             // The request's call time, shared with the other layers (`crate::clock`).
-            c.deadline = Some(crate::clock::call_time() + d);
+            c.deadline = Some(crate::clock::deadline(crate::clock::call_time(), d));
         }
         // A deadline already on the request (set by the caller, or by a stack upstream) is
         // kept when it is earlier: degradation only ever tightens it.

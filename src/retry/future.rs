@@ -95,11 +95,7 @@ where
             },
             // From the call time the stack already read, if any (`crate::clock`).
             timer: shared.policy.attempt_timeout.map(|d| {
-                match crate::clock::call_time().checked_add(d) {
-                    Some(deadline) => tokio::time::sleep_until(deadline),
-                    // Too large to add: "forever", as `tokio::time::sleep` does.
-                    None => tokio::time::sleep(d),
-                }
+                tokio::time::sleep_until(crate::clock::deadline(crate::clock::call_time(), d))
             }),
             service: service.clone(),
             shared,
@@ -309,10 +305,13 @@ where
                         *this.request = Some(req.clone());
                     }
                     match this.shared.policy.attempt_timeout {
-                        Some(t) => match this.timer.as_mut().as_pin_mut() {
-                            Some(timer) => timer.reset(Instant::now() + t),
-                            None => this.timer.set(Some(tokio::time::sleep(t))),
-                        },
+                        Some(t) => {
+                            let deadline = crate::clock::deadline(Instant::now(), t);
+                            match this.timer.as_mut().as_pin_mut() {
+                                Some(timer) => timer.reset(deadline),
+                                None => this.timer.set(Some(tokio::time::sleep_until(deadline))),
+                            }
+                        }
                         None => this.timer.set(None),
                     }
                     let fut = this.service.call(req);
