@@ -66,6 +66,8 @@
 )]
 
 pub mod alert;
+#[cfg(feature = "http")]
+pub mod body;
 pub mod builder;
 pub mod circuit_breaker;
 mod clock;

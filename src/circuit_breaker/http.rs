@@ -2,12 +2,9 @@
 //! `CircuitOpen` → `503 Service Unavailable` + `Retry-After` mapping.
 
 use std::borrow::Cow;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
 use http::{HeaderName, HeaderValue, StatusCode};
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
+use http_body::Body;
 
 use super::classify::{Classify, Complete, Outcome};
 use super::error::CircuitOpen;
@@ -79,52 +76,24 @@ where
             permit.record(outcome);
             None
         };
-        Ok(res.map(|inner| ObservedBody { inner, permit }))
+        Ok(res.map(|inner| ObservedBody::new(inner, permit)))
     }
 }
 
-pin_project! {
-    /// A response body that records the call's outcome when it ends (see [`ObserveBody`]).
-    #[derive(Debug)]
-    pub struct ObservedBody<B> {
-        #[pin]
-        inner: B,
-        permit: Option<Permit>,
-    }
-}
+/// A response body that records the call's outcome when it ends (see [`ObserveBody`]):
+/// success at its end, failure on a body error, and nothing (the permit is released) when it
+/// is dropped unfinished.
+pub type ObservedBody<B> = crate::body::GuardedBody<B, Permit>;
 
-impl<B: Body> Body for ObservedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
+impl crate::body::sealed::Sealed for Permit {}
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
-            None => {
-                if let Some(p) = this.permit.take() {
-                    p.success();
-                }
-            }
-            Some(Err(_)) => {
-                if let Some(p) = this.permit.take() {
-                    p.failure();
-                }
-            }
-            Some(Ok(_)) => {}
+impl crate::body::BodyGuard for Permit {
+    fn body_ended(self, errored: bool) {
+        if errored {
+            self.failure();
+        } else {
+            self.success();
         }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -1,65 +1,23 @@
 //! HTTP: a body that holds the slot until its end, and the 503/429 mapping of refusals.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
+use http_body::Body;
 
 use super::error::Overloaded;
 use super::future::Finish;
 use super::service::BodyEnd;
 use super::state::Permit;
 
-pin_project! {
-    /// A response body that holds the request's concurrency slot until the body ends (or
-    /// is dropped), and records the latency to its end.
-    #[derive(Debug)]
-    pub struct PermitBody<B> {
-        #[pin]
-        inner: B,
-        permit: Option<Permit>,
-    }
-}
+/// A response body that holds the request's concurrency slot until the body ends (or is
+/// dropped), and records the latency to its end; a body error counts as a drop when
+/// `errors_as_drops` is set.
+pub type PermitBody<B> = crate::body::GuardedBody<B, Permit>;
 
-impl<B> PermitBody<B> {
-    /// The wrapped body.
-    pub fn get_ref(&self) -> &B {
-        &self.inner
-    }
-}
+impl crate::body::sealed::Sealed for Permit {}
 
-impl<B: Body> Body for PermitBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
-            None => finish(this.permit, false),
-            Some(Err(_)) => finish(this.permit, true),
-            Some(Ok(_)) => {}
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-fn finish(permit: &mut Option<Permit>, dropped: bool) {
-    if let Some(mut p) = permit.take() {
-        let as_drop = dropped && p.errors_as_drops();
-        p.finish(as_drop);
+impl crate::body::BodyGuard for Permit {
+    fn body_ended(mut self, errored: bool) {
+        let as_drop = errored && self.errors_as_drops();
+        self.finish(as_drop);
     }
 }
 
@@ -73,7 +31,7 @@ impl<B: Body> Finish<http::Response<B>> for BodyEnd {
         } else {
             Some(permit)
         };
-        res.map(|inner| PermitBody { inner, permit })
+        res.map(|inner| PermitBody::new(inner, permit))
     }
 }
 
