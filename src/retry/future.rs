@@ -23,9 +23,13 @@ use crate::constraints::HasExtensions;
 use crate::event::{Event, RetryEvent, RetryEventKind};
 
 pin_project! {
-    /// The response future of [`Retry`](super::Retry): drives attempts, waits and pushback
-    /// without allocating. Dropping it at any point cancels the attempt in flight and the
-    /// wait; nothing is held elsewhere.
+    /// The response future of [`Retry`](super::Retry): drives attempts, waits and pushback.
+    /// It allocates only when it must wait: one boxed timer, created for the first backoff
+    /// wait or for a per-attempt timeout on an attempt that is still pending after its first
+    /// poll, and reused for the rest of the request. A first attempt that succeeds without
+    /// waiting on a timer allocates nothing, and the future stays small (no inline timer to
+    /// move through every layer around it). Dropping it at any point cancels the attempt in
+    /// flight and the wait; nothing is held elsewhere.
     #[project = Proj]
     pub struct ResponseFuture<S, C, Req>
     where
@@ -33,9 +37,11 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, Result<S::Response, BoxError>>,
-        // The per-attempt timeout while an attempt runs, the backoff while waiting.
-        #[pin]
-        timer: Option<Sleep>,
+        // The per-attempt timeout while an attempt runs, the backoff while waiting; boxed
+        // and created only when first needed.
+        timer: Option<Pin<Box<Sleep>>>,
+        // When the attempt in flight times out (`None` without a per-attempt timeout).
+        attempt_deadline: Option<Instant>,
         service: S,
         shared: Arc<Shared<C>>,
         // A copy for the next attempt; `None` when the request may not be retried.
@@ -94,15 +100,25 @@ where
                 fut: service.call(req),
             },
             // From the call time the stack already read, if any (`crate::clock`).
-            timer: shared.policy.attempt_timeout.map(|d| {
-                tokio::time::sleep_until(crate::clock::deadline(crate::clock::call_time(), d))
-            }),
+            timer: None,
+            attempt_deadline: shared
+                .policy
+                .attempt_timeout
+                .map(|d| crate::clock::deadline(crate::clock::call_time(), d)),
             service: service.clone(),
             shared,
             start,
             previous: Duration::ZERO,
             attempts: 1,
         }
+    }
+}
+
+/// Arms `timer` for `at`, reusing its allocation when it already exists.
+fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
+    match timer {
+        Some(t) => t.as_mut().reset(at),
+        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
     }
 }
 
@@ -151,7 +167,7 @@ where
             let result = match this.state.project() {
                 StateProj::Called { fut } => match fut.poll(cx) {
                     Poll::Ready(r) => r.map_err(Into::into),
-                    Poll::Pending if this.timer.is_none() => return Poll::Pending,
+                    Poll::Pending if this.attempt_deadline.is_none() => return Poll::Pending,
                     Poll::Pending => ready!(self.as_mut().poll_attempt_timeout(cx)),
                 },
                 _ => {
@@ -185,9 +201,12 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<S::Response, BoxError>> {
-        let mut this = self.project();
-        if let Some(t) = this.timer.as_mut().as_pin_mut() {
-            ready!(t.poll(cx));
+        let this = self.project();
+        if let Some(deadline) = *this.attempt_deadline {
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            ready!(timer.as_mut().poll(cx));
         }
         let timeout = this.shared.policy.attempt_timeout.unwrap_or_default();
         Poll::Ready(Err(AttemptTimedOut::new(timeout, *this.attempts).into()))
@@ -251,10 +270,7 @@ where
         );
         *this.previous = delay;
         let wake = now + delay;
-        match this.timer.as_mut().as_pin_mut() {
-            Some(t) => t.reset(wake),
-            None => this.timer.set(Some(tokio::time::sleep_until(wake))),
-        }
+        set_timer(this.timer, wake);
         this.state.set(State::Waiting { last: Some(result) });
         None
     }
@@ -271,8 +287,8 @@ where
             match this.state.as_mut().project() {
                 StateProj::Called { .. } => return Poll::Ready(None),
                 StateProj::Waiting { last } => {
-                    if let Some(t) = this.timer.as_mut().as_pin_mut() {
-                        ready!(t.poll(cx));
+                    if let Some(t) = this.timer.as_mut() {
+                        ready!(t.as_mut().poll(cx));
                     }
                     let shared = &**this.shared;
                     let level = shared.monitor.level();
@@ -304,16 +320,14 @@ where
                     if *this.attempts < this.shared.policy.max_attempts {
                         *this.request = Some(req.clone());
                     }
-                    match this.shared.policy.attempt_timeout {
-                        Some(t) => {
-                            let deadline = crate::clock::deadline(Instant::now(), t);
-                            match this.timer.as_mut().as_pin_mut() {
-                                Some(timer) => timer.reset(deadline),
-                                None => this.timer.set(Some(tokio::time::sleep_until(deadline))),
-                            }
+                    *this.attempt_deadline = this.shared.policy.attempt_timeout.map(|t| {
+                        let deadline = crate::clock::deadline(Instant::now(), t);
+                        // The backoff's timer (if any) is re-armed for this attempt.
+                        if let Some(timer) = this.timer.as_mut() {
+                            timer.as_mut().reset(deadline);
                         }
-                        None => this.timer.set(None),
-                    }
+                        deadline
+                    });
                     let fut = this.service.call(req);
                     this.state.set(State::Called { fut });
                     return Poll::Ready(None);
