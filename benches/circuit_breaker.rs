@@ -1,6 +1,8 @@
 //! Closed-state overhead of the circuit breaker against a bare service, tower's
 //! `ConcurrencyLimit` and tower-resilience 0.13's circuit breaker, in the same run; single
-//! thread and two threads; plus heap allocations per call (counting global allocator).
+//! thread and two threads. The services are built by `support/breaker_cases.rs`; their heap
+//! allocations per call are counted by `cargo bench --bench allocs` (this binary runs on the
+//! system allocator).
 //!
 //! `cargo bench --bench circuit_breaker -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -8,76 +10,17 @@
 //! calls through the count-window breaker (plus `n` bare calls): run it under
 //! `valgrind --tool=callgrind` with two values of `n` and divide the difference.
 
-use std::future::Future;
-use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use tower::{Service, ServiceBuilder, service_fn};
-use tower_pressure::circuit_breaker::CircuitBreakerLayer;
+use tower::Service;
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+#[path = "support/visit.rs"]
+mod visit;
 
-/// Polls to completion with a no-op waker (every service here is ready at once or spins).
-fn block<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::hint::spin_loop();
-    }
-}
-
-fn call<S: Service<u64>>(svc: &mut S, i: u64) {
-    let mut cx = Context::from_waker(Waker::noop());
-    while svc.poll_ready(&mut cx).is_pending() {}
-    let _ = black_box(block(svc.call(black_box(i))));
-}
-
-type Bare =
-    tower::util::ServiceFn<fn(u64) -> std::future::Ready<Result<u64, std::convert::Infallible>>>;
-
-fn ready_ok(x: u64) -> std::future::Ready<Result<u64, std::convert::Infallible>> {
-    std::future::ready(Ok(x))
-}
-
-fn bare() -> Bare {
-    service_fn(ready_ok as fn(u64) -> _)
-}
-
-fn ours() -> impl Service<u64, Response = u64> + Clone + Send + 'static {
-    let layer = CircuitBreakerLayer::builder().build().expect("valid");
-    ServiceBuilder::new().layer(layer).service(bare())
-}
-
-fn ours_time_window() -> impl Service<u64, Response = u64> + Clone + Send + 'static {
-    let layer = CircuitBreakerLayer::builder()
-        .time_window(60)
-        .build()
-        .expect("valid");
-    ServiceBuilder::new().layer(layer).service(bare())
-}
-
-fn limit() -> impl Service<u64, Response = u64> + Clone + Send + 'static {
-    ServiceBuilder::new()
-        .concurrency_limit(1_000_000)
-        .service(bare())
-}
-
-fn resilience() -> impl Service<u64, Response = u64> + Clone + Send + 'static {
-    let layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
-        .failure_rate_threshold(0.5)
-        .sliding_window_size(100)
-        .build()
-        .expect("valid");
-    ServiceBuilder::new().layer(layer).service(bare())
-}
+#[path = "support/breaker_cases.rs"]
+mod breaker_cases;
+use breaker_cases::{bare, call, limit, ours, ours_time_window, resilience};
 
 /// Two threads, each calling its own clone of `svc` (so sharing whatever state the clones
 /// share) `iters` times; returns the slower thread's time: per call per thread.
@@ -111,18 +54,6 @@ fn two_threads_with<S: Service<u64> + Send + 'static>(
         .unwrap_or_default()
 }
 
-fn allocs_per_call<S: Service<u64>>(mut svc: S) -> f64 {
-    for i in 0..1000 {
-        call(&mut svc, i);
-    }
-    let region = Region::new(GLOBAL);
-    const N: u64 = 10_000;
-    for i in 0..N {
-        call(&mut svc, i);
-    }
-    region.change().allocations as f64 / N as f64
-}
-
 fn bench(c: &mut Criterion) {
     // tower-resilience's layer needs a runtime context for its internals.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -131,26 +62,8 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let _guard = rt.enter();
 
-    println!(
-        "allocations per call: bare {:.2}, tower-pressure {:.2}, tower-pressure time window {:.2}, ConcurrencyLimit {:.2}, tower-resilience {:.2}",
-        allocs_per_call(bare()),
-        allocs_per_call(ours()),
-        allocs_per_call(ours_time_window()),
-        allocs_per_call(limit()),
-        allocs_per_call(resilience()),
-    );
-
     let mut g = c.benchmark_group("closed_1_thread");
-    let mut s = bare();
-    g.bench_function("bare", |b| b.iter(|| call(&mut s, 1)));
-    let mut s = ours();
-    g.bench_function("tower_pressure", |b| b.iter(|| call(&mut s, 1)));
-    let mut s = ours_time_window();
-    g.bench_function("tower_pressure_time_window", |b| b.iter(|| call(&mut s, 1)));
-    let mut s = limit();
-    g.bench_function("concurrency_limit", |b| b.iter(|| call(&mut s, 1)));
-    let mut s = resilience();
-    g.bench_function("tower_resilience", |b| b.iter(|| call(&mut s, 1)));
+    breaker_cases::one_thread(&mut g);
     g.finish();
 
     let mut g = c.benchmark_group("closed_2_threads");

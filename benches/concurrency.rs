@@ -1,111 +1,25 @@
 //! Admission overhead of the adaptive concurrency layer, against a bare service, tower's
 //! `ConcurrencyLimit` and tower-resilience 0.13's `AdaptiveLimiter`, in the same run:
-//! single-threaded and with two threads calling one shared limiter. Also counts heap
-//! allocations per call with a counting global allocator.
+//! single-threaded and with two threads calling one shared limiter. The services are built by
+//! `support/concurrency_cases.rs`; their heap allocations per call are counted by
+//! `cargo bench --bench allocs` (this binary runs on the system allocator).
 //!
 //! `cargo bench --bench concurrency -- --warm-up-time 1 --measurement-time 3`
 
-use std::alloc::System;
-use std::convert::Infallible;
-use std::future::Future;
-use std::hint::black_box;
-use std::pin::pin;
 use std::sync::{Arc, Barrier, mpsc};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use tower::{Layer, Service, service_fn};
-use tower_pressure::Priority;
-use tower_pressure::concurrency::limit::Gradient2;
-use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, WindowConfig};
-use tower_pressure::pressure::PressureMonitor;
+use tower::Service;
+use tower_pressure::concurrency::WindowConfig;
 
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+#[path = "support/visit.rs"]
+mod visit;
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn allocations() -> u64 {
-    GLOBAL.stats().allocations as u64
-}
-
-/// One request through `svc`: poll_ready, call, poll the response to completion.
-#[inline]
-fn one<S: Service<u32>>(svc: &mut S, cx: &mut Context<'_>) {
-    match svc.poll_ready(cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("not ready"),
-    }
-    let fut = pin!(svc.call(black_box(7)));
-    match fut.poll(cx) {
-        Poll::Ready(r) => {
-            let _ = black_box(r.is_ok());
-        }
-        Poll::Pending => panic!("pending"),
-    }
-}
-
-fn bare() -> impl Service<u32, Response = u32, Error = Infallible, Future: Send> + Clone + Send {
-    service_fn(|x: u32| std::future::ready(Ok::<_, Infallible>(x)))
-}
-
-/// The layer under test, warmed up for 300 ms so its latency sampling has adapted to the
-/// call rate (it times every request until the first window closes).
-fn ours() -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
-    let mut svc = ours_cold(WindowConfig::default());
-    warm(&mut svc, Duration::from_millis(300));
-    svc
-}
-
-fn warm<S: Service<u32>>(svc: &mut S, d: Duration) {
-    let mut cx = Context::from_waker(Waker::noop());
-    let t = Instant::now();
-    while t.elapsed() < d {
-        one(svc, &mut cx);
-    }
-}
-
-fn ours_cold(
-    window: WindowConfig,
-) -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
-    let (monitor, _m) = PressureMonitor::manual();
-    let layer = AdaptiveConcurrencyLayer::builder(monitor)
-        .algorithm(Gradient2::builder().initial_limit(100).build().unwrap())
-        .classifier(|_: &u32| Priority::Normal)
-        .window(window)
-        .build()
-        .unwrap();
-    layer.layer(bare())
-}
-
-fn tower_limit() -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
-    tower::limit::ConcurrencyLimitLayer::new(100).layer(bare())
-}
-
-fn resilience() -> impl Service<u32, Response = u32, Future: Send> + Clone + Send {
-    use tower_resilience::adaptive::{AdaptiveLimiterLayer, Aimd};
-    let algo = Aimd::builder()
-        .initial_limit(100)
-        .max_limit(1000)
-        .latency_threshold(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    AdaptiveLimiterLayer::new(algo).layer(bare())
-}
-
-fn allocs_per_call<S: Service<u32>>(mut svc: S) -> f64 {
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..100 {
-        one(&mut svc, &mut cx);
-    }
-    let n = 10_000;
-    let before = allocations();
-    for _ in 0..n {
-        one(&mut svc, &mut cx);
-    }
-    (allocations() - before) as f64 / n as f64
-}
+#[path = "support/concurrency_cases.rs"]
+mod concurrency_cases;
+use concurrency_cases::{bare, one, ours, ours_cold, resilience, tower_limit, warm};
 
 /// Two long-lived threads, each with its own clone of one service (one shared limiter).
 ///
@@ -263,14 +177,6 @@ fn measured<S: Service<u32>>(svc: &mut S, n: u64) {
 }
 
 fn bench(c: &mut Criterion) {
-    println!(
-        "allocations per call: bare {:.2}, adaptive (ours) {:.2}, tower ConcurrencyLimit {:.2}, tower-resilience AdaptiveLimiter {:.2}",
-        allocs_per_call(bare()),
-        allocs_per_call(ours()),
-        allocs_per_call(tower_limit()),
-        allocs_per_call(resilience()),
-    );
-
     // Two threads, 2M calls each, timed directly (the same threads serve criterion below).
     const N: u64 = 2_000_000;
     let pairs = [
@@ -288,19 +194,7 @@ fn bench(c: &mut Criterion) {
         direct.join(", ")
     );
     let mut g = c.benchmark_group("admission/1-thread");
-    macro_rules! single {
-        ($name:literal, $svc:expr) => {
-            g.bench_function($name, |b| {
-                let mut svc = $svc;
-                let mut cx = Context::from_waker(Waker::noop());
-                b.iter(|| one(&mut svc, &mut cx));
-            });
-        };
-    }
-    single!("bare", bare());
-    single!("adaptive (ours)", ours());
-    single!("tower ConcurrencyLimit", tower_limit());
-    single!("tower-resilience AdaptiveLimiter", resilience());
+    concurrency_cases::one_thread(&mut g);
     g.finish();
 
     let mut g = c.benchmark_group("admission/2-threads");

@@ -8,7 +8,7 @@
 //!
 //! * `bare`: `service_fn` only;
 //! * `inbound`: `ResilienceStack::inbound(monitor)` (alert → degradation → adaptive concurrency);
-//! * `outbound`: `ResilienceStack::outbound(monitor)` (alert → degradation → retry → breaker →
+//! * `outbound`: `ResilienceStack::outbound(monitor)` (alert → retry → degradation → breaker →
 //!   30 s timeout);
 //! * `tower`: tower's `LoadShed > Timeout > ConcurrencyLimit > Retry` (never-retry policy);
 //! * `tower_resilience`: tower-resilience 0.13's `Retry > CircuitBreaker > Bulkhead >
@@ -21,217 +21,36 @@
 //! sources, no sampler task), so nothing depends on the machine's pressure.
 //!
 //! After the criterion run the medians are read back from criterion's estimates and printed
-//! as a table with ratios against `bare`, next to heap allocations per call counted with
-//! `stats_alloc` as the global allocator (the crate forbids `unsafe`, so no hand-written
-//! allocator).
+//! as a table with ratios against `bare`. This binary runs on the system allocator: heap
+//! allocations per call of the same services (built by `support/stack_cases.rs`) are counted
+//! by `cargo bench --bench allocs`, whose `stats_alloc` global allocator would slow down
+//! every allocating call timed here (and contend between the two threads).
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
-use tower_pressure::ResilienceStack;
-use tower_pressure::pressure::{ManualSource, PressureMonitor};
+use tower::Service;
 
 #[path = "support/mod.rs"]
 mod support;
 use support::{criterion_dir, median_ns};
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+#[macro_use]
+#[path = "support/stack_cases.rs"]
+mod stack_cases;
+use stack_cases::{Case, Req, drive, runtime};
 
-type Req = http::Request<()>;
-
-/// The handler: reads the request's extensions (as a handler reading `Constraints` would) and
-/// answers at once.
-fn handler(req: Req) -> Ready<Result<usize, Infallible>> {
-    ready(Ok(black_box(&req).extensions().len()))
-}
-
-type Bare = tower::util::ServiceFn<fn(Req) -> Ready<Result<usize, Infallible>>>;
-
-fn bare() -> Bare {
-    tower::service_fn(handler as fn(Req) -> _)
-}
-
-/// A monitor at a normal level (10 %), with no background task.
-fn monitor() -> (PressureMonitor, ManualSource) {
-    let (monitor, manual) = PressureMonitor::manual();
-    manual.set(10.0);
-    monitor.sample_now();
-    (monitor, manual)
-}
-
-/// tower's `Retry` policy that keeps a copy of the request (as any replaying policy must)
-/// and never retries.
-#[derive(Clone)]
-struct NeverRetry;
-
-impl<Res, E> tower::retry::Policy<Req, Res, E> for NeverRetry {
-    type Future = Ready<()>;
-    fn retry(&mut self, _: &mut Req, _: &mut Result<Res, E>) -> Option<Self::Future> {
-        None
-    }
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
-
-type TrError = tower_resilience::circuitbreaker::CircuitBreakerError<
-    tower_resilience::bulkhead::BulkheadServiceError<
-        tower_resilience::adaptive::AdaptiveError<Infallible>,
-    >,
->;
-
-/// The benched cases. Every service is `Clone + Send` so the two-thread case can clone it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Case {
-    Bare,
-    Inbound,
-    Outbound,
-    Tower,
-    TowerResilience,
-}
-
-impl Case {
-    const ALL: [Case; 5] = [
-        Case::Bare,
-        Case::Inbound,
-        Case::Outbound,
-        Case::Tower,
-        Case::TowerResilience,
-    ];
-
-    fn id(self) -> &'static str {
-        match self {
-            Case::Bare => "bare",
-            Case::Inbound => "inbound",
-            Case::Outbound => "outbound",
-            Case::Tower => "tower",
-            Case::TowerResilience => "tower_resilience",
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Case::Bare => "bare service_fn",
-            Case::Inbound => "ResilienceStack::inbound",
-            Case::Outbound => "ResilienceStack::outbound",
-            Case::Tower => "tower LoadShed>Timeout>ConcLimit>Retry",
-            Case::TowerResilience => "tower-resilience Retry>CB>Bulkhead>Adaptive",
-        }
-    }
-
-    /// Clock reads per successful request, counted by reading the code paths (see
-    /// BENCHMARKS.md for the breakdown).
-    fn clock_reads(self) -> &'static str {
-        match self {
-            Case::Bare => "0",
-            Case::Inbound => "2 (1 call + 1 completion, shared)",
-            Case::Outbound => "2 + 1/32 (shared)",
-            Case::Tower => "1",
-            Case::TowerResilience => "-",
-        }
-    }
-}
-
-/// Calls `f` with the case's service (the services have different types).
-macro_rules! with_service {
-    ($case:expr, |$svc:ident| $body:expr) => {{
-        let (monitor, _manual) = monitor();
-        match $case {
-            Case::Bare => {
-                let $svc = bare();
-                $body
-            }
-            Case::Inbound => {
-                let $svc = ResilienceStack::inbound(monitor.clone()).layer(bare());
-                $body
-            }
-            Case::Outbound => {
-                let $svc = ResilienceStack::outbound(monitor.clone()).layer(bare());
-                $body
-            }
-            Case::Tower => {
-                let $svc = ServiceBuilder::new()
-                    .load_shed()
-                    .timeout(Duration::from_secs(30))
-                    .concurrency_limit(1_000_000)
-                    .retry(NeverRetry)
-                    .service(bare());
-                $body
-            }
-            Case::TowerResilience => {
-                let $svc = tower_resilience_stack();
-                $body
-            }
-        }
-    }};
-}
-
-fn tower_resilience_stack() -> impl Service<Req, Response = usize> + Clone + Send + 'static {
-    use tower_resilience::adaptive::{AdaptiveLimiterLayer, Aimd};
-    use tower_resilience::bulkhead::BulkheadLayer;
-    use tower_resilience::circuitbreaker::CircuitBreakerLayer;
-    use tower_resilience::retry::RetryLayer;
-
-    let retry = RetryLayer::<Req, usize, TrError>::builder()
-        .max_attempts(3)
-        .exponential_backoff(Duration::from_millis(100))
-        .build();
-    let breaker = CircuitBreakerLayer::builder()
-        .failure_rate_threshold(0.5)
-        .sliding_window_size(100)
-        .build()
-        .expect("valid breaker config");
-    let bulkhead = BulkheadLayer::builder()
-        .max_concurrent_calls(10_000)
-        .build()
-        .expect("valid bulkhead config");
-    let aimd = Aimd::builder()
-        .initial_limit(1_000)
-        .max_limit(10_000)
-        .latency_threshold(Duration::from_millis(100))
-        .build()
-        .expect("valid aimd config");
-    ServiceBuilder::new()
-        .layer(retry)
-        .layer(breaker)
-        .layer(bulkhead)
-        .layer(AdaptiveLimiterLayer::new(aimd))
-        .service(bare())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// `n` calls through `ready` + `call`, awaited; every call must succeed.
-async fn drive<S: Service<Req>>(svc: &mut S, n: u64) {
-    for _ in 0..n {
-        let ok = match svc.ready().await {
-            Ok(s) => s.call(http::Request::new(())).await.is_ok(),
-            Err(_) => false,
-        };
-        assert!(black_box(ok), "the benched services always succeed");
-    }
-}
-
-/// The same with requests built beforehand (their extensions already populated).
-async fn drive_prebuilt<S: Service<Req>>(svc: &mut S, reqs: Vec<Req>) {
-    for req in reqs {
-        let ok = match svc.ready().await {
-            Ok(s) => s.call(req).await.is_ok(),
-            Err(_) => false,
-        };
-        assert!(black_box(ok), "the benched services always succeed");
+/// Clock reads per successful request, counted by reading the code paths (see BENCHMARKS.md
+/// for the breakdown).
+fn clock_reads(case: Case) -> &'static str {
+    match case {
+        Case::Bare => "0",
+        Case::Inbound => "2 (1 call + 1 completion, shared)",
+        Case::Outbound => "2 + 1/32 (shared)",
+        Case::Tower => "1",
+        Case::TowerResilience => "-",
     }
 }
 
@@ -301,57 +120,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-const N: usize = 10_000;
-
-/// Heap allocations per call over `N` calls after a warm-up, with fresh empty requests and
-/// with requests whose extensions already hold one entry (built before counting).
-fn allocations<S: Service<Req>>(rt: &tokio::runtime::Runtime, svc: &mut S) -> (f64, f64) {
-    #[derive(Clone, Copy)]
-    struct RequestId(#[allow(dead_code)] u64);
-    rt.block_on(async {
-        drive(svc, 1_000).await;
-        let region = Region::new(GLOBAL);
-        drive(svc, N as u64).await;
-        let empty = region.change().allocations as f64 / N as f64;
-
-        let reqs: Vec<Req> = (0..N as u64)
-            .map(|i| {
-                let mut r = http::Request::new(());
-                r.extensions_mut().insert(RequestId(i));
-                r
-            })
-            .collect();
-        let region = Region::new(GLOBAL);
-        drive_prebuilt(svc, reqs).await;
-        let s = region.change();
-        // The requests (and their maps) are freed inside the region: count allocations only.
-        let prebuilt = s.allocations as f64 / N as f64;
-        (empty, prebuilt)
-    })
-}
-
 fn summary() {
-    let rt = runtime();
-    let mut rows = Vec::new();
-    for case in Case::ALL {
-        let allocs = with_service!(case, |svc| {
-            let mut svc = svc;
-            allocations(&rt, &mut svc)
-        });
-        rows.push((case, allocs));
-    }
-    // Where the stacks' allocations come from: the same stacks without degradation (the layer
-    // that inserts `Constraints` into the request's extensions).
-    let (m, _manual) = monitor();
-    let mut inbound_nd = ResilienceStack::inbound(m.clone())
-        .without_degradation()
-        .layer(bare());
-    let mut outbound_nd = ResilienceStack::outbound(m)
-        .without_degradation()
-        .layer(bare());
-    let inbound_nd = allocations(&rt, &mut inbound_nd);
-    let outbound_nd = allocations(&rt, &mut outbound_nd);
-
     let b1 = median_ns(G1, "bare");
     let b2 = median_ns(G2, "bare");
     let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
@@ -364,35 +133,30 @@ fn summary() {
         _ => "-".to_string(),
     };
     println!("\nsummary: medians in ns per call (2 threads: per call per thread), ratio vs bare,");
-    println!("heap allocations per call (empty extensions / one extension already present),");
-    println!("clock reads per request (counted in the code, not measured)\n");
+    println!("clock reads per request (counted in the code, not measured); heap allocations per");
+    println!("call of the same services: `cargo bench --bench allocs`\n");
     println!(
-        "| {:<44} | {:>8} | {:>7} | {:>7} | {:>8} | {:>7} | {:>13} | {:>8} |",
-        "case", "1 thread", "vs bare", "over", "2 thr", "vs bare", "allocs/call", "clock"
+        "| {:<44} | {:>8} | {:>7} | {:>7} | {:>8} | {:>7} | {:>8} |",
+        "case", "1 thread", "vs bare", "over", "2 thr", "vs bare", "clock"
     );
     println!(
-        "|{:-<46}|{:->10}|{:->9}|{:->9}|{:->10}|{:->9}|{:->15}|{:->10}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<46}|{:->10}|{:->9}|{:->9}|{:->10}|{:->9}|{:->10}|",
+        "", "", "", "", "", "", ""
     );
-    for (case, (empty, pre)) in rows {
+    for case in Case::ALL {
         let m1 = median_ns(G1, case.id());
         let m2 = median_ns(G2, case.id());
         println!(
-            "| {:<44} | {:>8} | {:>7} | {:>7} | {:>8} | {:>7} | {:>13} | {:>8} |",
+            "| {:<44} | {:>8} | {:>7} | {:>7} | {:>8} | {:>7} | {:>8} |",
             case.label(),
             fmt(m1),
             ratio(m1, b1),
             over(m1, b1),
             fmt(m2),
             ratio(m2, b2),
-            format!("{empty:.2} / {pre:.2}"),
-            case.clock_reads(),
+            clock_reads(case),
         );
     }
-    println!(
-        "\nallocations without the degradation layer: inbound {:.2} / {:.2}, outbound {:.2} / {:.2}",
-        inbound_nd.0, inbound_nd.1, outbound_nd.0, outbound_nd.1
-    );
     if let Some(ns) = median_ns(G_CLOCK, "tokio_instant_now") {
         println!("one clock read (tokio::time::Instant::now) costs {ns:.1} ns here");
     }
