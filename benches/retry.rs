@@ -6,7 +6,7 @@
 //! `cargo bench --bench retry -- --warm-up-time 1 --measurement-time 3`
 //!
 //! Instruction counts (deterministic on a loaded machine): with `RETRY_BENCH_LOOP=<name>:<n>`
-//! the binary makes `n` calls of one service (`bare`, `tower`, `ours`, `no_budget`, `http`)
+//! the binary makes `n` calls of one service (`bare`, `tower`, `tower_budgeted`, `floor`, `ours`, `no_budget`, `http`)
 //! and exits, e.g. under `valgrind --tool=callgrind`; the difference between two runs divided
 //! by the difference of their `n` is the cost of one call.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
@@ -66,21 +66,36 @@ fn bench(c: &mut Criterion) {
     // changes between them. Alternating short batches of two services and taking the median
     // of the per-round ratios compares them under the same load.
     println!("interleaved medians (200 rounds of 20 000 calls each, order alternating):");
-    let [(t, o, r), (tn, n, rn)] = interleaved_vs_tower();
+    let [(t, o, r), (tn, n, rn), (tf, f, rf), (tb, b, rb)] = interleaved_vs_tower();
     println!("  tower_retry_never {t:.1} ns, retry_layer {o:.1} ns, ratio {r:.3}");
     println!("  tower_retry_never {tn:.1} ns, retry_layer_no_budget {n:.1} ns, ratio {rn:.3}");
+    println!("  tower_retry_never {tf:.1} ns, floor_arc_and_count {f:.1} ns, ratio {rf:.3}");
+    println!("  tower_retry_budgeted {tb:.1} ns, retry_layer {b:.1} ns, ratio {rb:.3}");
 }
 
 /// [`interleaved`] of tower's `Retry` against ours, then against ours without a budget, on
 /// fresh services.
-fn interleaved_vs_tower() -> [(f64, f64, f64); 2] {
-    services!(bare, tower_retry, ours, ours_no_budget, ours_http);
+///
+/// Then the floor any shared-state retry pays against tower's never-retry `Retry`, and ours
+/// against tower's `Retry` with its own `TpsBudget`.
+fn interleaved_vs_tower() -> [(f64, f64, f64); 4] {
+    services!(
+        bare,
+        tower_retry,
+        tower_budgeted,
+        shared_floor,
+        ours,
+        ours_no_budget,
+        ours_http
+    );
     let _ = &mut bare;
     #[cfg(feature = "http")]
     let _ = &mut ours_http;
     [
         interleaved(&mut tower_retry, &mut ours),
         interleaved(&mut tower_retry, &mut ours_no_budget),
+        interleaved(&mut tower_retry, &mut shared_floor),
+        interleaved(&mut tower_budgeted, &mut ours),
     ]
 }
 
@@ -98,13 +113,23 @@ fn future_size<S: Service<Req>>(svc: &mut S) -> usize {
 
 fn loop_mode(spec: &str) {
     if spec == "ratio" {
-        let [(t, o, r), (tn, n, rn)] = interleaved_vs_tower();
+        let [(t, o, r), (tn, n, rn), (tf, f, rf), (tb, b, rb)] = interleaved_vs_tower();
         println!("tower {t:.1} ns, ours {o:.1} ns, ratio {r:.3}");
         println!("tower {tn:.1} ns, no_budget {n:.1} ns, ratio {rn:.3}");
+        println!("tower {tf:.1} ns, floor {f:.1} ns, ratio {rf:.3}");
+        println!("tower budgeted {tb:.1} ns, ours {b:.1} ns, ratio {rb:.3}");
         return;
     }
     if spec == "sizes" {
-        services!(bare, tower_retry, ours, ours_no_budget, ours_http);
+        services!(
+            bare,
+            tower_retry,
+            tower_budgeted,
+            shared_floor,
+            ours,
+            ours_no_budget,
+            ours_http
+        );
         println!("request {} bytes", std::mem::size_of::<Req>());
         println!("future of bare   {} bytes", future_size(&mut bare));
         println!("future of tower  {} bytes", future_size(&mut tower_retry));
@@ -119,10 +144,20 @@ fn loop_mode(spec: &str) {
     }
     let (name, n) = spec.split_once(':').expect("RETRY_BENCH_LOOP=<name>:<n>");
     let n: u64 = n.parse().expect("a count");
-    services!(bare, tower_retry, ours, ours_no_budget, ours_http);
+    services!(
+        bare,
+        tower_retry,
+        tower_budgeted,
+        shared_floor,
+        ours,
+        ours_no_budget,
+        ours_http
+    );
     match name {
         "bare" => repeat(&mut bare, n),
         "tower" => repeat(&mut tower_retry, n),
+        "tower_budgeted" => repeat(&mut tower_budgeted, n),
+        "floor" => repeat(&mut shared_floor, n),
         "ours" => repeat(&mut ours, n),
         "no_budget" => repeat(&mut ours_no_budget, n),
         #[cfg(feature = "http")]

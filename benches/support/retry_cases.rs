@@ -30,6 +30,57 @@ impl<Res, E> tower::retry::Policy<Req, Res, E> for NeverRetry {
     }
 }
 
+/// tower's `Retry` with a budget, as tower's docs build one: the policy holds an
+/// `Arc<TpsBudget>` (cloned into every response future), deposits on success and withdraws
+/// before a retry. The like-for-like tower equivalent of our budgeted layer.
+#[derive(Clone)]
+pub(crate) struct TowerBudgeted(pub(crate) std::sync::Arc<tower::retry::budget::TpsBudget>);
+
+impl TowerBudgeted {
+    pub(crate) fn new() -> Self {
+        Self(std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+            std::time::Duration::from_secs(10),
+            10,
+            0.2,
+        )))
+    }
+}
+
+impl<Res, E> tower::retry::Policy<Req, Res, E> for TowerBudgeted {
+    type Future = std::future::Ready<()>;
+    fn retry(&mut self, _: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget as _;
+        match result {
+            Ok(_) => {
+                self.0.deposit();
+                None
+            }
+            Err(_) => self.0.withdraw().then(|| std::future::ready(())),
+        }
+    }
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// The least any retry with state shared across requests can cost on top of
+/// [`NeverRetry`]: the response future holds an `Arc` of the shared state (one atomic
+/// increment and one decrement) and the request is counted with one atomic add. No budget
+/// arithmetic, no classification: a floor, not a usable policy.
+#[derive(Clone)]
+pub(crate) struct SharedFloor(pub(crate) std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl<Res, E> tower::retry::Policy<Req, Res, E> for SharedFloor {
+    type Future = std::future::Ready<()>;
+    fn retry(&mut self, _: &mut Req, _: &mut Result<Res, E>) -> Option<Self::Future> {
+        None
+    }
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(req.clone())
+    }
+}
+
 /// Polls a future that is ready at once (the inner service answers immediately).
 fn run<F: Future>(f: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
@@ -50,7 +101,7 @@ pub(crate) fn call<S: Service<Req>>(svc: &mut S) -> Result<S::Response, S::Error
 
 /// Builds every benched service as a local binding (a macro: the types are unnameable).
 macro_rules! services {
-    ($bare:ident, $tower_retry:ident, $ours:ident, $ours_no_budget:ident, $ours_http:ident) => {
+    ($bare:ident, $tower_retry:ident, $tower_budgeted:ident, $shared_floor:ident, $ours:ident, $ours_no_budget:ident, $ours_http:ident) => {
         // No runtime is entered: with tokio's `test-util` feature (unified in from the
         // dev-dependencies) `Instant::now()` inside a runtime takes the mock clock's mutex, which
         // production builds never do. Outside a runtime it is the plain monotonic clock.
@@ -61,6 +112,13 @@ macro_rules! services {
         });
 
         let mut $bare = inner;
+        let mut $tower_budgeted =
+            tower::retry::RetryLayer::new($crate::retry_cases::TowerBudgeted::new()).layer(inner);
+        let mut $shared_floor = tower::retry::RetryLayer::new($crate::retry_cases::SharedFloor(
+            std::sync::Arc::default(),
+        ))
+        .layer(inner);
+        let _ = (&mut $tower_budgeted, &mut $shared_floor);
         let mut $tower_retry =
             tower::retry::RetryLayer::new($crate::retry_cases::NeverRetry).layer(inner);
         let mut $ours = tower_pressure::retry::RetryLayer::new(monitor.clone()).layer(inner);
@@ -82,15 +140,30 @@ macro_rules! services {
     };
 }
 
-/// The cases, in order: `bare`, `tower_retry_never`, `retry_layer`, `retry_layer_no_budget`
+/// The cases, in order: `bare`, `tower_retry_never`, `tower_retry_budgeted` (tower's
+/// `TpsBudget`), `floor_arc_and_count` (see [`SharedFloor`]), `retry_layer`, `retry_layer_no_budget`
 /// and (with the `http` feature) `retry_layer_http`; every call succeeds on its first attempt.
 pub(crate) fn cases(v: &mut impl Visit) {
-    services!(bare, tower_retry, ours, ours_no_budget, ours_http);
+    services!(
+        bare,
+        tower_retry,
+        tower_budgeted,
+        shared_floor,
+        ours,
+        ours_no_budget,
+        ours_http
+    );
     v.case("bare", || {
         let _ = black_box(call(&mut bare));
     });
     v.case("tower_retry_never", || {
         let _ = black_box(call(&mut tower_retry));
+    });
+    v.case("tower_retry_budgeted", || {
+        let _ = black_box(call(&mut tower_budgeted));
+    });
+    v.case("floor_arc_and_count", || {
+        let _ = black_box(call(&mut shared_floor));
     });
     v.case("retry_layer", || {
         let _ = black_box(call(&mut ours));
