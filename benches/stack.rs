@@ -20,6 +20,9 @@
 //! time per call per thread. The monitor comes from `PressureMonitor::manual()` (no system
 //! sources, no sampler task), so nothing depends on the machine's pressure.
 //!
+//! `STACK_MARGINAL=1 <bench binary>` (also printed after the criterion run) times each stack
+//! against the same stack without one layer, in alternating batches: what each layer adds.
+//!
 //! After the criterion run the medians are read back from criterion's estimates and printed
 //! as a table with ratios against `bare`. This binary runs on the system allocator: heap
 //! allocations per call of the same services (built by `support/stack_cases.rs`) are counted
@@ -31,7 +34,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use tower::Service;
+use tower::{Layer, Service};
+use tower_pressure::ResilienceStack;
 
 #[path = "support/mod.rs"]
 mod support;
@@ -40,7 +44,7 @@ use support::{criterion_dir, median_ns};
 #[macro_use]
 #[path = "support/stack_cases.rs"]
 mod stack_cases;
-use stack_cases::{Case, Req, drive, runtime};
+use stack_cases::{Case, Req, bare, drive, monitor, runtime};
 
 /// Clock reads per successful request, counted by reading the code paths (see BENCHMARKS.md
 /// for the breakdown).
@@ -193,13 +197,111 @@ fn count_mode(which: &str) {
     });
 }
 
+/// What each layer adds inside its stack: the whole stack against the same stack without
+/// that one layer, timed in alternating batches (the median of 15 rounds of 100 000 calls
+/// each), so the machine's drift between criterion's runs does not enter the differences.
+/// The parts do not add up exactly: removing a layer also removes its share of the shared
+/// clock reads and of the moves of the nested futures.
+fn marginal_costs() {
+    const ROUNDS: usize = 15;
+    const CALLS: u64 = 100_000;
+    let rt = runtime();
+    let (m, _manual) = monitor();
+    fn time<S: Service<Req>>(rt: &tokio::runtime::Runtime, svc: &mut S) -> f64 {
+        one_thread(rt, svc, CALLS).as_nanos() as f64 / CALLS as f64
+    }
+    let out = || ResilienceStack::outbound(m.clone());
+    let inb = || ResilienceStack::inbound(m.clone());
+    let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = [
+            ("bare", time(&rt, &mut bare())),
+            ("outbound", time(&rt, &mut out().layer(bare()))),
+            (
+                "outbound - alert",
+                time(&rt, &mut out().without_alert().layer(bare())),
+            ),
+            (
+                "outbound - retry",
+                time(&rt, &mut out().without_retry().layer(bare())),
+            ),
+            (
+                "outbound - degradation",
+                time(&rt, &mut out().without_degradation().layer(bare())),
+            ),
+            (
+                "outbound - breaker",
+                time(&rt, &mut out().without_breaker().layer(bare())),
+            ),
+            (
+                "outbound - timeout",
+                time(&rt, &mut out().without_timeout().layer(bare())),
+            ),
+            ("inbound", time(&rt, &mut inb().layer(bare()))),
+            (
+                "inbound - alert",
+                time(&rt, &mut inb().without_alert().layer(bare())),
+            ),
+            (
+                "inbound - degradation",
+                time(&rt, &mut inb().without_degradation().layer(bare())),
+            ),
+            (
+                "inbound - concurrency",
+                time(&rt, &mut inb().without_concurrency().layer(bare())),
+            ),
+        ];
+        for (i, (name, v)) in t.into_iter().enumerate() {
+            match rows.get_mut(i) {
+                Some(r) => r.1.push(v),
+                None => rows.push((name, vec![v])),
+            }
+        }
+    }
+    let med: Vec<(&str, f64)> = rows
+        .into_iter()
+        .map(|(n, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (n, v[v.len() / 2])
+        })
+        .collect();
+    let get = |name: &str| {
+        med.iter()
+            .find(|(n, _)| *n == name)
+            .map_or(f64::NAN, |r| r.1)
+    };
+    let bare_ns = get("bare");
+    println!(
+        "\nwhat each layer adds inside its stack (1 thread, interleaved medians, ns per call):"
+    );
+    for stack in ["outbound", "inbound"] {
+        let whole = get(stack);
+        println!(
+            "  {stack}: {whole:.1} ({:+.0} over bare {bare_ns:.1})",
+            whole - bare_ns
+        );
+        for (n, v) in med
+            .iter()
+            .filter(|(n, _)| n.starts_with(&format!("{stack} - ")))
+        {
+            let layer = n.trim_start_matches(&format!("{stack} - "));
+            println!("    {layer:<12} {:+.1}", whole - v);
+        }
+    }
+}
+
 fn main() {
     if let Ok(which) = std::env::var("STACK_COUNT") {
         count_mode(&which);
+        return;
+    }
+    if std::env::var_os("STACK_MARGINAL").is_some() {
+        marginal_costs();
         return;
     }
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
     c.final_summary();
     summary();
+    marginal_costs();
 }
