@@ -30,7 +30,7 @@
 //! every allocating call timed here (and contend between the two threads).
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -66,29 +66,67 @@ fn one_thread<S: Service<Req>>(rt: &tokio::runtime::Runtime, svc: &mut S, iters:
     })
 }
 
-/// Two OS threads, each with its own runtime and clone, started together; the slower
-/// thread's time for `iters` calls (so the result is the time per call per thread).
-fn two_threads<S>(svc: &S, iters: u64) -> Duration
-where
-    S: Service<Req> + Clone + Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(2));
-    let handles: Vec<_> = (0..2)
-        .map(|_| {
-            let mut s = svc.clone();
-            let b = barrier.clone();
-            std::thread::spawn(move || {
+/// Two OS threads, each with its own current-thread runtime and its own clone of the
+/// service, created once per case and kept for all of its samples (a thread spawned and a
+/// runtime built inside the timed sample cost tens of microseconds, which criterion's small
+/// early samples divide by few calls: that inflated the two-thread column, most for the
+/// slowest cases). A sample sends `iters` to both threads, which meet at a barrier, time
+/// their own loops and answer; the sample's value is the slower thread's time, so the
+/// result is the time per call per thread.
+struct Pair {
+    jobs: Vec<mpsc::Sender<u64>>,
+    done: mpsc::Receiver<Duration>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pair {
+    fn new<S>(svc: &S) -> Self
+    where
+        S: Service<Req> + Clone + Send + 'static,
+    {
+        let barrier = Arc::new(Barrier::new(2));
+        let (done_tx, done) = mpsc::channel();
+        let mut jobs = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let (tx, rx) = mpsc::channel::<u64>();
+            let mut svc = svc.clone();
+            let barrier = barrier.clone();
+            let done_tx = done_tx.clone();
+            jobs.push(tx);
+            threads.push(std::thread::spawn(move || {
                 let rt = runtime();
-                b.wait();
-                one_thread(&rt, &mut s, iters)
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("bench thread"))
-        .max()
-        .unwrap_or_default()
+                while let Ok(iters) = rx.recv() {
+                    barrier.wait();
+                    let _ = done_tx.send(one_thread(&rt, &mut svc, iters));
+                }
+            }));
+        }
+        Self {
+            jobs,
+            done,
+            threads,
+        }
+    }
+
+    /// `iters` calls on each thread at once; the slower thread's elapsed time.
+    fn run(&self, iters: u64) -> Duration {
+        for j in &self.jobs {
+            j.send(iters).expect("bench thread alive");
+        }
+        let a = self.done.recv().expect("bench thread answers");
+        let b = self.done.recv().expect("bench thread answers");
+        a.max(b)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.jobs.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 const G1: &str = "stack_1_thread";
@@ -111,7 +149,8 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(G2);
     for case in Case::ALL {
         with_service!(case, |svc| {
-            g.bench_function(case.id(), |b| b.iter_custom(|n| two_threads(&svc, n)));
+            let pair = Pair::new(&svc);
+            g.bench_function(case.id(), |b| b.iter_custom(|n| pair.run(n)));
         });
     }
     g.finish();
