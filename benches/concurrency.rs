@@ -6,7 +6,6 @@
 //!
 //! `cargo bench --bench concurrency -- --warm-up-time 1 --measurement-time 3`
 
-use std::sync::{Arc, Barrier, mpsc};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
@@ -17,77 +16,33 @@ use tower_pressure::concurrency::WindowConfig;
 #[path = "support/visit.rs"]
 mod visit;
 
+#[path = "support/pair.rs"]
+mod pair_threads;
+use pair_threads::Pair;
+
 #[path = "support/concurrency_cases.rs"]
 mod concurrency_cases;
 use concurrency_cases::{bare, one, ours, ours_cold, resilience, tower_limit, warm};
 
-/// Two long-lived threads, each with its own clone of one service (one shared limiter).
-///
-/// The threads are spawned once per service, not per sample: criterion's `iter_custom`
-/// sizes its samples from the *wall* time of the whole closure (setup included), so
-/// spawning threads, or building and warming a limiter, inside it made criterion believe
-/// one iteration took milliseconds and run ONE call per sample, which then measured a
-/// freshly spawned thread's cold first call (the old 2 µs "outlier"). Here a sample only
-/// sends `iters` to both threads, which meet at a barrier, time their own loops and answer
-/// with their elapsed time; the sample's value is the slower thread's.
-struct Pair {
-    jobs: Vec<mpsc::Sender<u64>>,
-    done: mpsc::Receiver<Duration>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Pair {
-    fn new<S>(svc: S) -> Self
-    where
-        S: Service<u32> + Clone + Send + 'static,
-    {
-        let barrier = Arc::new(Barrier::new(2));
-        let (done_tx, done) = mpsc::channel();
-        let mut jobs = Vec::new();
-        let mut threads = Vec::new();
-        for _ in 0..2 {
-            let (tx, rx) = mpsc::channel::<u64>();
-            let mut svc = svc.clone();
-            let barrier = barrier.clone();
-            let done_tx = done_tx.clone();
-            jobs.push(tx);
-            threads.push(std::thread::spawn(move || {
+/// Two long-lived threads (`support/pair.rs`), each with its own clone of one service (one
+/// shared limiter), polling it directly.
+fn pair<S>(svc: S) -> Pair
+where
+    S: Service<u32> + Clone + Send + 'static,
+{
+    Pair::spawn(|| {
+        let mut svc = svc.clone();
+        move || {
+            move |iters| {
                 let mut cx = Context::from_waker(Waker::noop());
-                while let Ok(iters) = rx.recv() {
-                    barrier.wait();
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        one(&mut svc, &mut cx);
-                    }
-                    let _ = done_tx.send(t.elapsed());
+                let t = Instant::now();
+                for _ in 0..iters {
+                    one(&mut svc, &mut cx);
                 }
-            }));
+                t.elapsed()
+            }
         }
-        Self {
-            jobs,
-            done,
-            threads,
-        }
-    }
-
-    /// `iters` calls on each thread at once; the slower thread's elapsed time.
-    fn run(&self, iters: u64) -> Duration {
-        for j in &self.jobs {
-            j.send(iters).unwrap();
-        }
-        let a = self.done.recv().unwrap();
-        let b = self.done.recv().unwrap();
-        a.max(b)
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        self.jobs.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
+    })
 }
 
 /// `CONC_COUNT=<ours|tower|bare|resilience> [CONC_N=<calls>] [CONC_PAIR=<rounds>]`: with
@@ -111,10 +66,10 @@ fn count_mode(which: &str) {
     if let Ok(reps) = std::env::var("CONC_PAIR").map(|v| v.parse::<usize>().unwrap_or(11)) {
         // Two threads, `reps` rounds of `n` calls each: min and median ns per call per thread.
         let pair = match which {
-            "ours" => Pair::new(ours()),
-            "tower" => Pair::new(tower_limit()),
-            "resilience" => Pair::new(resilience()),
-            _ => Pair::new(bare()),
+            "ours" => pair(ours()),
+            "tower" => pair(tower_limit()),
+            "resilience" => pair(resilience()),
+            _ => pair(bare()),
         };
         let mut per_call: Vec<f64> = (0..reps.max(1))
             .map(|_| pair.run(n).as_nanos() as f64 / n as f64)
@@ -180,10 +135,10 @@ fn bench(c: &mut Criterion) {
     // Two threads, 2M calls each, timed directly (the same threads serve criterion below).
     const N: u64 = 2_000_000;
     let pairs = [
-        ("bare", Pair::new(bare())),
-        ("adaptive (ours)", Pair::new(ours())),
-        ("tower ConcurrencyLimit", Pair::new(tower_limit())),
-        ("tower-resilience AdaptiveLimiter", Pair::new(resilience())),
+        ("bare", pair(bare())),
+        ("adaptive (ours)", pair(ours())),
+        ("tower ConcurrencyLimit", pair(tower_limit())),
+        ("tower-resilience AdaptiveLimiter", pair(resilience())),
     ];
     let direct: Vec<String> = pairs
         .iter()

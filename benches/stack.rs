@@ -30,7 +30,6 @@
 //! every allocating call timed here (and contend between the two threads).
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -40,6 +39,10 @@ use tower_pressure::ResilienceStack;
 #[path = "support/mod.rs"]
 mod support;
 use support::{criterion_dir, median_ns};
+
+#[path = "support/pair.rs"]
+mod pair;
+use pair::Pair;
 
 #[macro_use]
 #[path = "support/stack_cases.rs"]
@@ -66,67 +69,19 @@ fn one_thread<S: Service<Req>>(rt: &tokio::runtime::Runtime, svc: &mut S, iters:
     })
 }
 
-/// Two OS threads, each with its own current-thread runtime and its own clone of the
-/// service, created once per case and kept for all of its samples (a thread spawned and a
-/// runtime built inside the timed sample cost tens of microseconds, which criterion's small
-/// early samples divide by few calls: that inflated the two-thread column, most for the
-/// slowest cases). A sample sends `iters` to both threads, which meet at a barrier, time
-/// their own loops and answer; the sample's value is the slower thread's time, so the
-/// result is the time per call per thread.
-struct Pair {
-    jobs: Vec<mpsc::Sender<u64>>,
-    done: mpsc::Receiver<Duration>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Pair {
-    fn new<S>(svc: &S) -> Self
-    where
-        S: Service<Req> + Clone + Send + 'static,
-    {
-        let barrier = Arc::new(Barrier::new(2));
-        let (done_tx, done) = mpsc::channel();
-        let mut jobs = Vec::new();
-        let mut threads = Vec::new();
-        for _ in 0..2 {
-            let (tx, rx) = mpsc::channel::<u64>();
-            let mut svc = svc.clone();
-            let barrier = barrier.clone();
-            let done_tx = done_tx.clone();
-            jobs.push(tx);
-            threads.push(std::thread::spawn(move || {
-                let rt = runtime();
-                while let Ok(iters) = rx.recv() {
-                    barrier.wait();
-                    let _ = done_tx.send(one_thread(&rt, &mut svc, iters));
-                }
-            }));
+/// Two persistent threads (`support/pair.rs`), each with its own current-thread runtime
+/// and its own clone of the service.
+fn pair<S>(svc: &S) -> Pair
+where
+    S: Service<Req> + Clone + Send + 'static,
+{
+    Pair::spawn(|| {
+        let mut svc = svc.clone();
+        move || {
+            let rt = runtime();
+            move |iters| one_thread(&rt, &mut svc, iters)
         }
-        Self {
-            jobs,
-            done,
-            threads,
-        }
-    }
-
-    /// `iters` calls on each thread at once; the slower thread's elapsed time.
-    fn run(&self, iters: u64) -> Duration {
-        for j in &self.jobs {
-            j.send(iters).expect("bench thread alive");
-        }
-        let a = self.done.recv().expect("bench thread answers");
-        let b = self.done.recv().expect("bench thread answers");
-        a.max(b)
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        self.jobs.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
+    })
 }
 
 const G1: &str = "stack_1_thread";
@@ -149,7 +104,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(G2);
     for case in Case::ALL {
         with_service!(case, |svc| {
-            let pair = Pair::new(&svc);
+            let pair = pair(&svc);
             g.bench_function(case.id(), |b| b.iter_custom(|n| pair.run(n)));
         });
     }
