@@ -569,8 +569,10 @@ async fn real_server_sheds_with_503_and_retry_after_while_critical_succeeds() {
         flood.push(tokio::spawn(send(prio)));
     }
     let mut shed = 0;
-    // Wait until the limit is full, then every further flood request is shed.
-    while h.in_flight() < 8 {
+    // Wait until every flood request has reached the limiter: 8 hold the full limit and
+    // the other 52 were shed. Opening the gate any earlier would let a flood request still
+    // on the wire find a free slot (CI saw 15 of them run).
+    while h.in_flight() < 8 || h.shed_count(Priority::Low) + h.shed_count(Priority::Normal) < 52 {
         tokio::task::yield_now().await;
     }
     // Critical requests use their guaranteed share (ceil(8 x 0.5) = 4) beyond the full limit.
