@@ -79,14 +79,15 @@ where
         shared.tally.record(shared.budget.as_ref());
         // The clock is read only when a total time bound needs the start time.
         let start = shared.needs_start.then(crate::clock::call_time);
+        // The copy first (from the request as the caller gave it), then the call.
+        let request = if shared.replays && shared.classifier.may_retry(&req) {
+            Some(req.clone())
+        } else {
+            None
+        };
+        let fut = self.inner.call(req);
         // As tower's `Retry`: the called (ready) service stays here; the future gets a clone
         // that it drives to readiness before each retry.
-        ResponseFuture::new(
-            &mut self.inner,
-            arc,
-            req,
-            |req| (shared.replays && shared.classifier.may_retry(req)).then(|| req.clone()),
-            start,
-        )
+        ResponseFuture::new(fut, self.inner.clone(), arc, request, start)
     }
 }
