@@ -212,7 +212,10 @@ async fn per_attempt_timeout() {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok::<_, Infallible>("late")
         }));
+    let start = Instant::now();
     let err = svc.oneshot(Request::new(())).await.unwrap_err();
+    // Each attempt's timeout counts from that attempt: 500 + 10 + 500 + 10 + 500.
+    assert_eq!(start.elapsed(), ms(1520));
     let t = err.downcast_ref::<AttemptTimedOut>().unwrap();
     assert_eq!(t.attempt(), 3);
     assert_eq!(t.to_string(), "attempt 3 timed out after 500ms");

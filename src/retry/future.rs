@@ -24,41 +24,65 @@ use crate::event::{Event, RetryEvent, RetryEventKind};
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry): drives attempts, waits and pushback.
-    /// It allocates only when it must wait: one boxed timer, created for the first backoff
-    /// wait or for a per-attempt timeout on an attempt that is still pending after its first
-    /// poll, and reused for the rest of the request. A first attempt that succeeds without
-    /// waiting on a timer allocates nothing, and the future stays small (no inline timer to
-    /// move through every layer around it). Dropping it at any point cancels the attempt in
-    /// flight and the wait; nothing is held elsewhere.
+    /// Everything that only a retry or a per-attempt timeout needs (the timer, the attempt's
+    /// deadline, the failed result kept while waiting, the previous delay) lives in one box,
+    /// created for the first backoff wait or for a per-attempt timeout on an attempt that is
+    /// still pending after its first poll, and reused for the rest of the request. A first
+    /// attempt that succeeds without waiting on a timer allocates nothing, and the future
+    /// stays small (it is moved through every layer around it). Dropping it at any point
+    /// cancels the attempt in flight and the wait; nothing is held elsewhere.
     #[project = Proj]
     pub struct ResponseFuture<S, C, Req>
     where
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future, Result<S::Response, BoxError>>,
-        // The per-attempt timeout while an attempt runs, the backoff while waiting; boxed
-        // and created only when first needed.
-        timer: Option<Pin<Box<Sleep>>>,
-        // When the attempt in flight times out (`None` without a per-attempt timeout).
-        attempt_deadline: Option<Instant>,
+        state: State<S::Future>,
+        slow: Option<Pin<Box<Slow<S::Response>>>>,
         service: S,
         shared: Arc<Shared<C>>,
         // A copy for the next attempt; `None` when the request may not be retried.
         request: Option<Req>,
+        // The call time, when a total time bound or a per-attempt timeout needs it.
         start: Option<Instant>,
-        previous: Duration,
         attempts: u32,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, R> {
+    enum State<F> {
         Called { #[pin] fut: F },
-        // The failed result is kept while waiting, returned if retrying is called off.
-        Waiting { last: Option<R> },
+        // Waiting for the backoff (the failed result is in `Slow::last`).
+        Waiting,
+        // Waiting for the service to be ready for the next attempt.
         Retrying,
+    }
+}
+
+pin_project! {
+    /// The part of the future only retries and per-attempt timeouts need (see
+    /// [`ResponseFuture`]).
+    struct Slow<R> {
+        // The per-attempt timeout while an attempt runs, the backoff while waiting.
+        #[pin]
+        timer: Sleep,
+        // When the attempt in flight times out (`None` without a per-attempt timeout).
+        attempt_deadline: Option<Instant>,
+        // The failed result, returned if retrying is called off while waiting.
+        last: Option<Result<R, BoxError>>,
+        previous: Duration,
+    }
+}
+
+impl<R> Slow<R> {
+    fn boxed(at: Instant, attempt_deadline: Option<Instant>) -> Pin<Box<Self>> {
+        Box::pin(Slow {
+            timer: tokio::time::sleep_until(at),
+            attempt_deadline,
+            last: None,
+            previous: Duration::ZERO,
+        })
     }
 }
 
@@ -69,7 +93,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Called { .. } => "called",
-            State::Waiting { .. } => "waiting",
+            State::Waiting => "waiting",
             State::Retrying => "retrying",
         };
         f.debug_struct("ResponseFuture")
@@ -99,28 +123,14 @@ where
         start: Option<Instant>,
     ) -> Self {
         Self {
-            // From the call time the stack already read, if any (`crate::clock`).
-            attempt_deadline: shared
-                .policy
-                .attempt_timeout
-                .map(|d| crate::clock::deadline(crate::clock::call_time(), d)),
             state: State::Called { fut },
-            timer: None,
+            slow: None,
             service,
             shared,
             request,
             start,
-            previous: Duration::ZERO,
             attempts: 1,
         }
-    }
-}
-
-/// Arms `timer` for `at`, reusing its allocation when it already exists.
-fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
-    match timer {
-        Some(t) => t.as_mut().reset(at),
-        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
     }
 }
 
@@ -169,7 +179,9 @@ where
             let result = match this.state.project() {
                 StateProj::Called { fut } => match fut.poll(cx) {
                     Poll::Ready(r) => r.map_err(Into::into),
-                    Poll::Pending if this.attempt_deadline.is_none() => return Poll::Pending,
+                    Poll::Pending if this.shared.policy.attempt_timeout.is_none() => {
+                        return Poll::Pending;
+                    }
                     Poll::Pending => ready!(self.as_mut().poll_attempt_timeout(cx)),
                 },
                 _ => {
@@ -204,13 +216,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<S::Response, BoxError>> {
         let this = self.project();
-        if let Some(deadline) = *this.attempt_deadline {
-            let timer = this
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            ready!(timer.as_mut().poll(cx));
-        }
         let timeout = this.shared.policy.attempt_timeout.unwrap_or_default();
+        let slow = this.slow.get_or_insert_with(|| {
+            // The first attempt, still pending: its deadline counts from the call (`start`
+            // is read whenever a per-attempt timeout is set).
+            let deadline = crate::clock::deadline(this.start.unwrap_or_else(Instant::now), timeout);
+            Slow::boxed(deadline, Some(deadline))
+        });
+        // Armed for this attempt's deadline: here at the first attempt, by the retry for
+        // later ones.
+        ready!(slow.as_mut().project().timer.poll(cx));
         Poll::Ready(Err(AttemptTimedOut::new(timeout, *this.attempts).into()))
     }
 
@@ -241,7 +256,7 @@ where
             deadline: Constraints::from_request(req).and_then(|c| c.deadline()),
             level: shared.monitor.level(),
             pushback,
-            previous: *this.previous,
+            previous: this.slow.as_ref().map_or(Duration::ZERO, |s| s.previous),
         };
         let delay = match shared.policy.next_delay(&failed, &*shared.rng) {
             Ok(d) => d,
@@ -270,10 +285,19 @@ where
             },
             now,
         );
-        *this.previous = delay;
         let wake = now + delay;
-        set_timer(this.timer, wake);
-        this.state.set(State::Waiting { last: Some(result) });
+        let slow = match this.slow {
+            Some(slow) => {
+                slow.as_mut().project().timer.reset(wake);
+                slow
+            }
+            None => this.slow.insert(Slow::boxed(wake, None)),
+        };
+        let slow = slow.as_mut().project();
+        *slow.previous = delay;
+        *slow.attempt_deadline = None;
+        *slow.last = Some(result);
+        this.state.set(State::Waiting);
         None
     }
 
@@ -288,11 +312,18 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Called { .. } => return Poll::Ready(None),
-                StateProj::Waiting { last } => {
-                    if let Some(t) = this.timer.as_mut() {
-                        ready!(t.as_mut().poll(cx));
-                    }
+                StateProj::Waiting => {
                     let shared = &**this.shared;
+                    let last = match this.slow.as_mut() {
+                        Some(slow) => {
+                            let slow = slow.as_mut().project();
+                            ready!(slow.timer.poll(cx));
+                            slow.last
+                        }
+                        // Unreachable: `Waiting` is only entered with the box made. Fail
+                        // rather than panic.
+                        None => return Poll::Ready(Some(Err("retry lost its wait".into()))),
+                    };
                     let level = shared.monitor.level();
                     if level >= shared.policy.no_retry_at {
                         // Pressure rose while waiting: call the retry off.
@@ -306,6 +337,7 @@ where
                         }
                     }
                     // Release the failed response (a connection, a body) before retrying.
+                    *last = None;
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {
@@ -322,14 +354,15 @@ where
                     if *this.attempts < this.shared.policy.max_attempts {
                         *this.request = Some(req.clone());
                     }
-                    *this.attempt_deadline = this.shared.policy.attempt_timeout.map(|t| {
+                    if let (Some(t), Some(slow)) =
+                        (this.shared.policy.attempt_timeout, this.slow.as_mut())
+                    {
+                        // The backoff's timer is re-armed for this attempt.
                         let deadline = crate::clock::deadline(Instant::now(), t);
-                        // The backoff's timer (if any) is re-armed for this attempt.
-                        if let Some(timer) = this.timer.as_mut() {
-                            timer.as_mut().reset(deadline);
-                        }
-                        deadline
-                    });
+                        let slow = slow.as_mut().project();
+                        slow.timer.reset(deadline);
+                        *slow.attempt_deadline = Some(deadline);
+                    }
                     let fut = this.service.call(req);
                     this.state.set(State::Called { fut });
                     return Poll::Ready(None);

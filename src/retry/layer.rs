@@ -53,7 +53,8 @@ pub(crate) struct Shared<C> {
     pub(crate) events: EventBus,
     pub(crate) rng: Box<dyn Rng>,
     pub(crate) classifier: C,
-    /// Whether `call` must read the clock (a total time bound is set).
+    /// Whether `call` must read the clock (a total time bound or a per-attempt timeout is
+    /// set).
     pub(crate) needs_start: bool,
     /// `max_attempts > 1`: whether a request may ever be replayed (computed once).
     pub(crate) replays: bool,
@@ -326,7 +327,7 @@ impl<C> RetryLayerBuilder<C> {
             BudgetChoice::Given(b) => Some(b),
             BudgetChoice::None => None,
         };
-        let needs_start = self.policy.time_bound.is_some();
+        let needs_start = self.policy.time_bound.is_some() || self.policy.attempt_timeout.is_some();
         let replays = self.policy.max_attempts > 1;
         let tally = Tally::new(budget.as_ref(), Instant::now());
         Ok(RetryLayer {

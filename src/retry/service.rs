@@ -77,7 +77,8 @@ where
         let shared = &*self.shared;
         // One atomic add: counts the request and deposits it (in a batch) into the budget.
         shared.tally.record(shared.budget.as_ref());
-        // The clock is read only when a total time bound needs the start time.
+        // The clock is read only when a total time bound or a per-attempt timeout needs the
+        // call time (from the stack's shared read when there is one: `crate::clock`).
         let start = shared.needs_start.then(crate::clock::call_time);
         // The copy first (from the request as the caller gave it), then the call.
         let request = if shared.replays && shared.classifier.may_retry(&req) {
