@@ -78,6 +78,7 @@ pub mod error;
 pub mod event;
 pub mod fallback;
 mod keyed;
+mod lane;
 pub mod pressure;
 pub mod priority;
 pub mod quota;

@@ -7,7 +7,7 @@ use tower_layer::Layer;
 use super::classify::ErrorsAsFailures;
 use super::config::{BreakerConfig, CircuitBreakerBuilder};
 use super::handle::CircuitBreakerHandle;
-use super::lane::{Breaker, lane_count};
+use super::lane::{Breaker, breaker, lane_count};
 use super::registry::{NoKey, Registry};
 use super::service::CircuitBreaker;
 use super::state::{Core, Now};
@@ -42,7 +42,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn make_breaker(&self, key: Option<Arc<str>>) -> Breaker {
-        Breaker::new(Core::new(
+        breaker(Core::new(
             self.cfg.clone(),
             key,
             self.bus.clone(),
@@ -80,7 +80,7 @@ impl CircuitBreakerLayer {
         let cfg = Arc::new(cfg);
         let epoch = Instant::now();
         let lanes = lane_count();
-        let default = Arc::new(Breaker::new(Core::new(
+        let default = Arc::new(breaker(Core::new(
             cfg.clone(),
             None,
             bus.clone(),

@@ -1,0 +1,188 @@
+//! Lanes: how threads hammering one layer avoid writing to the same cache lines.
+//!
+//! On two cores, a read-modify-write on a cache line that another core wrote last costs a
+//! line transfer (tens of nanoseconds, 100 and more on the 2-core VMs we measure on), several
+//! times the cost of a layer's whole success path. So the layers that count every call keep
+//! what every call writes per lane:
+//!
+//! * the reference count a response future holds: an `Arc` of its thread's [`Lane`], a small
+//!   allocation of its own (128-byte aligned, so its reference counts share no line with
+//!   another lane's), rather than an `Arc` of the layer's shared state;
+//! * cumulative counters: one stripe per lane ([`Padded`]), picked with [`lane_of`] and
+//!   summed when read (so the totals stay exact).
+//!
+//! A thread's lane is `thread index & (lanes - 1)`, the thread index being handed out in
+//! order on a thread's first call (a process-wide counter). Lanes are a power of two, the
+//! machine's parallelism rounded up and capped at [`MAX_LANES`]. Two threads that share a
+//! lane are still correct (every lane operation is atomic); they only contend again. Which
+//! lane a call uses never changes what a layer decides.
+//!
+//! Used by the circuit breaker (`circuit_breaker/lane.rs`), the alert layer's service totals
+//! and the retry layer's first-attempt tally.
+
+use std::cell::Cell;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The most lanes a layer gets.
+pub(crate) const MAX_LANES: usize = 8;
+
+/// Hands out thread indices. A plain `std` atomic on purpose (not the loom facade): it only
+/// spreads threads over lanes and orders nothing, so it is not part of any modelled protocol.
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// This thread's index (0 while thread-locals are being torn down).
+#[inline]
+pub(crate) fn thread_index() -> usize {
+    THREAD
+        .try_with(|t| {
+            let v = t.get();
+            if v != usize::MAX {
+                return v;
+            }
+            // Relaxed: a counter, nothing is published through it.
+            let v = NEXT_THREAD.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
+            t.set(v);
+            v
+        })
+        .unwrap_or(0)
+}
+
+/// The calling thread's stripe among `len` stripes (`len` a power of two >= 1).
+#[inline]
+pub(crate) fn lane_of(len: usize) -> usize {
+    thread_index() & len.wrapping_sub(1)
+}
+
+/// The number of lanes for layers built on this machine: a power of two in
+/// `1..=MAX_LANES`.
+pub(crate) fn lane_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .next_power_of_two()
+        .min(MAX_LANES)
+}
+
+/// A value alone in its cache lines (128 bytes: adjacent-line prefetchers pair lines).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> Deref for Padded<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// What a response future holds: the layer's shared state, reached through an `Arc` whose
+/// reference counts only this lane's threads touch.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Lane<T> {
+    shared: Arc<T>,
+}
+
+impl<T> Deref for Lane<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.shared
+    }
+}
+
+/// A layer's shared state and its lanes. Dereferences to the state.
+#[derive(Debug)]
+pub(crate) struct Lanes<T> {
+    shared: Arc<T>,
+    /// Length a power of two.
+    lanes: Box<[Arc<Lane<T>>]>,
+    /// Lane 0 again, so that picking a lane needs no bounds-check panic path.
+    first: Arc<Lane<T>>,
+}
+
+impl<T> Lanes<T> {
+    /// `shared` with `lanes` lanes (rounded up to a power of two, at least 1).
+    pub(crate) fn new(shared: T, lanes: usize) -> Self {
+        let shared = Arc::new(shared);
+        let n = lanes.max(1).next_power_of_two();
+        let first = Arc::new(Lane {
+            shared: shared.clone(),
+        });
+        let lanes = std::iter::once(first.clone())
+            .chain((1..n).map(|_| {
+                Arc::new(Lane {
+                    shared: shared.clone(),
+                })
+            }))
+            .collect();
+        Self {
+            shared,
+            lanes,
+            first,
+        }
+    }
+
+    /// The calling thread's lane.
+    #[inline]
+    pub(crate) fn lane(&self) -> Arc<Lane<T>> {
+        // The length is a power of two >= 1, so the masked index is always in bounds.
+        self.lanes
+            .get(lane_of(self.lanes.len()))
+            .unwrap_or(&self.first)
+            .clone()
+    }
+}
+
+impl<T> Deref for Lanes<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_count_is_a_power_of_two_in_range() {
+        let n = lane_count();
+        assert!(n.is_power_of_two() && n <= MAX_LANES);
+    }
+
+    #[test]
+    fn a_thread_keeps_its_index_and_threads_differ() {
+        let a = thread_index();
+        assert_eq!(a, thread_index());
+        let b = std::thread::spawn(thread_index).join().expect("thread");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn lanes_are_a_power_of_two_and_share_one_state() {
+        let l = Lanes::new(7u8, 3);
+        assert_eq!(l.lanes.len(), 4);
+        assert_eq!(*l, 7);
+        assert_eq!(**l.lane(), 7);
+        let other = std::thread::spawn(move || {
+            let a = l.lane();
+            (Arc::ptr_eq(&a.shared, &l.shared), **a)
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(other, (true, 7));
+        assert_eq!(Lanes::new((), 0).lanes.len(), 1);
+    }
+}
