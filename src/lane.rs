@@ -8,8 +8,8 @@
 //! * the reference count a response future holds: an `Arc` of its thread's [`Lane`], a small
 //!   allocation of its own (128-byte aligned, so its reference counts share no line with
 //!   another lane's), rather than an `Arc` of the layer's shared state;
-//! * cumulative counters: one stripe per lane ([`Padded`]), picked with [`lane_of`] and
-//!   summed when read (so the totals stay exact).
+//! * cumulative counters: one stripe per lane ([`Padded`]), picked with the calling
+//!   thread's [`thread_index`] and summed when read (so the totals stay exact).
 //!
 //! A thread's lane is `thread index & (lanes - 1)`, the thread index being handed out in
 //! order on a thread's first call (a process-wide counter). Lanes are a power of two, the
@@ -51,12 +51,6 @@ pub(crate) fn thread_index() -> usize {
             v
         })
         .unwrap_or(0)
-}
-
-/// The calling thread's stripe among `len` stripes (`len` a power of two >= 1).
-#[inline]
-pub(crate) fn lane_of(len: usize) -> usize {
-    thread_index() & len.wrapping_sub(1)
 }
 
 /// The number of lanes for layers built on this machine: a power of two in
@@ -135,9 +129,15 @@ impl<T> Lanes<T> {
     /// The calling thread's lane.
     #[inline]
     pub(crate) fn lane(&self) -> Arc<Lane<T>> {
+        self.lane_at(thread_index())
+    }
+
+    /// The lane of thread index `i` ([`thread_index`]).
+    #[inline]
+    pub(crate) fn lane_at(&self, i: usize) -> Arc<Lane<T>> {
         // The length is a power of two >= 1, so the masked index is always in bounds.
         self.lanes
-            .get(lane_of(self.lanes.len()))
+            .get(i & self.lanes.len().wrapping_sub(1))
             .unwrap_or(&self.first)
             .clone()
     }

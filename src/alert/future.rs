@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use crate::clock::{self, Stamp};
+use crate::lane::Lane;
 use pin_project_lite::pin_project;
 
 use super::layer::Shared;
@@ -13,8 +14,10 @@ use super::service::Classify;
 
 /// Records the call's outcome when it completes, or a cancellation when dropped first.
 pub(crate) struct Recording {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Lane<Shared>>,
     pub(crate) slot: u32,
+    /// The thread index the call started on: its stripe of the totals.
+    pub(crate) lane: usize,
     pub(crate) start: Stamp,
     pub(crate) done: bool,
 }
@@ -22,7 +25,7 @@ pub(crate) struct Recording {
 impl Drop for Recording {
     fn drop(&mut self) {
         if !self.done {
-            self.shared.cancel(self.slot);
+            self.shared.cancel(self.slot, self.lane);
         }
     }
 }
@@ -70,7 +73,7 @@ where
             let failed = this.classify.is_failure(&out);
             this.rec
                 .shared
-                .complete(this.rec.slot, this.rec.start, failed);
+                .complete(this.rec.slot, this.rec.lane, this.rec.start, failed);
         }
         Poll::Ready(out)
     }

@@ -10,6 +10,7 @@ use super::service::{AlertService, ErrorsAsFailures, FnKey, NoKey};
 use crate::clock::Stamp;
 use crate::error::{ConfigError, check_range};
 use crate::event::EventBus;
+use crate::lane::{Lanes, lane_count};
 use crate::pressure::PressureMonitor;
 
 /// Observes every call of the wrapped service: totals, successes, failures, success rate,
@@ -21,7 +22,7 @@ use crate::pressure::PressureMonitor;
 /// of an axum router shares them.
 #[derive(Clone)]
 pub struct AlertLayer<K = NoKey, C = ErrorsAsFailures> {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Lanes<Shared>>,
     pub(crate) key: K,
     pub(crate) classify: C,
 }
@@ -49,38 +50,38 @@ impl Shared {
     }
 
     #[inline]
-    pub(crate) fn start(&self, slot: u32) {
-        self.total.start();
+    pub(crate) fn start(&self, slot: u32, lane: usize) {
+        self.total.start(lane);
         if slot != NO_SLOT
             && let Some(m) = self.keys.get(slot)
         {
-            m.start();
+            m.start(lane);
         }
     }
 
     #[inline]
-    pub(crate) fn complete(&self, slot: u32, start: Stamp, failed: bool) {
+    pub(crate) fn complete(&self, slot: u32, lane: usize, start: Stamp, failed: bool) {
         // The completion time a timing layer inside this one already read, or a read.
         let now = start.done();
         let start = start.at;
         let latency = now.saturating_duration_since(start).as_nanos() as u64;
         let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         self.total
-            .complete(latency, failed, now_ns, &self.thresholds);
+            .complete(lane, latency, failed, now_ns, &self.thresholds);
         if slot != NO_SLOT
             && let Some(m) = self.keys.get(slot)
         {
-            m.complete(latency, failed, now_ns, &self.thresholds);
+            m.complete(lane, latency, failed, now_ns, &self.thresholds);
         }
     }
 
     #[inline]
-    pub(crate) fn cancel(&self, slot: u32) {
-        self.total.cancel();
+    pub(crate) fn cancel(&self, slot: u32, lane: usize) {
+        self.total.cancel(lane);
         if slot != NO_SLOT
             && let Some(m) = self.keys.get(slot)
         {
-            m.cancel();
+            m.cancel(lane);
         }
     }
 }
@@ -89,7 +90,7 @@ impl Shared {
 /// Cheap to clone; reading costs a few hundred relaxed loads and never blocks recording.
 #[derive(Clone)]
 pub struct ServiceMetrics {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Lanes<Shared>>,
 }
 
 impl fmt::Debug for ServiceMetrics {
@@ -270,18 +271,22 @@ impl AlertLayerBuilder {
         }
         let window_ns = self.window.as_nanos().min(u64::MAX as u128) as u64;
         Ok(AlertLayer {
-            shared: Arc::new(Shared {
-                total: Metrics::new(self.name, None, window_ns),
-                keys: KeyTable::new(self.max_keys),
-                thresholds: Thresholds {
-                    bus: self.bus,
-                    window_ns,
-                    min_calls: self.min_calls,
-                    error_rate: self.error_rate,
-                    latency: self.latency,
+            shared: Arc::new(Lanes::new(
+                Shared {
+                    // Striped: every call of every thread writes the totals.
+                    total: Metrics::striped(self.name, None, window_ns, lane_count()),
+                    keys: KeyTable::new(self.max_keys),
+                    thresholds: Thresholds {
+                        bus: self.bus,
+                        window_ns,
+                        min_calls: self.min_calls,
+                        error_rate: self.error_rate,
+                        latency: self.latency,
+                    },
+                    epoch: Instant::now(),
                 },
-                epoch: Instant::now(),
-            }),
+                lane_count(),
+            )),
             key: NoKey,
             classify: ErrorsAsFailures,
         })

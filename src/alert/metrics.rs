@@ -4,7 +4,10 @@
 //!
 //! A call costs one `fetch_add` when it starts (`started`) and two when it completes (one
 //! latency histogram bucket and the latency sum), plus one more if it failed or was
-//! cancelled. Every counter is monotonic and updated with `Relaxed`: each is an independent
+//! cancelled. The service totals keep these counters per lane ([`crate::lane`]: one stripe
+//! per lane, the calling thread's picked at each update, summed when read), so threads
+//! recording through one layer do not write the same cache lines; per-key metrics have one
+//! stripe. Every counter is monotonic and updated with `Relaxed`: each is an independent
 //! statistic, nothing is published through them, and readers accept that a snapshot taken
 //! while calls complete may be a few calls apart between counters (in-flight is computed as
 //! `started - completed - cancelled` and saturates at zero). The peak is a `load` followed by a
@@ -35,6 +38,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::event::{Event, EventBus, ServiceEvent, ServiceEventKind};
+use crate::lane::Padded;
 
 const SUB_BITS: u32 = 3;
 const SUB: usize = 1 << SUB_BITS;
@@ -123,16 +127,35 @@ pub(crate) struct Thresholds {
 const ERR_BIT: u8 = 1;
 const LAT_BIT: u8 = 2;
 
-/// Counters of one service or one key.
-pub(crate) struct Metrics {
-    pub(crate) name: Arc<str>,
-    pub(crate) key: Option<Arc<str>>,
+/// The counters every call writes: one stripe of a [`Metrics`].
+struct Counters {
     started: AtomicU64,
     failures: AtomicU64,
     cancelled: AtomicU64,
     latency_sum: AtomicU64,
-    peak: AtomicU64,
     hist: Histogram,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Self {
+            started: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            latency_sum: AtomicU64::new(0),
+            hist: Histogram::new(),
+        }
+    }
+}
+
+/// Counters of one service or one key.
+pub(crate) struct Metrics {
+    pub(crate) name: Arc<str>,
+    pub(crate) key: Option<Arc<str>>,
+    /// A power of two of stripes (see the module docs), summed when read.
+    stripes: Box<[Padded<Counters>]>,
+    /// Read on every completion, written only by a call slower than any before.
+    peak: AtomicU64,
     /// Nanoseconds since the layer's epoch at which the next window evaluation is due.
     next_eval: AtomicU64,
     /// Owned by the evaluation winner: previous window's histogram and failure count.
@@ -180,16 +203,25 @@ fn ms(ns: u64) -> f64 {
 }
 
 impl Metrics {
+    /// Metrics with one stripe (a key's).
     pub(crate) fn new(name: Arc<str>, key: Option<Arc<str>>, window_ns: u64) -> Self {
+        Self::striped(name, key, window_ns, 1)
+    }
+
+    /// Metrics with `stripes` stripes (rounded up to a power of two, at least 1).
+    pub(crate) fn striped(
+        name: Arc<str>,
+        key: Option<Arc<str>>,
+        window_ns: u64,
+        stripes: usize,
+    ) -> Self {
         Self {
             name,
             key,
-            started: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
-            latency_sum: AtomicU64::new(0),
+            stripes: (0..stripes.max(1).next_power_of_two())
+                .map(|_| Padded(Counters::new()))
+                .collect(),
             peak: AtomicU64::new(0),
-            hist: Histogram::new(),
             next_eval: AtomicU64::new(window_ns),
             prev_hist: OnceLock::new(),
             prev_failures: AtomicU64::new(0),
@@ -197,27 +229,67 @@ impl Metrics {
         }
     }
 
+    /// The stripe of thread index `lane` ([`crate::lane::thread_index`]).
     #[inline]
-    pub(crate) fn start(&self) {
-        self.started.fetch_add(1, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn cancel(&self) {
-        self.cancelled.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records a completed call; `now_ns` is nanoseconds since the layer's epoch.
-    #[inline]
-    pub(crate) fn complete(&self, latency_ns: u64, failed: bool, now_ns: u64, t: &Thresholds) {
-        if failed {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+    fn stripe(&self, lane: usize) -> &Counters {
+        // The length is a power of two >= 1 (`striped`), so the masked index is in bounds;
+        // `get` keeps the panic path out all the same.
+        match self.stripes.get(lane & self.stripes.len().wrapping_sub(1)) {
+            Some(c) => c,
+            None => &self.stripes[0],
         }
-        self.latency_sum.fetch_add(latency_ns, Ordering::Relaxed);
+    }
+
+    /// `f` of every stripe, summed.
+    fn sum(&self, f: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.stripes
+            .iter()
+            .map(|c| f(c).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+
+    /// Every stripe's histogram, summed into `out`.
+    fn load_hist(&self, out: &mut [u64; BUCKETS]) {
+        *out = [0; BUCKETS];
+        let mut one = [0u64; BUCKETS];
+        for c in self.stripes.iter() {
+            c.hist.load(&mut one);
+            for (o, v) in out.iter_mut().zip(one) {
+                *o = o.wrapping_add(v);
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn start(&self, lane: usize) {
+        self.stripe(lane).started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn cancel(&self, lane: usize) {
+        self.stripe(lane).cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a completed call in thread index `lane`'s stripe (the one the call started
+    /// in); `now_ns` is nanoseconds since the layer's epoch.
+    #[inline]
+    pub(crate) fn complete(
+        &self,
+        lane: usize,
+        latency_ns: u64,
+        failed: bool,
+        now_ns: u64,
+        t: &Thresholds,
+    ) {
+        let c = self.stripe(lane);
+        if failed {
+            c.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        c.latency_sum.fetch_add(latency_ns, Ordering::Relaxed);
         if latency_ns > self.peak.load(Ordering::Relaxed) {
             self.peak.fetch_max(latency_ns, Ordering::Relaxed);
         }
-        self.hist.record(latency_ns);
+        c.hist.record(latency_ns);
         if now_ns >= self.next_eval.load(Ordering::Relaxed) {
             self.evaluate(now_ns, t);
         }
@@ -245,14 +317,15 @@ impl Metrics {
             .prev_hist
             .get_or_init(|| (0..BUCKETS).map(|_| AtomicU64::new(0)).collect());
         let mut delta = [0u64; BUCKETS];
+        self.load_hist(&mut delta);
         let mut done = 0;
-        for (i, d) in delta.iter_mut().enumerate() {
-            let cur = self.hist.buckets[i].load(Ordering::Relaxed);
-            let old = prev[i].swap(cur, Ordering::Relaxed);
+        for (d, p) in delta.iter_mut().zip(prev.iter()) {
+            let cur = *d;
+            let old = p.swap(cur, Ordering::Relaxed);
             *d = cur.saturating_sub(old);
             done += *d;
         }
-        let failures = self.failures.load(Ordering::Relaxed);
+        let failures = self.sum(|c| &c.failures);
         let failed = failures.saturating_sub(self.prev_failures.swap(failures, Ordering::Relaxed));
         if done < t.min_calls.max(1) {
             return;
@@ -303,13 +376,13 @@ impl Metrics {
 
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let mut counts = [0u64; BUCKETS];
-        self.hist.load(&mut counts);
+        self.load_hist(&mut counts);
         let completed: u64 = counts.iter().sum();
-        let started = self.started.load(Ordering::Relaxed);
-        let failures = self.failures.load(Ordering::Relaxed).min(completed);
-        let cancelled = self.cancelled.load(Ordering::Relaxed);
+        let started = self.sum(|c| &c.started);
+        let failures = self.sum(|c| &c.failures).min(completed);
+        let cancelled = self.sum(|c| &c.cancelled);
         let successes = completed - failures;
-        let sum = self.latency_sum.load(Ordering::Relaxed);
+        let sum = self.sum(|c| &c.latency_sum);
         MetricsSnapshot {
             service: self.name.to_string(),
             executor_id: self.key.as_deref().map(str::to_string),
@@ -433,6 +506,52 @@ mod tests {
         let p99 = quantile(&c, 0.99) as f64;
         assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.07, "{p50}");
         assert!((p99 - 990_000.0).abs() / 990_000.0 < 0.07, "{p99}");
+    }
+
+    #[test]
+    fn striped_totals_are_exact_across_threads() {
+        let m = Arc::new(Metrics::striped(Arc::from("svc"), None, u64::MAX, 4));
+        assert_eq!(m.stripes.len(), 4);
+        let t = Thresholds {
+            bus: None,
+            window_ns: u64::MAX,
+            min_calls: 1,
+            error_rate: None,
+            latency: None,
+        };
+        let threads: Vec<_> = (0..4u64)
+            .map(|i| {
+                let (m, t) = (m.clone(), t.clone());
+                std::thread::spawn(move || {
+                    let lane = crate::lane::thread_index();
+                    for n in 0..1000u64 {
+                        m.start(lane);
+                        if n % 10 == 0 {
+                            m.cancel(lane);
+                        } else {
+                            m.complete(lane, 1000 * (i + 1), n % 10 == 1, 0, &t);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in threads {
+            h.join().expect("thread");
+        }
+        let s = m.snapshot();
+        assert_eq!(s.total_executions, 4000);
+        assert_eq!(s.cancelled_executions, 400);
+        assert_eq!(s.failed_executions, 400);
+        assert_eq!(s.successful_executions, 3200);
+        assert_eq!(s.in_flight, 0);
+        // 900 calls of 1, 2, 3 and 4 us each: mean 2.5 us, peak 4 us.
+        assert!(
+            (s.avg_duration_ms - 0.0025).abs() < 1e-12,
+            "{}",
+            s.avg_duration_ms
+        );
+        assert_eq!(s.peak_duration_ms, 0.004);
+        assert_eq!(Metrics::new(Arc::from("k"), None, 1).stripes.len(), 1);
     }
 
     #[test]

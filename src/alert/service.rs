@@ -8,12 +8,13 @@ use tower_service::Service;
 use super::future::{Recording, ResponseFuture};
 use super::layer::Shared;
 use super::metrics::NO_SLOT;
+use crate::lane::Lanes;
 
 /// The service built by [`AlertLayer`](super::AlertLayer).
 #[derive(Clone)]
 pub struct AlertService<S, K, C> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Lanes<Shared>>,
     pub(crate) key: K,
     pub(crate) classify: C,
 }
@@ -145,11 +146,15 @@ where
             Some(k) => self.shared.slot(k),
             None => NO_SLOT,
         };
-        self.shared.start(slot);
+        // One thread-local read picks this call's lane and stripes.
+        let lane = crate::lane::thread_index();
+        self.shared.start(slot, lane);
         // One clock read shared with the timing layers this call reaches (`crate::clock`).
         let scope = CallScope::enter();
         let rec = Recording {
-            shared: self.shared.clone(),
+            // This thread's lane: its reference count is not written by other threads.
+            shared: self.shared.lane_at(lane),
+            lane,
             slot,
             start: scope.stamp(),
             done: false,

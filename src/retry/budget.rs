@@ -54,6 +54,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::{ConfigError, check_range};
+use crate::lane::Padded;
 use crate::sync::AtomicU64;
 
 const SLOTS: usize = 10;
@@ -574,6 +575,47 @@ impl Tally {
     }
 }
 
+/// A layer's [`Tally`], one per lane ([`crate::lane`]): threads calling through one layer
+/// count their first attempts on cache lines of their own. Each stripe flushes its own
+/// batches; a retry (and a stats read) flushes every stripe first, so the layer's deposits
+/// stay exact at the moment the budget is asked.
+pub(crate) struct Tallies {
+    stripes: Box<[Padded<Tally>]>,
+}
+
+impl Tallies {
+    /// `lanes` stripes (rounded up to a power of two, at least 1).
+    pub(crate) fn new(budget: Option<&RetryBudget>, now: Instant, lanes: usize) -> Self {
+        Self {
+            stripes: (0..lanes.max(1).next_power_of_two())
+                .map(|_| Padded(Tally::new(budget, now)))
+                .collect(),
+        }
+    }
+
+    /// Counts one first attempt in thread index `lane`'s stripe.
+    #[inline]
+    pub(crate) fn record(&self, lane: usize, budget: Option<&RetryBudget>) {
+        // A power of two >= 1 (`new`): the masked index is in bounds; `get` keeps the panic
+        // path out all the same.
+        if let Some(t) = self.stripes.get(lane & self.stripes.len().wrapping_sub(1)) {
+            t.record(budget);
+        }
+    }
+
+    /// Flushes every stripe (see [`Tally::flush`]).
+    pub(crate) fn flush(&self, budget: Option<&RetryBudget>, now: Option<Instant>) {
+        for t in self.stripes.iter() {
+            t.flush(budget, now);
+        }
+    }
+
+    /// First attempts counted so far, over every stripe.
+    pub(crate) fn total(&self) -> u64 {
+        self.stripes.iter().map(|t| t.total()).sum()
+    }
+}
+
 /// The budget works with tower's own `Retry` policies as well.
 impl tower::retry::budget::Budget for RetryBudget {
     fn deposit(&self) {
@@ -753,6 +795,34 @@ mod tests {
             }
         });
         assert_eq!(tally.total(), 4000);
+    }
+
+    #[test]
+    fn striped_tallies_count_every_thread_and_flush_every_stripe() {
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
+        let now = b.inner.epoch;
+        let tallies = Tallies::new(Some(&b), now, 4);
+        assert_eq!(tallies.stripes.len(), 4);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let lane = crate::lane::thread_index();
+                    for _ in 0..1010 {
+                        tallies.record(lane, Some(&b));
+                    }
+                });
+            }
+        });
+        assert_eq!(tallies.total(), 4040);
+        // Full batches reached the budget as they filled; one flush hands over the rest of
+        // every stripe, whichever stripes the threads used.
+        tallies.flush(Some(&b), Some(now));
+        assert_eq!(b.available_at(now), 4040.0);
+        assert_eq!(Tallies::new(None, now, 0).stripes.len(), 1);
     }
 
     #[test]

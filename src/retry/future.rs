@@ -21,6 +21,7 @@ use super::pushback::Pushback;
 use crate::Constraints;
 use crate::constraints::HasExtensions;
 use crate::event::{Event, RetryEvent, RetryEventKind};
+use crate::lane::Lane;
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry): drives attempts, waits and pushback.
@@ -40,7 +41,7 @@ pin_project! {
         state: State<S::Future>,
         slow: Option<Pin<Box<Slow<S::Response>>>>,
         service: S,
-        shared: Arc<Shared<C>>,
+        shared: Arc<Lane<Shared<C>>>,
         // A copy for the next attempt; `None` when the request may not be retried.
         request: Option<Req>,
         // The call time, when a total time bound or a per-attempt timeout needs it.
@@ -118,7 +119,7 @@ where
     pub(crate) fn new(
         fut: S::Future,
         service: S,
-        shared: Arc<Shared<C>>,
+        shared: Arc<Lane<Shared<C>>>,
         request: Option<Req>,
         start: Option<Instant>,
     ) -> Self {

@@ -8,13 +8,14 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 
 use super::backoff::{Backoff, FastRng, Rng};
-use super::budget::{RetryBudget, Tally};
+use super::budget::{RetryBudget, Tallies};
 use super::classify::DefaultClassifier;
 use super::policy::RetryPolicy;
 use super::service::Retry;
 use crate::PressureLevel;
 use crate::error::ConfigError;
 use crate::event::EventBus;
+use crate::lane::{Lanes, lane_count};
 use crate::pressure::PressureMonitor;
 
 /// Retries failed requests with backoff, a shared budget, server pushback, and awareness of
@@ -24,7 +25,7 @@ use crate::pressure::PressureMonitor;
 /// [`RetryLayerBuilder::build`], never in [`Layer::layer`], so every clone of the layer and
 /// every route of an axum router share one budget.
 pub struct RetryLayer<C = DefaultClassifier> {
-    pub(crate) shared: Arc<Shared<C>>,
+    pub(crate) shared: Arc<Lanes<Shared<C>>>,
 }
 
 impl<C> Clone for RetryLayer<C> {
@@ -59,7 +60,7 @@ pub(crate) struct Shared<C> {
     /// `max_attempts > 1`: whether a request may ever be replayed (computed once).
     pub(crate) replays: bool,
     /// First attempts, carried to the budget in batches (one atomic add per request).
-    pub(crate) tally: Tally,
+    pub(crate) tally: Tallies,
     /// Cumulative counters for status pages.
     pub(crate) counters: Counters,
 }
@@ -109,19 +110,22 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
     // `defaults_are_valid` test); this branch only exists to avoid a panic path.
     let budget = RetryBudget::default();
     RetryLayer {
-        shared: Arc::new(Shared {
-            name: Arc::from("retry"),
-            policy: RetryPolicy::default(),
-            tally: Tally::new(Some(&budget), Instant::now()),
-            budget: Some(budget),
-            events: monitor.events().clone(),
-            monitor,
-            rng: Box::new(FastRng),
-            classifier: DefaultClassifier,
-            needs_start: false,
-            replays: true,
-            counters: Counters::default(),
-        }),
+        shared: Arc::new(Lanes::new(
+            Shared {
+                name: Arc::from("retry"),
+                policy: RetryPolicy::default(),
+                tally: Tallies::new(Some(&budget), Instant::now(), lane_count()),
+                budget: Some(budget),
+                events: monitor.events().clone(),
+                monitor,
+                rng: Box::new(FastRng),
+                classifier: DefaultClassifier,
+                needs_start: false,
+                replays: true,
+                counters: Counters::default(),
+            },
+            lane_count(),
+        )),
     }
 }
 
@@ -329,21 +333,24 @@ impl<C> RetryLayerBuilder<C> {
         };
         let needs_start = self.policy.time_bound.is_some() || self.policy.attempt_timeout.is_some();
         let replays = self.policy.max_attempts > 1;
-        let tally = Tally::new(budget.as_ref(), Instant::now());
+        let tally = Tallies::new(budget.as_ref(), Instant::now(), lane_count());
         Ok(RetryLayer {
-            shared: Arc::new(Shared {
-                tally,
-                replays,
-                name: self.name,
-                events: self.events.unwrap_or_else(|| self.monitor.events().clone()),
-                monitor: self.monitor,
-                policy: self.policy,
-                budget,
-                rng: self.rng.unwrap_or_else(|| Box::new(FastRng)),
-                classifier: self.classifier,
-                needs_start,
-                counters: Counters::default(),
-            }),
+            shared: Arc::new(Lanes::new(
+                Shared {
+                    tally,
+                    replays,
+                    name: self.name,
+                    events: self.events.unwrap_or_else(|| self.monitor.events().clone()),
+                    monitor: self.monitor,
+                    policy: self.policy,
+                    budget,
+                    rng: self.rng.unwrap_or_else(|| Box::new(FastRng)),
+                    classifier: self.classifier,
+                    needs_start,
+                    counters: Counters::default(),
+                },
+                lane_count(),
+            )),
         })
     }
 }

@@ -9,6 +9,7 @@ use super::classify::Classify;
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use crate::constraints::HasExtensions;
+use crate::lane::Lanes;
 
 /// The service built by [`RetryLayer`](super::RetryLayer).
 ///
@@ -17,7 +18,7 @@ use crate::constraints::HasExtensions;
 /// bodies put [`BufferBodyLayer`](super::http::BufferBodyLayer) in front.
 pub struct Retry<S, C> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared<C>>,
+    pub(crate) shared: Arc<Lanes<Shared<C>>>,
 }
 
 impl<S: Clone, C> Clone for Retry<S, C> {
@@ -73,10 +74,12 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         // The two atomic increments first, back to back: a locked instruction waits for
         // every pending store, and few are pending yet (after the request's copy, many).
-        let arc = self.shared.clone();
-        let shared = &*self.shared;
+        // Both on this thread's lane (`crate::lane`): cache lines other threads do not write.
+        let lane = crate::lane::thread_index();
+        let arc = self.shared.lane_at(lane);
+        let shared = &**self.shared;
         // One atomic add: counts the request and deposits it (in a batch) into the budget.
-        shared.tally.record(shared.budget.as_ref());
+        shared.tally.record(lane, shared.budget.as_ref());
         // The clock is read only when a total time bound or a per-attempt timeout needs the
         // call time (from the stack's shared read when there is one: `crate::clock`).
         let start = shared.needs_start.then(crate::clock::call_time);
