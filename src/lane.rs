@@ -8,7 +8,7 @@
 //! * the reference count a response future holds: an `Arc` of its thread's [`Lane`], a small
 //!   allocation of its own (128-byte aligned, so its reference counts share no line with
 //!   another lane's), rather than an `Arc` of the layer's shared state;
-//! * cumulative counters: one stripe per lane ([`Padded`]), picked with the calling
+//! * cumulative counters: one stripe per lane ([`Striped`]), picked with the calling
 //!   thread's [`thread_index`] and summed when read (so the totals stay exact).
 //!
 //! A thread's lane is `thread index & (lanes - 1)`, the thread index being handed out in
@@ -77,6 +77,44 @@ impl<T> Deref for Padded<T> {
     }
 }
 
+/// One value per lane, each alone in its cache lines: a power of two of them, at least
+/// one. [`get`](Self::get) picks a thread index's value; readers iterate and sum.
+#[derive(Debug)]
+pub(crate) struct Striped<T> {
+    items: Box<[Padded<T>]>,
+    /// `items.len() - 1`.
+    mask: usize,
+}
+
+impl<T> Striped<T> {
+    /// `n` values (rounded up to a power of two, at least 1), each from `make`.
+    pub(crate) fn new(n: usize, mut make: impl FnMut() -> T) -> Self {
+        let n = n.max(1).next_power_of_two();
+        Self {
+            items: (0..n).map(|_| Padded(make())).collect(),
+            mask: n - 1,
+        }
+    }
+
+    /// The value of thread index `i` ([`thread_index`]).
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> &T {
+        // Invariant (`new`): `items.len() == mask + 1 >= 1`, so the masked index is always
+        // in bounds.
+        &self.items[i & self.mask]
+    }
+
+    /// How many values.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Every value, in lane order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().map(|p| &p.0)
+    }
+}
+
 /// What a response future holds: the layer's shared state, reached through an `Arc` whose
 /// reference counts only this lane's threads touch.
 #[derive(Debug)]
@@ -98,32 +136,19 @@ impl<T> Deref for Lane<T> {
 #[derive(Debug)]
 pub(crate) struct Lanes<T> {
     shared: Arc<T>,
-    /// Length a power of two.
-    lanes: Box<[Arc<Lane<T>>]>,
-    /// Lane 0 again, so that picking a lane needs no bounds-check panic path.
-    first: Arc<Lane<T>>,
+    lanes: Striped<Arc<Lane<T>>>,
 }
 
 impl<T> Lanes<T> {
     /// `shared` with `lanes` lanes (rounded up to a power of two, at least 1).
     pub(crate) fn new(shared: T, lanes: usize) -> Self {
         let shared = Arc::new(shared);
-        let n = lanes.max(1).next_power_of_two();
-        let first = Arc::new(Lane {
-            shared: shared.clone(),
+        let lanes = Striped::new(lanes, || {
+            Arc::new(Lane {
+                shared: shared.clone(),
+            })
         });
-        let lanes = std::iter::once(first.clone())
-            .chain((1..n).map(|_| {
-                Arc::new(Lane {
-                    shared: shared.clone(),
-                })
-            }))
-            .collect();
-        Self {
-            shared,
-            lanes,
-            first,
-        }
+        Self { shared, lanes }
     }
 
     /// The calling thread's lane.
@@ -135,11 +160,7 @@ impl<T> Lanes<T> {
     /// The lane of thread index `i` ([`thread_index`]).
     #[inline]
     pub(crate) fn lane_at(&self, i: usize) -> Arc<Lane<T>> {
-        // The length is a power of two >= 1, so the masked index is always in bounds.
-        self.lanes
-            .get(i & self.lanes.len().wrapping_sub(1))
-            .unwrap_or(&self.first)
-            .clone()
+        self.lanes.get(i).clone()
     }
 }
 
@@ -184,5 +205,18 @@ mod tests {
         .expect("thread");
         assert_eq!(other, (true, 7));
         assert_eq!(Lanes::new((), 0).lanes.len(), 1);
+    }
+
+    #[test]
+    fn striped_masks_any_thread_index() {
+        let s = Striped::new(3, || 0u8);
+        assert_eq!(s.len(), 4);
+        for i in [0, 3, 4, 7, usize::MAX] {
+            assert!(std::ptr::eq(
+                s.get(i),
+                s.iter().nth(i & 3).expect("in range")
+            ));
+        }
+        assert_eq!(Striped::new(0, || ()).len(), 1);
     }
 }

@@ -270,11 +270,12 @@ impl AlertLayerBuilder {
             ));
         }
         let window_ns = self.window.as_nanos().min(u64::MAX as u128) as u64;
+        let lanes = lane_count();
         Ok(AlertLayer {
             shared: Arc::new(Lanes::new(
                 Shared {
                     // Striped: every call of every thread writes the totals.
-                    total: Metrics::striped(self.name, None, window_ns, lane_count()),
+                    total: Metrics::striped(self.name, None, window_ns, lanes),
                     keys: KeyTable::new(self.max_keys),
                     thresholds: Thresholds {
                         bus: self.bus,
@@ -285,7 +286,7 @@ impl AlertLayerBuilder {
                     },
                     epoch: Instant::now(),
                 },
-                lane_count(),
+                lanes,
             )),
             key: NoKey,
             classify: ErrorsAsFailures,

@@ -38,7 +38,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::event::{Event, EventBus, ServiceEvent, ServiceEventKind};
-use crate::lane::Padded;
+use crate::lane::Striped;
 
 const SUB_BITS: u32 = 3;
 const SUB: usize = 1 << SUB_BITS;
@@ -152,8 +152,8 @@ impl Counters {
 pub(crate) struct Metrics {
     pub(crate) name: Arc<str>,
     pub(crate) key: Option<Arc<str>>,
-    /// A power of two of stripes (see the module docs), summed when read.
-    stripes: Box<[Padded<Counters>]>,
+    /// One stripe per lane (see the module docs), summed when read.
+    stripes: Striped<Counters>,
     /// Read on every completion, written only by a call slower than any before.
     peak: AtomicU64,
     /// Nanoseconds since the layer's epoch at which the next window evaluation is due.
@@ -218,25 +218,12 @@ impl Metrics {
         Self {
             name,
             key,
-            stripes: (0..stripes.max(1).next_power_of_two())
-                .map(|_| Padded(Counters::new()))
-                .collect(),
+            stripes: Striped::new(stripes, Counters::new),
             peak: AtomicU64::new(0),
             next_eval: AtomicU64::new(window_ns),
             prev_hist: OnceLock::new(),
             prev_failures: AtomicU64::new(0),
             state: AtomicU8::new(0),
-        }
-    }
-
-    /// The stripe of thread index `lane` ([`crate::lane::thread_index`]).
-    #[inline]
-    fn stripe(&self, lane: usize) -> &Counters {
-        // The length is a power of two >= 1 (`striped`), so the masked index is in bounds;
-        // `get` keeps the panic path out all the same.
-        match self.stripes.get(lane & self.stripes.len().wrapping_sub(1)) {
-            Some(c) => c,
-            None => &self.stripes[0],
         }
     }
 
@@ -262,12 +249,18 @@ impl Metrics {
 
     #[inline]
     pub(crate) fn start(&self, lane: usize) {
-        self.stripe(lane).started.fetch_add(1, Ordering::Relaxed);
+        self.stripes
+            .get(lane)
+            .started
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
     pub(crate) fn cancel(&self, lane: usize) {
-        self.stripe(lane).cancelled.fetch_add(1, Ordering::Relaxed);
+        self.stripes
+            .get(lane)
+            .cancelled
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a completed call in thread index `lane`'s stripe (the one the call started
@@ -281,7 +274,7 @@ impl Metrics {
         now_ns: u64,
         t: &Thresholds,
     ) {
-        let c = self.stripe(lane);
+        let c = self.stripes.get(lane);
         if failed {
             c.failures.fetch_add(1, Ordering::Relaxed);
         }

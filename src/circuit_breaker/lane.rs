@@ -4,13 +4,13 @@
 //!
 //! * the permit's reference count: a permit holds an `Arc` of its thread's [`Lane`] rather
 //!   than an `Arc` of the breaker's [`Core`];
-//! * the cumulative call counter: one [`Stripe`] per lane inside the core, summed when the
+//! * the cumulative call counter: one stripe per lane inside the core ([`Striped`]), summed when the
 //!   metrics are read (so the totals stay exact);
 //! * the count window and the consecutive-failure counter are only read while the window is
 //!   full of successes and no failure is pending (see [`super::window`] and
 //!   [`Core::on_result`]).
 
-pub(crate) use crate::lane::{Padded, lane_count, thread_index};
+pub(crate) use crate::lane::{Padded, Striped, lane_count, thread_index};
 
 use super::state::Core;
 
@@ -24,12 +24,4 @@ pub(crate) type Breaker = crate::lane::Lanes<Core>;
 pub(crate) fn breaker(core: Core) -> Breaker {
     let lanes = core.lanes();
     crate::lane::Lanes::new(core, lanes)
-}
-
-/// One lane's share of a breaker's cumulative counters, alone in its cache lines.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Stripe {
-    /// Calls recorded through this lane (summed into the metrics' `calls`).
-    pub(crate) calls: crate::sync::AtomicU64,
 }

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use super::config::BreakerConfig;
 use super::error::{CircuitOpen, RejectReason};
-use super::lane::{Padded, Stripe, thread_index};
+use super::lane::{Padded, Striped, thread_index};
 use super::window::{Totals, Window};
 use crate::event::{BreakerEvent, BreakerEventKind, CircuitState, Event, EventBus};
 use crate::pressure::{PressureMonitor, Signal};
@@ -157,9 +157,8 @@ pub(crate) struct Core {
     word: Padded<AtomicU64>,
     consecutive: AtomicU32,
     window: Window,
-    /// Cumulative calls, one stripe per lane (see [`super::lane`]); never empty, length a
-    /// power of two.
-    stripes: Box<[Stripe]>,
+    /// Cumulative calls, one stripe per lane (see [`super::lane`]).
+    stripes: Striped<AtomicU64>,
     failures: AtomicU64,
     slow: AtomicU64,
     rejected: AtomicU64,
@@ -215,7 +214,7 @@ impl Core {
             cfg,
             word: Padded(AtomicU64::new(pack(CircuitState::Closed, 0))),
             consecutive: AtomicU32::new(0),
-            stripes: (0..lanes).map(|_| Stripe::default()).collect(),
+            stripes: Striped::new(lanes, || AtomicU64::new(0)),
             failures: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -244,7 +243,7 @@ impl Core {
     fn calls(&self) -> u64 {
         self.stripes
             .iter()
-            .map(|s| s.calls.load(Ordering::Relaxed))
+            .map(|s| s.load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
     }
 
@@ -482,10 +481,7 @@ impl Core {
             None => false,
         };
         let lane = thread_index();
-        // The stripes' length is a power of two >= 1 (`new`): the masked index is in bounds.
-        self.stripes[lane & (self.stripes.len() - 1)]
-            .calls
-            .fetch_add(1, Ordering::Relaxed);
+        self.stripes.get(lane).fetch_add(1, Ordering::Relaxed);
         if failure {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.last_failure
@@ -696,7 +692,7 @@ impl Core {
         let _g = lock(&self.transition);
         self.window.clear();
         for s in self.stripes.iter() {
-            s.calls.store(0, Ordering::Relaxed);
+            s.store(0, Ordering::Relaxed);
         }
         for a in [
             &self.failures,
@@ -980,7 +976,7 @@ mod tests {
         let stripes_used = c
             .stripes
             .iter()
-            .filter(|s| s.calls.load(Ordering::Relaxed) > 0)
+            .filter(|s| s.load(Ordering::Relaxed) > 0)
             .count();
         assert_eq!(stripes_used, 1);
     }

@@ -54,7 +54,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::{ConfigError, check_range};
-use crate::lane::Padded;
+use crate::lane::Striped;
 use crate::sync::AtomicU64;
 
 const SLOTS: usize = 10;
@@ -580,27 +580,21 @@ impl Tally {
 /// batches; a retry (and a stats read) flushes every stripe first, so the layer's deposits
 /// stay exact at the moment the budget is asked.
 pub(crate) struct Tallies {
-    stripes: Box<[Padded<Tally>]>,
+    stripes: Striped<Tally>,
 }
 
 impl Tallies {
     /// `lanes` stripes (rounded up to a power of two, at least 1).
     pub(crate) fn new(budget: Option<&RetryBudget>, now: Instant, lanes: usize) -> Self {
         Self {
-            stripes: (0..lanes.max(1).next_power_of_two())
-                .map(|_| Padded(Tally::new(budget, now)))
-                .collect(),
+            stripes: Striped::new(lanes, || Tally::new(budget, now)),
         }
     }
 
     /// Counts one first attempt in thread index `lane`'s stripe.
     #[inline]
     pub(crate) fn record(&self, lane: usize, budget: Option<&RetryBudget>) {
-        // A power of two >= 1 (`new`): the masked index is in bounds; `get` keeps the panic
-        // path out all the same.
-        if let Some(t) = self.stripes.get(lane & self.stripes.len().wrapping_sub(1)) {
-            t.record(budget);
-        }
+        self.stripes.get(lane).record(budget);
     }
 
     /// Flushes every stripe (see [`Tally::flush`]).

@@ -111,10 +111,11 @@ where
 {
     /// The future of an attempt already called: `fut` from `service`, with `request` kept
     /// for retries. The caller builds the copy and the inner future as locals first, as
-    /// tower's `Retry` does. Instruction counts (callgrind, `benches/retry.rs`'s loop mode):
-    /// 660 per successful call this way; 709 with the copy (by a closure) and the inner call
-    /// both inside this function, 743 with both inside and a flag for the copy. Which moves
-    /// of the request the optimiser keeps depends on this shape more than on what is moved.
+    /// tower's `Retry` does. Instruction counts when this was chosen (callgrind,
+    /// `benches/retry.rs`'s loop mode, before the future was slimmed): 660 per successful
+    /// call this way; 709 with the copy (by a closure) and the inner call both inside this
+    /// function, 743 with both inside and a flag for the copy. Which moves of the request
+    /// the optimiser keeps depends on this shape more than on what is moved.
     #[inline(always)]
     pub(crate) fn new(
         fut: S::Future,

@@ -109,12 +109,13 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
     // Invariant: `RetryPolicy::default()` and `RetryBudget::default()` pass validation (see the
     // `defaults_are_valid` test); this branch only exists to avoid a panic path.
     let budget = RetryBudget::default();
+    let lanes = lane_count();
     RetryLayer {
         shared: Arc::new(Lanes::new(
             Shared {
                 name: Arc::from("retry"),
                 policy: RetryPolicy::default(),
-                tally: Tallies::new(Some(&budget), Instant::now(), lane_count()),
+                tally: Tallies::new(Some(&budget), Instant::now(), lanes),
                 budget: Some(budget),
                 events: monitor.events().clone(),
                 monitor,
@@ -124,7 +125,7 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
                 replays: true,
                 counters: Counters::default(),
             },
-            lane_count(),
+            lanes,
         )),
     }
 }
@@ -333,7 +334,8 @@ impl<C> RetryLayerBuilder<C> {
         };
         let needs_start = self.policy.time_bound.is_some() || self.policy.attempt_timeout.is_some();
         let replays = self.policy.max_attempts > 1;
-        let tally = Tallies::new(budget.as_ref(), Instant::now(), lane_count());
+        let lanes = lane_count();
+        let tally = Tallies::new(budget.as_ref(), Instant::now(), lanes);
         Ok(RetryLayer {
             shared: Arc::new(Lanes::new(
                 Shared {
@@ -349,7 +351,7 @@ impl<C> RetryLayerBuilder<C> {
                     needs_start,
                     counters: Counters::default(),
                 },
-                lane_count(),
+                lanes,
             )),
         })
     }
