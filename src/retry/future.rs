@@ -25,10 +25,11 @@ use crate::lane::Lane;
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry): drives attempts, waits and pushback.
-    /// Everything that only a retry or a per-attempt timeout needs (the timer, the attempt's
-    /// deadline, the failed result kept while waiting, the previous delay) lives in one box,
-    /// created for the first backoff wait or for a per-attempt timeout on an attempt that is
-    /// still pending after its first poll, and reused for the rest of the request. A first
+    /// Everything that only a retry or a per-attempt timeout needs (the timer, armed for the
+    /// attempt's deadline or the backoff; the failed result kept while waiting; the previous
+    /// delay) lives in one box, created for the first backoff wait or for a per-attempt
+    /// timeout on an attempt that is still pending after its first poll, and reused for the
+    /// rest of the request. A first
     /// attempt that succeeds without waiting on a timer allocates nothing, and the future
     /// stays small (it is moved through every layer around it). Dropping it at any point
     /// cancels the attempt in flight and the wait; nothing is held elsewhere.
@@ -65,11 +66,10 @@ pin_project! {
     /// The part of the future only retries and per-attempt timeouts need (see
     /// [`ResponseFuture`]).
     struct Slow<R> {
-        // The per-attempt timeout while an attempt runs, the backoff while waiting.
+        // Armed for the attempt's deadline while an attempt runs (with a per-attempt
+        // timeout), for the backoff while waiting.
         #[pin]
         timer: Sleep,
-        // When the attempt in flight times out (`None` without a per-attempt timeout).
-        attempt_deadline: Option<Instant>,
         // The failed result, returned if retrying is called off while waiting.
         last: Option<Result<R, BoxError>>,
         previous: Duration,
@@ -77,10 +77,9 @@ pin_project! {
 }
 
 impl<R> Slow<R> {
-    fn boxed(at: Instant, attempt_deadline: Option<Instant>) -> Pin<Box<Self>> {
+    fn boxed(at: Instant) -> Pin<Box<Self>> {
         Box::pin(Slow {
             timer: tokio::time::sleep_until(at),
-            attempt_deadline,
             last: None,
             previous: Duration::ZERO,
         })
@@ -223,7 +222,7 @@ where
             // The first attempt, still pending: its deadline counts from the call (`start`
             // is read whenever a per-attempt timeout is set).
             let deadline = crate::clock::deadline(this.start.unwrap_or_else(Instant::now), timeout);
-            Slow::boxed(deadline, Some(deadline))
+            Slow::boxed(deadline)
         });
         // Armed for this attempt's deadline: here at the first attempt, by the retry for
         // later ones.
@@ -293,11 +292,10 @@ where
                 slow.as_mut().project().timer.reset(wake);
                 slow
             }
-            None => this.slow.insert(Slow::boxed(wake, None)),
+            None => this.slow.insert(Slow::boxed(wake)),
         };
         let slow = slow.as_mut().project();
         *slow.previous = delay;
-        *slow.attempt_deadline = None;
         *slow.last = Some(result);
         this.state.set(State::Waiting);
         None
@@ -361,9 +359,7 @@ where
                     {
                         // The backoff's timer is re-armed for this attempt.
                         let deadline = crate::clock::deadline(Instant::now(), t);
-                        let slow = slow.as_mut().project();
-                        slow.timer.reset(deadline);
-                        *slow.attempt_deadline = Some(deadline);
+                        slow.as_mut().project().timer.reset(deadline);
                     }
                     let fut = this.service.call(req);
                     this.state.set(State::Called { fut });
