@@ -4,7 +4,7 @@
 //!
 //! A call costs one `fetch_add` when it starts (`started`) and two when it completes (one
 //! latency histogram bucket and the latency sum), plus one more if it failed or was
-//! cancelled. The service totals keep these counters per lane ([`crate::lane`]: one stripe
+//! cancelled. The service totals keep these counters per lane (`crate::lane`: one stripe
 //! per lane, the calling thread's picked at each update, summed when read), so threads
 //! recording through one layer do not write the same cache lines; per-key metrics have one
 //! stripe. Every counter is monotonic and updated with `Relaxed`: each is an independent
