@@ -116,14 +116,24 @@ impl<T> Striped<T> {
 }
 
 /// What a response future holds: the layer's shared state, reached through an `Arc` whose
-/// reference counts only this lane's threads touch.
+/// reference counts only this lane's threads touch, and the lane's own `X` (nothing for
+/// most layers; the retry layer keeps a copy of its inner service here).
 #[derive(Debug)]
 #[repr(align(128))]
-pub(crate) struct Lane<T> {
+pub(crate) struct Lane<T, X = ()> {
     shared: Arc<T>,
+    local: X,
 }
 
-impl<T> Deref for Lane<T> {
+impl<T, X> Lane<T, X> {
+    /// This lane's own value.
+    #[inline]
+    pub(crate) fn local(&self) -> &X {
+        &self.local
+    }
+}
+
+impl<T, X> Deref for Lane<T, X> {
     type Target = T;
 
     #[inline]
@@ -134,18 +144,26 @@ impl<T> Deref for Lane<T> {
 
 /// A layer's shared state and its lanes. Dereferences to the state.
 #[derive(Debug)]
-pub(crate) struct Lanes<T> {
+pub(crate) struct Lanes<T, X = ()> {
     shared: Arc<T>,
-    lanes: Striped<Arc<Lane<T>>>,
+    lanes: Striped<Arc<Lane<T, X>>>,
 }
 
 impl<T> Lanes<T> {
     /// `shared` with `lanes` lanes (rounded up to a power of two, at least 1).
     pub(crate) fn new(shared: T, lanes: usize) -> Self {
-        let shared = Arc::new(shared);
+        Self::with_local(Arc::new(shared), lanes, || ())
+    }
+}
+
+impl<T, X> Lanes<T, X> {
+    /// `shared` with `lanes` lanes (rounded up to a power of two, at least 1), each with its
+    /// own value from `local`.
+    pub(crate) fn with_local(shared: Arc<T>, lanes: usize, mut local: impl FnMut() -> X) -> Self {
         let lanes = Striped::new(lanes, || {
             Arc::new(Lane {
                 shared: shared.clone(),
+                local: local(),
             })
         });
         Self { shared, lanes }
@@ -153,18 +171,18 @@ impl<T> Lanes<T> {
 
     /// The calling thread's lane.
     #[inline]
-    pub(crate) fn lane(&self) -> Arc<Lane<T>> {
+    pub(crate) fn lane(&self) -> Arc<Lane<T, X>> {
         self.lane_at(thread_index())
     }
 
     /// The lane of thread index `i` ([`thread_index`]).
     #[inline]
-    pub(crate) fn lane_at(&self, i: usize) -> Arc<Lane<T>> {
+    pub(crate) fn lane_at(&self, i: usize) -> Arc<Lane<T, X>> {
         self.lanes.get(i).clone()
     }
 }
 
-impl<T> Deref for Lanes<T> {
+impl<T, X> Deref for Lanes<T, X> {
     type Target = T;
 
     #[inline]

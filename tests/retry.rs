@@ -739,3 +739,98 @@ trait LayerExt<S>: tower::Layer<S> + Sized {
     }
 }
 impl<S, L: tower::Layer<S>> LayerExt<S> for L {}
+
+/// A service that counts its clones and refuses a call it was not driven to readiness for
+/// (a clone starts not ready); fails the first `fail` calls of each request (by the
+/// request's `u32` id), with a retryable error.
+struct Counted {
+    clones: Arc<AtomicU32>,
+    ready: bool,
+    fail: Arc<AtomicU32>,
+    seen: Arc<Mutex<std::collections::HashMap<u32, u32>>>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::Relaxed);
+        Self {
+            clones: self.clones.clone(),
+            ready: false,
+            fail: self.fail.clone(),
+            seen: self.seen.clone(),
+        }
+    }
+}
+
+impl Service<Request<u32>> for Counted {
+    type Response = u32;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<u32, BoxError>>;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.ready = true;
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: Request<u32>) -> Self::Future {
+        if !std::mem::take(&mut self.ready) {
+            return std::future::ready(Err("called without poll_ready".into()));
+        }
+        let id = *req.body();
+        let mut seen = self.seen.lock().unwrap();
+        let n = seen.entry(id).or_default();
+        *n += 1;
+        std::future::ready(if *n <= self.fail.load(Ordering::Relaxed) {
+            Err(Retryable::new(std::io::Error::other("flaky")).into())
+        } else {
+            Ok(*n)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_clones_the_lanes_copy_once_and_drives_it_to_readiness() {
+    let (m, _) = monitor();
+    let clones = Arc::new(AtomicU32::new(0));
+    let inner = Counted {
+        clones: clones.clone(),
+        ready: false,
+        fail: Arc::default(),
+        seen: Arc::default(),
+    };
+    let layer = RetryLayer::builder(m)
+        .max_attempts(3)
+        .backoff(fixed(ms(10)))
+        .no_budget()
+        .build()
+        .unwrap();
+    let mut svc = tower::Layer::layer(&layer, inner);
+    // `layer` keeps one copy per lane, at least one.
+    let kept = clones.load(Ordering::Relaxed);
+    assert!(kept >= 1, "{kept}");
+    // Successful first attempts clone nothing: the future holds no service.
+    for id in 0..100 {
+        let n = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(id))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    assert_eq!(clones.load(Ordering::Relaxed), kept);
+    // A request that fails twice: both retries go to one clone of the lane's copy, driven to
+    // readiness before each call (or `Counted` would refuse it).
+    svc.get_ref().fail.store(2, Ordering::Relaxed);
+    let n = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(1000))
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(clones.load(Ordering::Relaxed), kept + 1);
+}

@@ -18,6 +18,7 @@ use super::error::AttemptTimedOut;
 use super::layer::Shared;
 use super::policy::{Failed, StopReason};
 use super::pushback::Pushback;
+use super::service::Prototype;
 use crate::Constraints;
 use crate::constraints::HasExtensions;
 use crate::event::{Event, RetryEvent, RetryEventKind};
@@ -40,9 +41,8 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        slow: Option<Pin<Box<Slow<S::Response>>>>,
-        service: S,
-        shared: Arc<Lane<Shared<C>>>,
+        slow: Option<Pin<Box<Slow<S::Response, S>>>>,
+        shared: Arc<Lane<Shared<C>, Prototype<S>>>,
         // A copy for the next attempt; `None` when the request may not be retried.
         request: Option<Req>,
         // The call time, when a total time bound or a per-attempt timeout needs it.
@@ -65,7 +65,7 @@ pin_project! {
 pin_project! {
     /// The part of the future only retries and per-attempt timeouts need (see
     /// [`ResponseFuture`]).
-    struct Slow<R> {
+    struct Slow<R, S> {
         // Armed for the attempt's deadline while an attempt runs (with a per-attempt
         // timeout), for the backoff while waiting.
         #[pin]
@@ -73,15 +73,19 @@ pin_project! {
         // The failed result, returned if retrying is called off while waiting.
         last: Option<Result<R, BoxError>>,
         previous: Duration,
+        // The service retries call: a clone of the lane's copy, made for the first retry
+        // (see `Retry`).
+        service: Option<S>,
     }
 }
 
-impl<R> Slow<R> {
+impl<R, S> Slow<R, S> {
     fn boxed(at: Instant) -> Pin<Box<Self>> {
         Box::pin(Slow {
             timer: tokio::time::sleep_until(at),
             last: None,
             previous: Duration::ZERO,
+            service: None,
         })
     }
 }
@@ -105,10 +109,10 @@ where
 
 impl<S, C, Req> ResponseFuture<S, C, Req>
 where
-    S: Service<Req> + Clone,
+    S: Service<Req>,
     Req: Clone,
 {
-    /// The future of an attempt already called: `fut` from `service`, with `request` kept
+    /// The future of an attempt already called: `fut`, with `request` kept
     /// for retries. The caller builds the copy and the inner future as locals first, as
     /// tower's `Retry` does. Instruction counts when this was chosen (callgrind,
     /// `benches/retry.rs`'s loop mode, before the future was slimmed): 660 per successful
@@ -118,15 +122,13 @@ where
     #[inline(always)]
     pub(crate) fn new(
         fut: S::Future,
-        service: S,
-        shared: Arc<Lane<Shared<C>>>,
+        shared: Arc<Lane<Shared<C>, Prototype<S>>>,
         request: Option<Req>,
         start: Option<Instant>,
     ) -> Self {
         Self {
             state: State::Called { fut },
             slow: None,
-            service,
             shared,
             request,
             start,
@@ -163,7 +165,7 @@ impl<C> Shared<C> {
 
 impl<S, C, Req> Future for ResponseFuture<S, C, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     Req: Clone + HasExtensions,
     C: Classify<Req, S::Response>,
@@ -206,7 +208,7 @@ where
 
 impl<S, C, Req> ResponseFuture<S, C, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     Req: Clone + HasExtensions,
 {
@@ -341,7 +343,16 @@ where
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                    let Some(slow) = this.slow.as_mut() else {
+                        // Unreachable: `Retrying` is only entered from `Waiting`, which has
+                        // the box. Fail rather than panic.
+                        return Poll::Ready(Some(Err("retry lost its wait".into())));
+                    };
+                    let mut slow = slow.as_mut().project();
+                    let service = slow
+                        .service
+                        .get_or_insert_with(|| this.shared.local().get());
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
                         return Poll::Ready(Some(Err(e.into())));
                     }
                     let Some(req) = this.request.take() else {
@@ -354,14 +365,12 @@ where
                     if *this.attempts < this.shared.policy.max_attempts {
                         *this.request = Some(req.clone());
                     }
-                    if let (Some(t), Some(slow)) =
-                        (this.shared.policy.attempt_timeout, this.slow.as_mut())
-                    {
+                    if let Some(t) = this.shared.policy.attempt_timeout {
                         // The backoff's timer is re-armed for this attempt.
                         let deadline = crate::clock::deadline(Instant::now(), t);
-                        slow.as_mut().project().timer.reset(deadline);
+                        slow.timer.as_mut().reset(deadline);
                     }
-                    let fut = this.service.call(req);
+                    let fut = service.call(req);
                     this.state.set(State::Called { fut });
                     return Poll::Ready(None);
                 }

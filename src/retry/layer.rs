@@ -11,12 +11,14 @@ use super::backoff::{Backoff, FastRng, Rng};
 use super::budget::{RetryBudget, Tallies};
 use super::classify::DefaultClassifier;
 use super::policy::RetryPolicy;
+use super::service::Prototype;
 use super::service::Retry;
 use crate::PressureLevel;
 use crate::error::ConfigError;
 use crate::event::EventBus;
 use crate::lane::{Lanes, lane_count};
 use crate::pressure::PressureMonitor;
+use std::sync::Mutex;
 
 /// Retries failed requests with backoff, a shared budget, server pushback, and awareness of
 /// pressure and deadlines. See the [module docs](crate::retry).
@@ -25,7 +27,7 @@ use crate::pressure::PressureMonitor;
 /// [`RetryLayerBuilder::build`], never in [`Layer::layer`], so every clone of the layer and
 /// every route of an axum router share one budget.
 pub struct RetryLayer<C = DefaultClassifier> {
-    pub(crate) shared: Arc<Lanes<Shared<C>>>,
+    pub(crate) shared: Arc<Shared<C>>,
 }
 
 impl<C> Clone for RetryLayer<C> {
@@ -61,6 +63,8 @@ pub(crate) struct Shared<C> {
     pub(crate) replays: bool,
     /// First attempts, carried to the budget in batches (one atomic add per request).
     pub(crate) tally: Tallies,
+    /// How many lanes each service this layer builds gets (`crate::lane`).
+    pub(crate) lanes: usize,
     /// Cumulative counters for status pages.
     pub(crate) counters: Counters,
 }
@@ -111,22 +115,20 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
     let budget = RetryBudget::default();
     let lanes = lane_count();
     RetryLayer {
-        shared: Arc::new(Lanes::new(
-            Shared {
-                name: Arc::from("retry"),
-                policy: RetryPolicy::default(),
-                tally: Tallies::new(Some(&budget), Instant::now(), lanes),
-                budget: Some(budget),
-                events: monitor.events().clone(),
-                monitor,
-                rng: Box::new(FastRng),
-                classifier: DefaultClassifier,
-                needs_start: false,
-                replays: true,
-                counters: Counters::default(),
-            },
+        shared: Arc::new(Shared {
             lanes,
-        )),
+            name: Arc::from("retry"),
+            policy: RetryPolicy::default(),
+            tally: Tallies::new(Some(&budget), Instant::now(), lanes),
+            budget: Some(budget),
+            events: monitor.events().clone(),
+            monitor,
+            rng: Box::new(FastRng),
+            classifier: DefaultClassifier,
+            needs_start: false,
+            replays: true,
+            counters: Counters::default(),
+        }),
     }
 }
 
@@ -183,13 +185,18 @@ pub struct RetryStats {
     pub budget_available: Option<f64>,
 }
 
-impl<S, C> Layer<S> for RetryLayer<C> {
+impl<S: Clone, C> Layer<S> for RetryLayer<C> {
     type Service = Retry<S, C>;
 
+    /// The service, with one copy of `inner` per lane (`crate::lane`) for retries to clone
+    /// (see [`Retry`]).
     fn layer(&self, inner: S) -> Self::Service {
+        let lanes = Lanes::with_local(self.shared.clone(), self.shared.lanes, || {
+            Prototype(Mutex::new(inner.clone()))
+        });
         Retry {
             inner,
-            shared: self.shared.clone(),
+            lanes: Arc::new(lanes),
         }
     }
 }
@@ -337,22 +344,20 @@ impl<C> RetryLayerBuilder<C> {
         let lanes = lane_count();
         let tally = Tallies::new(budget.as_ref(), Instant::now(), lanes);
         Ok(RetryLayer {
-            shared: Arc::new(Lanes::new(
-                Shared {
-                    tally,
-                    replays,
-                    name: self.name,
-                    events: self.events.unwrap_or_else(|| self.monitor.events().clone()),
-                    monitor: self.monitor,
-                    policy: self.policy,
-                    budget,
-                    rng: self.rng.unwrap_or_else(|| Box::new(FastRng)),
-                    classifier: self.classifier,
-                    needs_start,
-                    counters: Counters::default(),
-                },
+            shared: Arc::new(Shared {
                 lanes,
-            )),
+                tally,
+                replays,
+                name: self.name,
+                events: self.events.unwrap_or_else(|| self.monitor.events().clone()),
+                monitor: self.monitor,
+                policy: self.policy,
+                budget,
+                rng: self.rng.unwrap_or_else(|| Box::new(FastRng)),
+                classifier: self.classifier,
+                needs_start,
+                counters: Counters::default(),
+            }),
         })
     }
 }
@@ -403,6 +408,6 @@ mod tests {
         let l = RetryLayer::new(m);
         let a: Retry<(), _> = l.layer(());
         let b: Retry<(), _> = l.clone().layer(());
-        assert!(Arc::ptr_eq(&a.shared, &b.shared));
+        assert!(std::ptr::eq(&**a.lanes, &**b.lanes));
     }
 }

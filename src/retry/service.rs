@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tower::BoxError;
@@ -16,16 +16,57 @@ use crate::lane::Lanes;
 /// Requests must be `Clone` (to be replayed) and carry extensions (for the `Constraints`
 /// deadline). `http::Request<B>` is `Clone` when `B` is, e.g. `Full<Bytes>`; for streaming
 /// bodies put [`BufferBodyLayer`](super::http::BufferBodyLayer) in front.
+///
+/// # Which service a retry calls
+///
+/// A first attempt is called on this service's `inner` (after [`poll_ready`]), so the
+/// response future holds no service of its own: most requests never retry, and cloning the
+/// inner service for each one (as tower's `Retry` does) costs two atomic reference-count
+/// updates per `Arc` inside it, on cache lines that every thread calling the service
+/// writes. A retry instead clones a copy of `inner` that [`Layer::layer`] kept for its
+/// thread (one per lane, see the crate's `lane` module), drives that clone to readiness
+/// and calls it; a later retry of the same request reuses the same clone. So retries go to
+/// a clone of the service as it was when the layer wrapped it: for the services one
+/// retries (hyper and tonic clients, `Buffer`, `service_fn`, the crate's layers) every
+/// clone is an equal handle to the same connections or state, so this changes nothing;
+/// changes made through [`get_mut`](Self::get_mut) reach first attempts only.
+///
+/// [`poll_ready`]: Service::poll_ready
+/// [`Layer::layer`]: tower_layer::Layer::layer
 pub struct Retry<S, C> {
     pub(crate) inner: S,
-    pub(crate) shared: Arc<Lanes<Shared<C>>>,
+    pub(crate) lanes: Arc<Lanes<Shared<C>, Prototype<S>>>,
+}
+
+/// The copy of the inner service a lane's retries clone (see [`Retry`]). Behind a mutex so
+/// that services which are `Send` but not `Sync` (a `BoxCloneService`, most boxed clients)
+/// can be shared by the lane; it is only locked for a retry.
+pub(crate) struct Prototype<S>(pub(crate) Mutex<S>);
+
+impl<S: Clone> Prototype<S> {
+    /// A clone of the copy.
+    #[cold]
+    pub(crate) fn get(&self) -> S {
+        // A panic in another thread's `clone` poisons the lock; the copy itself is intact
+        // (`clone` takes it by reference), so use it anyway.
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<S> fmt::Debug for Prototype<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Prototype")
+    }
 }
 
 impl<S: Clone, C> Clone for Retry<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            lanes: self.lanes.clone(),
         }
     }
 }
@@ -34,7 +75,7 @@ impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("name", &self.shared.name)
+            .field("name", &self.lanes.name)
             .finish()
     }
 }
@@ -76,8 +117,8 @@ where
         // every pending store, and few are pending yet (after the request's copy, many).
         // Both on this thread's lane (`crate::lane`): cache lines other threads do not write.
         let lane = crate::lane::thread_index();
-        let arc = self.shared.lane_at(lane);
-        let shared = &**self.shared;
+        let arc = self.lanes.lane_at(lane);
+        let shared = &**self.lanes;
         // One atomic add: counts the request and deposits it (in a batch) into the budget.
         shared.tally.record(lane, shared.budget.as_ref());
         // The clock is read only when a total time bound or a per-attempt timeout needs the
@@ -90,8 +131,8 @@ where
             None
         };
         let fut = self.inner.call(req);
-        // As tower's `Retry`: the called (ready) service stays here; the future gets a clone
-        // that it drives to readiness before each retry.
-        ResponseFuture::new(fut, self.inner.clone(), arc, request, start)
+        // Unlike tower's `Retry`, no clone of the service for the future: a retry clones its
+        // lane's copy (see the type's docs).
+        ResponseFuture::new(fut, arc, request, start)
     }
 }
