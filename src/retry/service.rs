@@ -126,7 +126,7 @@ where
         let start = shared.needs_start.then(crate::clock::call_time);
         // The copy first (from the request as the caller gave it), then the call.
         let request = if shared.replays && shared.classifier.may_retry(&req) {
-            Some(req.clone())
+            replay_copy(&req)
         } else {
             None
         };
@@ -135,4 +135,12 @@ where
         // lane's copy (see the type's docs).
         ResponseFuture::new(fut, arc, request, start)
     }
+}
+
+/// `Some` copy of `req`. Out of line on purpose: called with the destination as its return
+/// slot, the clone is written in place, where `Some(req.clone())` inline in one branch of
+/// `call` was cloned into a temporary and copied (one more `memcpy` of the request per call).
+#[inline(never)]
+fn replay_copy<Req: Clone>(req: &Req) -> Option<Req> {
+    Some(req.clone())
 }
