@@ -12,7 +12,7 @@ for b in stack degradation circuit_breaker retry alert concurrency quota; do
   echo "== $b"
   cargo bench --bench "$b" -- --warm-up-time 1 --measurement-time 3 2>&1 \
     | tee "target/bench/$b.log" \
-    | sed -n '/^summary\|^| \|^one clock\|^ratio\|^overhead\|^two threads\|^2 threads/p'
+    | sed -n '/^summary\|^| \|^one clock\|^ratio\|^overhead\|^two threads\|^2 threads\|^medians\|^interleaved\|^what each\|^  [A-Za-z]/p'
 done
 echo "== allocs"
 cargo bench --bench allocs 2>&1 \
