@@ -834,3 +834,18 @@ async fn a_retry_clones_the_lanes_copy_once_and_drives_it_to_readiness() {
     assert_eq!(n, 3);
     assert_eq!(clones.load(Ordering::Relaxed), kept + 1);
 }
+
+#[test]
+fn service_and_future_are_send_for_a_send_but_not_sync_inner_service() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (m, _) = monitor();
+    // `BoxCloneService` is `Send` but not `Sync`: the per-lane copies retries clone sit
+    // behind a mutex, so the layer adds no `Sync` bound.
+    let inner = tower::util::BoxCloneService::new(service_fn(|_: Request<u32>| async {
+        Ok::<_, BoxError>(1u32)
+    }));
+    let mut svc = tower::Layer::layer(&RetryLayer::new(m), inner);
+    assert_send(&svc);
+    let fut = svc.call(Request::new(1));
+    assert_send(&fut);
+}
