@@ -61,8 +61,10 @@
 //!
 //! The crate reuses tower where it fits: [`RetryBudget`] implements
 //! `tower::retry::budget::Budget`, so it plugs into tower's own policies, and the future
-//! follows `tower::retry::future::ResponseFuture`'s shape (the service is cloned into the
-//! future and driven to readiness before each retry; no `Box::pin`). But the layer is not a
+//! follows `tower::retry::future::ResponseFuture`'s shape (a clone of the service is driven
+//! to readiness before each retry; no `Box::pin`), except that the clone is made only when a
+//! retry happens, from a per-thread copy the layer keeps (see [`Retry`]'s docs). But the
+//! layer is not a
 //! `Policy` on top of `tower::retry::Retry`, because:
 //!
 //! * a `Policy` only sees the result *after* an attempt and returns a future to await; the
@@ -74,8 +76,8 @@
 //!   off and the *previous* result returned; `Retry` has already dropped it (it hands the
 //!   result back to `Policy::retry` by `&mut` and keeps nothing);
 //! * `Retry` clones the whole policy into every response future (per-request counters,
-//!   `Arc`s) and always clones the request, even when it will never be retried and even for
-//!   the last attempt; ours clones only what a retry can use.
+//!   `Arc`s) and the service, and always clones the request, even when it will never be
+//!   retried and even for the last attempt; ours clones only what a retry can use.
 //!
 //! The bench `benches/retry.rs` compares both on a successful first attempt.
 
