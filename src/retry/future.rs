@@ -28,12 +28,12 @@ pin_project! {
     /// The response future of [`Retry`](super::Retry): drives attempts, waits and pushback.
     /// Everything that only a retry or a per-attempt timeout needs (the timer, armed for the
     /// attempt's deadline or the backoff; the failed result kept while waiting; the previous
-    /// delay) lives in one box, created for the first backoff wait or for a per-attempt
-    /// timeout on an attempt that is still pending after its first poll, and reused for the
-    /// rest of the request. A first
-    /// attempt that succeeds without waiting on a timer allocates nothing, and the future
-    /// stays small (it is moved through every layer around it). Dropping it at any point
-    /// cancels the attempt in flight and the wait; nothing is held elsewhere.
+    /// delay; the service retries call) lives in one box, created for the first backoff wait
+    /// or for a per-attempt timeout on an attempt that is still pending after its first
+    /// poll, and reused for the rest of the request. A first attempt that succeeds without
+    /// waiting on a timer allocates nothing, and the future stays small (it is moved through
+    /// every layer around it). Dropping it at any point cancels the attempt in flight and
+    /// the wait; nothing is held elsewhere.
     #[project = Proj]
     pub struct ResponseFuture<S, C, Req>
     where
@@ -112,9 +112,8 @@ where
     S: Service<Req>,
     Req: Clone,
 {
-    /// The future of an attempt already called: `fut`, with `request` kept
-    /// for retries. The caller builds the copy and the inner future as locals first, as
-    /// tower's `Retry` does. Instruction counts when this was chosen (callgrind,
+    /// The future of an attempt already called: `fut`, with `request` kept for retries. The
+    /// caller builds the copy and the inner future as locals first, as tower's `Retry` does. Instruction counts when this was chosen (callgrind,
     /// `benches/retry.rs`'s loop mode, before the future was slimmed): 660 per successful
     /// call this way; 709 with the copy (by a closure) and the inner call both inside this
     /// function, 743 with both inside and a flag for the copy. Which moves of the request

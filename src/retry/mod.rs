@@ -64,8 +64,7 @@
 //! follows `tower::retry::future::ResponseFuture`'s shape (a clone of the service is driven
 //! to readiness before each retry; no `Box::pin`), except that the clone is made only when a
 //! retry happens, from a per-thread copy the layer keeps (see [`Retry`]'s docs). But the
-//! layer is not a
-//! `Policy` on top of `tower::retry::Retry`, because:
+//! layer is not a `Policy` on top of `tower::retry::Retry`, because:
 //!
 //! * a `Policy` only sees the result *after* an attempt and returns a future to await; the
 //!   per-attempt timeout must race the attempt itself, and its deadline must be re-armed for
