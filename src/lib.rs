@@ -84,6 +84,7 @@ pub mod priority;
 pub mod quota;
 pub mod rejection;
 pub mod retry;
+pub mod route;
 pub mod stack;
 pub mod status;
 mod sync;

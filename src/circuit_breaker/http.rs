@@ -97,12 +97,16 @@ impl crate::body::BodyGuard for Permit {
     }
 }
 
-/// Keys requests by host: the URI's authority host, else the `Host` header.
+/// Keys requests by host: the request's [`RouteKey`](crate::route::RouteKey) if it has one,
+/// else the URI's authority host, else the `Host` header.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HostKey;
 
 impl<B> KeyExtractor<http::Request<B>> for HostKey {
     fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
+        if let Some(k) = crate::route::route_key(req.extensions()) {
+            return Some(k);
+        }
         if let Some(h) = req.uri().host() {
             return Some(Cow::Borrowed(h));
         }
@@ -113,7 +117,9 @@ impl<B> KeyExtractor<http::Request<B>> for HostKey {
     }
 }
 
-/// Keys requests by authority (`host:port`): the URI's authority, else the `Host` header.
+/// Keys requests by authority (`host:port`): the request's
+/// [`RouteKey`](crate::route::RouteKey) if it has one, else the URI's authority, else the
+/// `Host` header.
 /// Unlike [`HostKey`], two providers on one host but different ports get their own breakers.
 ///
 /// ```
@@ -126,6 +132,9 @@ pub struct AuthorityKey;
 
 impl<B> KeyExtractor<http::Request<B>> for AuthorityKey {
     fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
+        if let Some(k) = crate::route::route_key(req.extensions()) {
+            return Some(k);
+        }
         if let Some(a) = req.uri().authority() {
             return Some(Cow::Borrowed(a.as_str()));
         }
@@ -137,12 +146,16 @@ impl<B> KeyExtractor<http::Request<B>> for AuthorityKey {
     }
 }
 
-/// Keys requests by the value of a header (say `x-provider` or `x-executor-id`).
+/// Keys requests by the value of a header (say `x-provider` or `x-executor-id`); a request's
+/// [`RouteKey`](crate::route::RouteKey) takes precedence.
 #[derive(Debug, Clone)]
 pub struct HeaderKey(pub HeaderName);
 
 impl<B> KeyExtractor<http::Request<B>> for HeaderKey {
     fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
+        if let Some(k) = crate::route::route_key(req.extensions()) {
+            return Some(k);
+        }
         req.headers().get(&self.0)?.to_str().ok().map(Cow::Borrowed)
     }
 }

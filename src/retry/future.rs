@@ -48,6 +48,9 @@ pin_project! {
         // The call time, when a total time bound or a per-attempt timeout needs it.
         start: Option<Instant>,
         attempts: u32,
+        // The copy may only be rerouted after a local rejection (see `crate::route`): the
+        // classifier would not replay this request after an error of its target.
+        reroute_only: bool,
     }
 }
 
@@ -124,6 +127,7 @@ where
         shared: Arc<Lane<Shared<C>, Prototype<S>>>,
         request: Option<Req>,
         start: Option<Instant>,
+        reroute_only: bool,
     ) -> Self {
         Self {
             state: State::Called { fut },
@@ -132,6 +136,7 @@ where
             request,
             start,
             attempts: 1,
+            reroute_only,
         }
     }
 }
@@ -194,9 +199,16 @@ where
                 }
             };
             match self.shared.classifier.classify(&result) {
-                Verdict::Done => return Poll::Ready(result),
+                Verdict::Done if result.is_ok() => return Poll::Ready(result),
+                // An error the classifier calls final may be a local rejection (an open
+                // breaker, shedding) the request names a fallback for.
+                Verdict::Done => {
+                    if let Some(out) = self.as_mut().rejected(result) {
+                        return Poll::Ready(out);
+                    }
+                }
                 Verdict::Retry { reason, pushback } => {
-                    if let Some(out) = self.as_mut().failed(result, reason, pushback) {
+                    if let Some(out) = self.as_mut().failed(result, reason, pushback, false) {
                         return Poll::Ready(out);
                     }
                 }
@@ -231,18 +243,48 @@ where
         Poll::Ready(Err(AttemptTimedOut::new(timeout, *this.attempts).into()))
     }
 
-    /// An attempt failed with a retryable `result`: either the result to return (retrying
-    /// stops) or `None` with the wait before the next attempt set up.
+    /// An attempt failed with an error the classifier does not retry: if it is a local
+    /// rejection (`CircuitOpen`, `Overloaded`) and the request names a fallback it has not
+    /// tried, the next attempt goes there at once (see `crate::route`); otherwise the result
+    /// is returned.
+    #[inline(never)]
+    fn rejected(
+        mut self: Pin<&mut Self>,
+        result: Result<S::Response, BoxError>,
+    ) -> Option<Result<S::Response, BoxError>> {
+        let reason = match &result {
+            Err(e) => local_rejection(&**e),
+            Ok(_) => None,
+        };
+        let Some(reason) = reason else {
+            return Some(result);
+        };
+        let this = self.as_mut().project();
+        if !this.request.as_mut().is_some_and(crate::route::reroute) {
+            return Some(result);
+        }
+        self.failed(result, reason, Pushback::None, true)
+    }
+
+    /// An attempt failed with a retryable `result` (or, `reroute`, a local rejection whose
+    /// copy now points at a fallback): either the result to return (retrying stops) or
+    /// `None` with the wait before the next attempt set up.
     #[inline(never)]
     fn failed(
         self: Pin<&mut Self>,
         result: Result<S::Response, BoxError>,
         reason: &'static str,
         pushback: Pushback,
+        reroute: bool,
     ) -> Option<Result<S::Response, BoxError>> {
         let mut this = self.project();
         let shared = &**this.shared;
-        let Some(req) = this.request.as_ref() else {
+        let copy = match this.request.as_ref() {
+            // Kept for reroutes only: the target's own errors are final for this request.
+            Some(_) if *this.reroute_only && !reroute => None,
+            copy => copy,
+        };
+        let Some(req) = copy else {
             // No copy kept: the request may not be replayed, or this was the last allowed
             // attempt.
             if *this.attempts >= shared.policy.max_attempts {
@@ -259,6 +301,7 @@ where
             level: shared.monitor.level(),
             pushback,
             previous: this.slow.as_ref().map_or(Duration::ZERO, |s| s.previous),
+            immediate: reroute,
         };
         let delay = match shared.policy.next_delay(&failed, &*shared.rng) {
             Ok(d) => d,
@@ -376,4 +419,22 @@ where
             }
         }
     }
+}
+
+/// Which of the crate's local rejections `err` is, if any: walks the `source()` chain (at
+/// most 16 links) for [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) and
+/// [`Overloaded`](crate::concurrency::Overloaded).
+fn local_rejection(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cur = Some(err);
+    for _ in 0..16 {
+        let e = cur?;
+        if e.is::<crate::circuit_breaker::CircuitOpen>() {
+            return Some("circuit open: rerouted to a fallback");
+        }
+        if e.is::<crate::concurrency::Overloaded>() {
+            return Some("overloaded: rerouted to a fallback");
+        }
+        cur = e.source();
+    }
+    None
 }

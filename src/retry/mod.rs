@@ -21,6 +21,12 @@
 //!   [`http::HttpClassifier`] adds 502/503/504/429/408 (never other 4xx) and replays only
 //!   idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, or an `Idempotency-Key` header, or
 //!   the [`http::Idempotent`] extension);
+//! * retries the crate's own local rejections (an open breaker's
+//!   [`CircuitOpen`](crate::circuit_breaker::CircuitOpen), the limiter's
+//!   [`Overloaded`](crate::concurrency::Overloaded)) only when the request names a fallback
+//!   ([`route::FallbackKeys`](crate::route::FallbackKeys)): the next attempt then goes at
+//!   once to that target ([`route::RouteKey`](crate::route::RouteKey)), judged by its own
+//!   breaker; retrying the same target would only be refused again (see [`crate::route`]);
 //! * reports `RetryAttempt`, `RetryExhausted` and `BudgetExhausted` as
 //!   [`RetryEvent`](crate::event::RetryEvent)s on the monitor's bus.
 //!

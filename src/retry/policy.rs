@@ -86,6 +86,9 @@ pub(crate) struct Failed {
     pub(crate) pushback: Pushback,
     /// The delay before the previous retry (zero before the first).
     pub(crate) previous: Duration,
+    /// A reroute to a fallback after a local rejection: no wait (the rejected attempt never
+    /// reached its target), the other limits as for any retry.
+    pub(crate) immediate: bool,
 }
 
 impl RetryPolicy {
@@ -128,6 +131,7 @@ impl RetryPolicy {
             return Err(StopReason::Pressure(f.level));
         }
         let (delay, pushed) = match f.pushback {
+            _ if f.immediate => (Duration::ZERO, false),
             Pushback::Stop => return Err(StopReason::ServerSaidStop),
             Pushback::After(d) => (d.min(self.max_pushback), true),
             Pushback::None => {
@@ -195,7 +199,58 @@ mod tests {
             level: PressureLevel::Normal,
             pushback: Pushback::None,
             previous: Duration::ZERO,
+            immediate: false,
         }
+    }
+
+    #[test]
+    fn a_reroute_waits_nothing_but_keeps_every_limit() {
+        let p = RetryPolicy {
+            time_bound: Some(ms(500)),
+            ..policy()
+        };
+        let now = Instant::now();
+        let rng = || 0.0;
+        let reroute = |f: Failed| Failed {
+            immediate: true,
+            ..f
+        };
+        assert_eq!(
+            p.next_delay(&reroute(failed(now, 1)), &rng),
+            Ok(Duration::ZERO)
+        );
+        // Not stretched at High either.
+        let high = Failed {
+            level: PressureLevel::High,
+            ..reroute(failed(now, 1))
+        };
+        assert_eq!(p.next_delay(&high, &rng), Ok(Duration::ZERO));
+        assert_eq!(
+            p.next_delay(&reroute(failed(now, 3)), &rng),
+            Err(StopReason::MaxAttempts)
+        );
+        let critical = Failed {
+            level: PressureLevel::Critical,
+            ..reroute(failed(now, 1))
+        };
+        assert_eq!(
+            p.next_delay(&critical, &rng),
+            Err(StopReason::Pressure(PressureLevel::Critical))
+        );
+        let late = Failed {
+            start: now,
+            now: now + ms(501),
+            ..reroute(failed(now, 1))
+        };
+        assert_eq!(p.next_delay(&late, &rng), Err(StopReason::TimeBound));
+        let past_deadline = Failed {
+            deadline: Some(now),
+            ..reroute(failed(now, 1))
+        };
+        assert_eq!(
+            p.next_delay(&past_deadline, &rng),
+            Err(StopReason::Deadline)
+        );
     }
 
     #[test]

@@ -125,15 +125,17 @@ where
         // call time (from the stack's shared read when there is one: `crate::clock`).
         let start = shared.needs_start.then(crate::clock::call_time);
         // The copy first (from the request as the caller gave it), then the call.
-        let request = if shared.replays && shared.classifier.may_retry(&req) {
-            replay_copy(&req)
+        let (request, reroute_only) = if shared.replays && shared.classifier.may_retry(&req) {
+            (replay_copy(&req), false)
+        } else if shared.replays {
+            reroute_copy(&req)
         } else {
-            None
+            (None, false)
         };
         let fut = self.inner.call(req);
         // Unlike tower's `Retry`, no clone of the service for the future: a retry clones its
         // lane's copy (see the type's docs).
-        ResponseFuture::new(fut, arc, request, start)
+        ResponseFuture::new(fut, arc, request, start, reroute_only)
     }
 }
 
@@ -143,4 +145,16 @@ where
 #[inline(never)]
 fn replay_copy<Req: Clone>(req: &Req) -> Option<Req> {
     Some(req.clone())
+}
+
+/// A request the classifier will not replay: a copy only if it names a fallback, to reroute
+/// it after a local rejection (it never reached its target then; see `crate::route`).
+#[cold]
+#[inline(never)]
+fn reroute_copy<Req: Clone + HasExtensions>(req: &Req) -> (Option<Req>, bool) {
+    if crate::route::has_fallback(req) {
+        (Some(req.clone()), true)
+    } else {
+        (None, false)
+    }
 }
