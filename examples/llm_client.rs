@@ -8,8 +8,10 @@
 //! * `RetryLayer::http(..)` retrying 429/503/timeouts, honouring `Retry-After`; the POSTs
 //!   are replayable because they carry an `Idempotency-Key` header;
 //! * one breaker per provider (`CircuitBreakerLayer::per_key(HostKey)` with
-//!   `ServerErrorsAsFailures`), and a fallback to the second provider while the first's
-//!   breaker is open; the half-open probe closes it again later;
+//!   `ServerErrorsAsFailures`); each request names the other provider as its fallback
+//!   (`route::FallbackKeys`), so while the first's breaker is open the retry layer sends the
+//!   attempt at once to the second (`route::RouteKey`, which the encoder turns into that
+//!   provider's URL); the half-open probe closes the first's breaker again later;
 //! * a `DegradationPolicy` attaching a `MaxTokens` extension per pressure level, which the
 //!   request encoder (inside the stack) applies to the JSON body: `max_tokens` shrinks when a
 //!   `ManualSource` raises the pressure mid-run; at `Critical` the retry layer stops retrying.
@@ -51,6 +53,7 @@ use tower_pressure::event::{BreakerEventKind, Event, RetryEventKind};
 use tower_pressure::pressure::PressureMonitor;
 use tower_pressure::rejection::Rejection;
 use tower_pressure::retry::{Backoff, Jitter, RetryLayer};
+use tower_pressure::route::{FallbackKeys, RouteKey};
 
 const HOST_A: &str = "api.provider-a.test";
 const HOST_B: &str = "api.provider-b.test";
@@ -167,9 +170,19 @@ struct Chat {
 #[derive(Debug, Clone, Copy)]
 struct MaxTokens(u32);
 
-/// Innermost step of the client: the JSON body, with `max_tokens` capped by the level's
-/// `MaxTokens` extension. Runs per attempt, so a retry after pressure rose is smaller too.
-fn encode(req: http::Request<Chat>) -> http::Request<Full<Bytes>> {
+/// Innermost step of the client: the provider's URL for the attempt's `RouteKey` (set by
+/// the caller, or by the retry layer when it reroutes to a fallback), and the JSON body, with
+/// `max_tokens` capped by the level's `MaxTokens` extension. Runs per attempt, so a retry
+/// after pressure rose is smaller too.
+fn encode(urls: &Urls, mut req: http::Request<Chat>) -> http::Request<Full<Bytes>> {
+    if let Some(url) = req
+        .extensions()
+        .get::<RouteKey>()
+        .and_then(|k| urls.iter().find(|(host, _)| *host == k.as_str()))
+        .and_then(|(_, url)| url.parse().ok())
+    {
+        *req.uri_mut() = url;
+    }
     let cap = req
         .extensions()
         .get::<MaxTokens>()
@@ -183,6 +196,9 @@ fn encode(req: http::Request<Chat>) -> http::Request<Full<Bytes>> {
         Full::new(Bytes::from(body.to_string()))
     })
 }
+
+/// Each provider's host (its breaker and route key) and URL.
+type Urls = Arc<[(&'static str, String); 2]>;
 
 /// Resolves `*.test` to 127.0.0.1 and refuses every other name: the example never leaves
 /// loopback.
@@ -266,9 +282,10 @@ async fn main() -> Result<(), BoxError> {
     let connector = HttpConnector::new_with_resolver(service_fn(loopback_resolver));
     let http_client: Client<_, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(connector);
+    let urls: Urls = Arc::new([(HOST_A, url_a.clone()), (HOST_B, url_b.clone())]);
     let client = ServiceBuilder::new()
         .layer(stack)
-        .map_request(encode)
+        .map_request(move |req| encode(&urls, req))
         .service(http_client);
 
     let mut events = monitor.events().subscribe();
@@ -278,39 +295,31 @@ async fn main() -> Result<(), BoxError> {
         println!("\n#{n} {what}");
     };
 
-    // One chat call: provider A, or B when A's breaker is open.
-    let chat = |prompt: &str, max_tokens: u32| {
+    // One chat call to `primary`, naming the other provider as its fallback: the stack
+    // reroutes to it at once when `primary`'s breaker is open.
+    let chat = |prompt: &str, max_tokens: u32, primary: &'static str| {
         let client = client.clone();
-        let (url_a, url_b) = (url_a.clone(), url_b.clone());
+        let (url, fallback) = if primary == HOST_A {
+            (url_a.clone(), HOST_B)
+        } else {
+            (url_b.clone(), HOST_A)
+        };
         let prompt = prompt.to_owned();
         let breakers = breakers.clone();
         async move {
             let t = Instant::now();
-            let build = |url: &str, key: u32| {
-                http::Request::post(url)
-                    .header("content-type", "application/json")
-                    // POST is not idempotent: this header makes it replayable.
-                    .header("idempotency-key", format!("req-{key}"))
-                    .body(Chat {
-                        model: "gpt-mock",
-                        prompt: prompt.clone(),
-                        max_tokens,
-                    })
-            };
-            let key = fastrand::u32(..);
-            let mut used = "A";
-            let mut res = client.clone().oneshot(build(&url_a, key)?).await;
-            if let Err(e) = &res {
-                let r = Rejection::from_error(&**e);
-                if r.reason() == "circuit_open" {
-                    println!(
-                        "   provider A: {} -> falling back to provider B",
-                        r.message()
-                    );
-                    used = "B";
-                    res = client.clone().oneshot(build(&url_b, key)?).await;
-                }
-            }
+            let mut req = http::Request::post(url)
+                .header("content-type", "application/json")
+                // POST is not idempotent: this header makes it replayable.
+                .header("idempotency-key", format!("req-{}", fastrand::u32(..)))
+                .body(Chat {
+                    model: "gpt-mock",
+                    prompt,
+                    max_tokens,
+                })?;
+            req.extensions_mut().insert(RouteKey::new(primary));
+            req.extensions_mut().insert(FallbackKeys::new([fallback]));
+            let res = client.oneshot(req).await;
             let elapsed = t.elapsed();
             match res {
                 Ok(res) => {
@@ -318,8 +327,13 @@ async fn main() -> Result<(), BoxError> {
                     let body = res.into_body().collect().await?.to_bytes();
                     let v: Value = serde_json::from_slice(&body).unwrap_or_default();
                     let mt = &v["usage"]["max_tokens_seen"];
+                    let used = v["choices"][0]["message"]["content"]
+                        .as_str()
+                        .and_then(|c| c.strip_prefix('(')?.split_once(')'))
+                        .map_or("-", |(name, _)| name)
+                        .to_owned();
                     println!(
-                        "   => provider {used}: {status} in {:.2}s, max_tokens sent={}, breakers {}",
+                        "   => {used}: {status} in {:.2}s, max_tokens sent={}, breakers {}",
                         elapsed.as_secs_f64(),
                         if mt.is_null() {
                             "-".to_owned()
@@ -330,8 +344,10 @@ async fn main() -> Result<(), BoxError> {
                     );
                 }
                 Err(e) => println!(
-                    "   => provider {used}: error after {:.2}s: {e}; breakers {}",
+                    "   => error after {:.2}s: {} ({}); breakers {}",
                     elapsed.as_secs_f64(),
+                    Rejection::from_error(&*e).reason(),
+                    e,
                     breaker_states(&breakers)
                 ),
             }
@@ -383,42 +399,42 @@ async fn main() -> Result<(), BoxError> {
 
     step("normal call");
     let h = hits();
-    chat("summarise the report", 1024).await?;
+    chat("summarise the report", 1024, HOST_A).await?;
     report(&mut events, h);
     tokio::time::sleep(pause).await;
 
     step("provider A rate-limits once (429, Retry-After)");
     provider_a.script(&[Fault::TooMany(retry_after)]);
     let h = hits();
-    chat("summarise the report", 1024).await?;
+    chat("summarise the report", 1024, HOST_A).await?;
     report(&mut events, h);
     tokio::time::sleep(pause).await;
 
     step("provider A is slow once (1.5 s > 600 ms per-attempt timeout)");
     provider_a.script(&[Fault::Slow(Duration::from_millis(1500))]);
     let h = hits();
-    chat("summarise the report", 1024).await?;
+    chat("summarise the report", 1024, HOST_A).await?;
     report(&mut events, h);
     tokio::time::sleep(pause).await;
 
     step("provider A answers 500 (a failure for the breaker, not retried)");
     provider_a.script(&[Fault::ServerError]);
     let h = hits();
-    chat("summarise the report", 1024).await?;
+    chat("summarise the report", 1024, HOST_A).await?;
     report(&mut events, h);
     tokio::time::sleep(pause).await;
 
-    step("provider A answers 503 repeatedly: retries trip its breaker, fallback to B");
+    step("provider A answers 503 repeatedly: retries trip its breaker, the retry reroutes to B");
     provider_a.script(&[Fault::Unavailable; 2]);
     let h = hits();
-    chat("summarise the report", 1024).await?;
+    chat("summarise the report", 1024, HOST_A).await?;
     report(&mut events, h);
     tokio::time::sleep(pause).await;
 
-    step("pressure rises to high: max_tokens shrinks; A still open, B answers");
+    step("pressure rises to high: max_tokens shrinks; A still open, rerouted at once to B");
     set_pressure(80.0);
     let h = hits();
-    chat("summarise the report", 1024).await?;
+    chat("summarise the report", 1024, HOST_A).await?;
     report(&mut events, h);
     tokio::time::sleep(pause).await;
 
@@ -426,7 +442,7 @@ async fn main() -> Result<(), BoxError> {
     set_pressure(88.0);
     provider_b.script(&[Fault::TooMany(retry_after)]);
     let h = hits();
-    chat("summarise the report", 1024).await?;
+    chat("summarise the report", 1024, HOST_B).await?;
     report(&mut events, h);
 
     step("pressure back to normal, A's wait elapsed: the half-open probe closes A's breaker");
@@ -435,7 +451,7 @@ async fn main() -> Result<(), BoxError> {
     provider_b.script(&[]);
     tokio::time::sleep(breaker_wait + Duration::from_millis(100)).await;
     let h = hits();
-    chat("summarise the report", 1024).await?;
+    chat("summarise the report", 1024, HOST_A).await?;
     report(&mut events, h);
 
     let a = breakers.metrics_of(HOST_A);
