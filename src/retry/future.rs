@@ -48,9 +48,6 @@ pin_project! {
         // The call time, when a total time bound or a per-attempt timeout needs it.
         start: Option<Instant>,
         attempts: u32,
-        // The copy may only be rerouted after a local rejection (see `crate::route`): the
-        // classifier would not replay this request after an error of its target.
-        reroute_only: bool,
     }
 }
 
@@ -127,7 +124,6 @@ where
         shared: Arc<Lane<Shared<C>, Prototype<S>>>,
         request: Option<Req>,
         start: Option<Instant>,
-        reroute_only: bool,
     ) -> Self {
         Self {
             state: State::Called { fut },
@@ -136,7 +132,6 @@ where
             request,
             start,
             attempts: 1,
-            reroute_only,
         }
     }
 }
@@ -222,6 +217,7 @@ where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     Req: Clone + HasExtensions,
+    C: Classify<Req, S::Response>,
 {
     /// An attempt is pending and a per-attempt timeout is set: its error once it fires.
     #[inline(never)]
@@ -280,8 +276,9 @@ where
         let mut this = self.project();
         let shared = &**this.shared;
         let copy = match this.request.as_ref() {
-            // Kept for reroutes only: the target's own errors are final for this request.
-            Some(_) if *this.reroute_only && !reroute => None,
+            // A copy the classifier would not replay was kept for reroutes only (see
+            // `Retry::call`): the target's own errors are final for this request.
+            Some(req) if !reroute && !shared.classifier.may_retry(req) => None,
             copy => copy,
         };
         let Some(req) = copy else {

@@ -125,17 +125,17 @@ where
         // call time (from the stack's shared read when there is one: `crate::clock`).
         let start = shared.needs_start.then(crate::clock::call_time);
         // The copy first (from the request as the caller gave it), then the call.
-        let (request, reroute_only) = if shared.replays && shared.classifier.may_retry(&req) {
-            (replay_copy(&req), false)
+        let request = if shared.replays && shared.classifier.may_retry(&req) {
+            replay_copy(&req)
         } else if shared.replays {
             reroute_copy(&req)
         } else {
-            (None, false)
+            None
         };
         let fut = self.inner.call(req);
         // Unlike tower's `Retry`, no clone of the service for the future: a retry clones its
         // lane's copy (see the type's docs).
-        ResponseFuture::new(fut, arc, request, start, reroute_only)
+        ResponseFuture::new(fut, arc, request, start)
     }
 }
 
@@ -148,13 +148,14 @@ fn replay_copy<Req: Clone>(req: &Req) -> Option<Req> {
 }
 
 /// A request the classifier will not replay: a copy only if it names a fallback, to reroute
-/// it after a local rejection (it never reached its target then; see `crate::route`).
+/// it after a local rejection (it never reached its target then; see `crate::route`). The
+/// future asks the classifier's `may_retry` again on the copy before any other retry.
 #[cold]
 #[inline(never)]
-fn reroute_copy<Req: Clone + HasExtensions>(req: &Req) -> (Option<Req>, bool) {
+fn reroute_copy<Req: Clone + HasExtensions>(req: &Req) -> Option<Req> {
     if crate::route::has_fallback(req) {
-        (Some(req.clone()), true)
+        Some(req.clone())
     } else {
-        (None, false)
+        None
     }
 }
