@@ -17,9 +17,13 @@ mod sealed {
 /// Extension methods on [`tower::ServiceBuilder`] for the crate's layers, in the style of
 /// tower-http's `ServiceBuilderExt`. Sealed: only `ServiceBuilder` implements it.
 ///
+/// [`retry`](ServiceBuilderExt::retry) is the exception to method-call syntax: tower's
+/// `ServiceBuilder` has an inherent `retry` method, which wins (see its docs); add a
+/// [`RetryLayer`] with `.layer(..)` instead, as below.
+///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use tower::{ServiceBuilder, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
 /// use tower_pressure::ServiceBuilderExt;
 /// use tower_pressure::circuit_breaker::CircuitBreakerLayer;
 /// use tower_pressure::degradation::DegradationLayer;
@@ -29,12 +33,14 @@ mod sealed {
 /// let (monitor, _) = PressureMonitor::manual();
 /// let client = ServiceBuilder::new()
 ///     .degradation(DegradationLayer::new(monitor.clone()))
-///     .retry(RetryLayer::new(monitor.clone()))
+///     .layer(RetryLayer::new(monitor.clone()))
 ///     .circuit_breaker(CircuitBreakerLayer::builder().monitor(monitor).build()?)
 ///     .service(service_fn(|req: http::Request<()>| async move {
 ///         Ok::<_, tower::BoxError>(req.uri().to_string())
 ///     }));
-/// # let _ = client; Ok(()) }
+/// let req = http::Request::get("http://127.0.0.1/v1/models").body(())?;
+/// assert_eq!(client.oneshot(req).await?, "http://127.0.0.1/v1/models");
+/// # Ok(()) }
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// Adds a [`CircuitBreakerLayer`].
@@ -44,6 +50,35 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C, K>, L>>;
 
     /// Adds a [`RetryLayer`].
+    ///
+    /// Call it by path: tower's `ServiceBuilder` has an inherent `retry(policy)` method (for
+    /// a `tower::retry::Policy`), and inherent methods win in method-call syntax, so
+    /// `ServiceBuilder::new().retry(layer)` builds tower's `Retry` with the layer as its
+    /// "policy", which is not a service. `ServiceBuilderExt::retry(builder, layer)` and
+    /// `builder.layer(layer)` add the layer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_pressure::ServiceBuilderExt;
+    /// use tower_pressure::pressure::PressureMonitor;
+    /// use tower_pressure::retry::{RetryLayer, Retryable};
+    ///
+    /// let (monitor, _) = PressureMonitor::manual();
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let c = calls.clone();
+    /// let client = ServiceBuilderExt::retry(ServiceBuilder::new(), RetryLayer::new(monitor))
+    ///     .service(service_fn(move |_req: http::Request<()>| {
+    ///         let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+    ///         async move { if first { Err(Retryable::new("flaky")) } else { Ok("done") } }
+    ///     }));
+    /// assert_eq!(client.oneshot(http::Request::new(())).await?, "done");
+    /// assert_eq!(calls.load(Ordering::SeqCst), 2);
+    /// # Ok(()) }
+    /// ```
     fn retry<C>(self, layer: RetryLayer<C>) -> ServiceBuilder<Stack<RetryLayer<C>, L>>;
 
     /// Adds an [`AdaptiveConcurrencyLayer`].

@@ -99,3 +99,9 @@ pub use error::ConfigError;
 pub use pressure::{PressureLevel, PressureMonitor};
 pub use priority::Priority;
 pub use stack::ResilienceStack;
+
+// The README's example is compiled (not run: it serves forever) with the doctests, so it
+// cannot drift from the API. It needs the `axum` feature.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -229,6 +229,55 @@ fn json_string(out: &mut String, s: &str) {
 /// assert_eq!(res.status(), 504);
 /// assert!(res.body().contains("\"error\":\"timeout\""));
 /// ```
+///
+/// An open breaker answers `503` with `Retry-After` (its remaining wait) and the reason in the
+/// JSON body; a tenant over its rate quota answers `429` with the wait until its next request:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// use std::time::Duration;
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_pressure::ServiceBuilderExt;
+/// use tower_pressure::circuit_breaker::CircuitBreakerLayer;
+/// use tower_pressure::quota::{HeaderKey, Limit, QuotaGroup, QuotaLayer};
+/// use tower_pressure::rejection::error_response;
+///
+/// let ok = service_fn(|_req: http::Request<()>| async { Ok::<_, tower::BoxError>("ok") });
+///
+/// // A breaker forced open by an operator refuses every call.
+/// let breaker = CircuitBreakerLayer::builder()
+///     .name("llm")
+///     .wait_duration(Duration::from_secs(30))
+///     .build()?;
+/// breaker.handle().force_open();
+/// let client = ServiceBuilder::new().circuit_breaker(breaker).service(ok.clone());
+/// let err = client.oneshot(http::Request::new(())).await.unwrap_err();
+/// let res = error_response(&*err);
+/// assert_eq!(res.status(), 503);
+/// assert_eq!(res.headers()["retry-after"], "30");
+/// assert_eq!(res.headers()["content-type"], "application/json");
+/// let body: serde_json::Value = serde_json::from_str(res.body())?;
+/// assert_eq!(body["error"], "circuit_open");
+/// assert_eq!(body["retry_after_secs"], 30);
+/// assert_eq!(body["message"], "circuit breaker `llm` rejected the call: circuit forced open");
+///
+/// // One request per second per tenant: the second request at once is over the quota.
+/// let quota = QuotaLayer::builder()
+///     .group(QuotaGroup::new("free").rate(Limit::new(1)))
+///     .build(HeaderKey::x_tenant())?;
+/// let server = ServiceBuilder::new().layer(quota).service(ok);
+/// let req = || http::Request::builder().header("x-tenant", "acme").body(());
+/// assert_eq!(server.clone().oneshot(req()?).await?, "ok");
+/// let err = server.oneshot(req()?).await.unwrap_err();
+/// let res = error_response(&*err);
+/// assert_eq!(res.status(), 429);
+/// assert_eq!(res.headers()["retry-after"], "1");
+/// let body: serde_json::Value = serde_json::from_str(res.body())?;
+/// assert_eq!(body["error"], "quota_exceeded");
+/// assert_eq!(body["retry_after_secs"], 1);
+/// # Ok(()) }
+/// ```
 pub fn error_response(err: &(dyn Error + 'static)) -> http::Response<String> {
     let r = Rejection::from_error(err);
     if r.reason == "internal" {
@@ -257,6 +306,49 @@ pub async fn handle_error(err: tower::BoxError) -> http::Response<String> {
 /// let err: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
 /// let status = tower_pressure::rejection::to_grpc_status(&*err);
 /// assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+/// assert!(status.metadata().get("grpc-retry-pushback-ms").is_none());
+/// ```
+///
+/// An open breaker is `UNAVAILABLE` and a shed request `RESOURCE_EXHAUSTED`, both with the
+/// delay in `grpc-retry-pushback-ms`:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// use std::time::Duration;
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_pressure::ServiceBuilderExt;
+/// use tower_pressure::circuit_breaker::CircuitBreakerLayer;
+/// use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, Overloaded};
+/// use tower_pressure::pressure::PressureMonitor;
+/// use tower_pressure::rejection::to_grpc_status;
+///
+/// let ok = service_fn(|_req: http::Request<()>| async { Ok::<_, tower::BoxError>("ok") });
+///
+/// let breaker = CircuitBreakerLayer::builder()
+///     .wait_duration(Duration::from_secs(30))
+///     .build()?;
+/// breaker.handle().force_open();
+/// let client = ServiceBuilder::new().circuit_breaker(breaker).service(ok.clone());
+/// let err = client.oneshot(http::Request::new(())).await.unwrap_err();
+/// let status = to_grpc_status(&*err);
+/// assert_eq!(status.code(), tonic::Code::Unavailable);
+/// assert_eq!(status.metadata().get("grpc-retry-pushback-ms").unwrap(), "30000");
+///
+/// // At Emergency pressure the limiter admits only Critical requests (default policy).
+/// let (monitor, gauge) = PressureMonitor::manual();
+/// gauge.set(99.0);
+/// monitor.sample_now();
+/// let limiter = AdaptiveConcurrencyLayer::builder(monitor)
+///     .retry_after(Duration::from_millis(2500))
+///     .build()?;
+/// let server = ServiceBuilder::new().adaptive_concurrency(limiter).service(ok);
+/// let err = server.oneshot(http::Request::new(())).await.unwrap_err();
+/// assert!(err.is::<Overloaded>());
+/// let status = to_grpc_status(&*err);
+/// assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+/// assert_eq!(status.metadata().get("grpc-retry-pushback-ms").unwrap(), "2500");
+/// # Ok(()) }
 /// ```
 #[cfg(feature = "tonic")]
 pub fn to_grpc_status(err: &(dyn Error + 'static)) -> tonic::Status {

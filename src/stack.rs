@@ -104,6 +104,25 @@ impl ResilienceStack {
     /// `AlertLayer("outbound")`, degradation, a budgeted exponential-backoff retry, one
     /// circuit breaker, and a 30 s per-attempt timeout. See
     /// [`ResilienceStack::outbound_http`] for HTTP clients.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+    /// use std::time::Duration;
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_pressure::{ResilienceStack, ServiceBuilderExt, pressure::PressureMonitor};
+    ///
+    /// let (monitor, _gauge) = PressureMonitor::manual();
+    /// let stack = ResilienceStack::outbound(monitor).timeout(Duration::from_secs(5));
+    /// // Any client service: here one that echoes the request's body.
+    /// let client = ServiceBuilder::new()
+    ///     .resilience(stack)
+    ///     .service(service_fn(|req: http::Request<String>| async move {
+    ///         Ok::<_, tower::BoxError>(format!("echo: {}", req.body()))
+    ///     }));
+    /// let answer = client.oneshot(http::Request::new("hello".to_owned())).await?;
+    /// assert_eq!(answer, "echo: hello");
+    /// # Ok(()) }
+    /// ```
     pub fn outbound(monitor: PressureMonitor) -> OutboundStack {
         let parts = Parts::new(monitor.clone());
         let alert = default_alert("outbound", &monitor);

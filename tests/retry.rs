@@ -29,8 +29,9 @@ fn monitor() -> (PressureMonitor, ManualSource) {
     PressureMonitor::manual()
 }
 
-/// An inner service that fails with a retryable error `fail` times, then answers `"ok"`,
-/// recording the (virtual) time of every call.
+/// An inner service that fails with a retryable error `fail` times (an `io::Error`
+/// `"flaky attempt <n>"` wrapped in `Retryable`), then answers `"ok"`, recording the
+/// (virtual) time of every call.
 #[derive(Clone)]
 struct Flaky {
     fail: u32,
@@ -68,7 +69,7 @@ impl<B> Service<Request<B>> for Flaky {
         c.push(Instant::now());
         let n = c.len() as u32;
         std::future::ready(if n <= self.fail {
-            Err(Retryable::new(std::io::Error::other("flaky")).into())
+            Err(Retryable::new(std::io::Error::other(format!("flaky attempt {n}"))).into())
         } else {
             Ok("ok")
         })
@@ -566,8 +567,20 @@ async fn a_layers_deposits_are_exact_when_it_retries() {
         .layer_svc(failing.clone())
         .oneshot(Request::new(()))
         .await;
-    assert!(res.is_err());
     assert_eq!(failing.count(), 7);
+    // The budget refused the seventh attempt's retry: that attempt's own error is returned
+    // (the inner service's `Retryable(io::Error)`), not an error of the retry layer's.
+    let err = res.unwrap_err();
+    let retryable = err
+        .downcast_ref::<Retryable>()
+        .unwrap_or_else(|| panic!("not the inner service's error: {err:?}"));
+    let io = retryable
+        .get_ref()
+        .downcast_ref::<std::io::Error>()
+        .expect("the io::Error the inner service wrapped");
+    assert_eq!(io.kind(), std::io::ErrorKind::Other);
+    assert_eq!(io.to_string(), "flaky attempt 7");
+    assert_eq!(err.to_string(), "flaky attempt 7");
     let stats = layer.stats();
     assert_eq!((stats.requests, stats.retries), (6, 6));
     assert_eq!(stats.budget_available, Some(0.0));
@@ -848,4 +861,34 @@ fn service_and_future_are_send_for_a_send_but_not_sync_inner_service() {
     assert_send(&svc);
     let fut = svc.call(Request::new(1));
     assert_send(&fut);
+}
+
+/// `is_retryable` recognises the connect error of hyper-util's legacy client: a request to a
+/// 127.0.0.1 port nothing listens on.
+#[tokio::test]
+async fn hyper_util_connect_error_is_retryable() {
+    use tower_pressure::retry::{Verdict, classify_error, is_retryable};
+    // A port that was free a moment ago and has no listener now.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let req = Request::get(format!("http://127.0.0.1:{port}/"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let err = client.request(req).await.unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert_eq!(is_retryable(&err), Some("connect error"));
+    // The same through a `BoxError`, as a service returns it, and through the classifier.
+    let boxed: BoxError = err.into();
+    assert_eq!(is_retryable(&*boxed), Some("connect error"));
+    assert!(matches!(
+        classify_error(&*boxed),
+        Verdict::Retry {
+            reason: "connect error",
+            ..
+        }
+    ));
 }

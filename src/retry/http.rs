@@ -10,21 +10,41 @@
 //!   is not `Clone`" (tower #790, tonic #733).
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
 //! use bytes::Bytes;
-//! use http_body_util::Full;
+//! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_pressure::{pressure::PressureMonitor, retry::{RetryLayer, http::BufferBodyLayer}};
+//! use tower_pressure::pressure::PressureMonitor;
+//! use tower_pressure::retry::{RetryLayer, http::{BodyTooLarge, BufferBodyLayer}};
 //!
 //! let (monitor, _) = PressureMonitor::manual();
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let c = calls.clone();
 //! let client = ServiceBuilder::new()
 //!     .layer(BufferBodyLayer::new(64 * 1024))       // any body -> Full<Bytes>
 //!     .layer(RetryLayer::http(monitor).build()?)    // replays Request<Full<Bytes>>
-//!     .service(service_fn(|req: http::Request<Full<Bytes>>| async move {
-//!         Ok::<_, std::convert::Infallible>(http::Response::new(req.into_body()))
+//!     .service(service_fn(move |req: http::Request<Full<Bytes>>| {
+//!         // The backend answers 503 once, then echoes the body.
+//!         let status = if c.fetch_add(1, Ordering::SeqCst) == 0 { 503 } else { 200 };
+//!         async move {
+//!             let mut res = http::Response::new(req.into_body());
+//!             *res.status_mut() = http::StatusCode::from_u16(status)?;
+//!             Ok::<_, tower::BoxError>(res)
+//!         }
 //!     }));
-//! let res = client.oneshot(http::Request::new(String::from("hello"))).await?;
-//! # let _ = res;
+//! let res = client.clone().oneshot(http::Request::new(String::from("hello"))).await?;
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(res.into_body().collect().await?.to_bytes(), "hello");
+//! assert_eq!(calls.load(Ordering::SeqCst), 2); // the buffered body was sent twice
+//!
+//! // Past the limit the request fails before it reaches the backend.
+//! let big = http::Request::new("x".repeat(100 * 1024));
+//! let err = client.oneshot(big).await.unwrap_err();
+//! assert!(err.is::<BodyTooLarge>());
+//! assert_eq!(calls.load(Ordering::SeqCst), 2);
 //! # Ok(()) }
 //! ```
 
