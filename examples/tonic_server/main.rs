@@ -11,7 +11,18 @@
 //!   `tonic::Status` (boxed as `BoxError`), which tonic's own `RecoverError` middleware turns
 //!   into a proper gRPC response (`Status::try_from_error` downcasts a boxed `Status`).
 //!   A shed request answers `RESOURCE_EXHAUSTED`, an open breaker `UNAVAILABLE`, both with
-//!   `grpc-retry-pushback-ms` metadata.
+//!   `grpc-retry-pushback-ms` metadata;
+//! * the client side: the generated `AnalysisClient` over a stack that replays calls the
+//!   server answers `UNAVAILABLE`. tonic's request body streams, so `BufferBodyLayer`
+//!   buffers it into `Full<Bytes>` (clonable), `RetryLayer` with
+//!   `HttpClassifier::new().grpc()` retries on `grpc-status: 14` in the response headers
+//!   (where tonic puts a unary call's error status, trailers-only) and honours
+//!   `grpc-retry-pushback-ms`, and a `map_request` wraps the body back into
+//!   `tonic::body::Body` for the `Channel`. A gRPC call is a POST, so it is replayed only
+//!   when marked with the `Idempotent` extension (tonic moves a call's extensions into the
+//!   HTTP request). In the `--quick` run the handler fails one call with `UNAVAILABLE`
+//!   ("warming up"): the plain client gets the error, then the replaying client gets OK
+//!   after one retry, and the server's call count and the layer's `stats()` are printed.
 //!
 //! ```text
 //! cargo run --example tonic_server --features tonic                 # 127.0.0.1:50051 until Ctrl-C
@@ -21,10 +32,14 @@
 //! The generated code (`analysis.rs`) is checked in, so no `protoc` is needed.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tonic::transport::Server;
+use bytes::Bytes;
+use http_body_util::Full;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 use tower::{BoxError, ServiceBuilder};
 use tower_pressure::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
@@ -32,6 +47,8 @@ use tower_pressure::concurrency::AdaptiveConcurrencyLayer;
 use tower_pressure::pressure::{ManualSource, PressureMonitor, Signal};
 use tower_pressure::priority::HeaderPriority;
 use tower_pressure::rejection::to_grpc_status;
+use tower_pressure::retry::RetryLayer;
+use tower_pressure::retry::http::{BufferBodyLayer, HttpClassifier, Idempotent};
 use tower_pressure::{Constraints, ResilienceStack};
 
 // Generated code, checked in as generated: rustfmt leaves it alone.
@@ -44,7 +61,12 @@ use analysis::analysis_server::{Analysis, AnalysisServer};
 use analysis::{AnalyzeReply, AnalyzeRequest};
 
 #[derive(Debug, Default)]
-struct Analyzer;
+struct Analyzer {
+    /// Calls the handler received.
+    calls: AtomicU32,
+    /// How many of the next calls fail with `UNAVAILABLE` (a replica warming up).
+    fail_next: AtomicU32,
+}
 
 #[tonic::async_trait]
 impl Analysis for Analyzer {
@@ -52,6 +74,14 @@ impl Analysis for Analyzer {
         &self,
         request: Request<AnalyzeRequest>,
     ) -> Result<Response<AnalyzeReply>, Status> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if self
+            .fail_next
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Status::unavailable("analysis replica warming up"));
+        }
         // Inserted by the stack's DegradationLayer into the HTTP request; tonic keeps the
         // extensions when it decodes the message.
         let c = request
@@ -74,6 +104,27 @@ impl Analysis for Analyzer {
 /// into a gRPC response. Without this, tonic answers an unknown error by dropping the stream.
 fn grpc_error(err: BoxError) -> BoxError {
     Box::new(to_grpc_status(&*err))
+}
+
+/// The generated client over a stack that replays calls answered `UNAVAILABLE` (see the
+/// header): buffer the body (up to 64 KiB), retry, hand the body back to tonic's channel.
+fn replaying_client(
+    retry: RetryLayer<HttpClassifier>,
+    channel: Channel,
+) -> AnalysisClient<
+    impl tonic::client::GrpcService<
+        tonic::body::Body,
+        ResponseBody = tonic::body::Body,
+        Error = BoxError,
+    >,
+> {
+    AnalysisClient::new(
+        ServiceBuilder::new()
+            .layer(BufferBodyLayer::new(64 * 1024))
+            .layer(retry)
+            .map_request(|r: http::Request<Full<Bytes>>| r.map(tonic::body::Body::new))
+            .service(channel),
+    )
 }
 
 fn parse_args() -> Result<(bool, u16), String> {
@@ -125,6 +176,7 @@ async fn main() -> Result<(), BoxError> {
         .build()?;
     let breaker_handle = breaker.handle();
 
+    let analyzer = Arc::new(Analyzer::default());
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     let addr = listener.local_addr()?;
     let server = Server::builder()
@@ -136,7 +188,7 @@ async fn main() -> Result<(), BoxError> {
                 .layer(breaker)
                 .into_inner(),
         )
-        .add_service(AnalysisServer::new(Analyzer))
+        .add_service(AnalysisServer::from_arc(analyzer.clone()))
         .serve_with_incoming(TcpIncoming::from(listener));
     let server = tokio::spawn(server);
     println!("tonic_server listening on http://{addr}");
@@ -150,7 +202,10 @@ async fn main() -> Result<(), BoxError> {
         return Ok(());
     }
 
-    let mut client = AnalysisClient::connect(format!("http://{addr}")).await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut client = AnalysisClient::new(channel.clone());
     let call = |priority: &'static str| {
         let mut req = Request::new(AnalyzeRequest {
             document: "the quick brown fox jumps over the lazy dog".into(),
@@ -192,6 +247,39 @@ async fn main() -> Result<(), BoxError> {
         )
         .is_ok()
     );
+
+    // The replica is warming up: its next call fails with UNAVAILABLE. The plain client gets
+    // the error; the replaying client (same channel) gets OK after one retry.
+    analyzer.fail_next.store(1, Ordering::Relaxed);
+    let before = analyzer.calls.load(Ordering::Relaxed);
+    let plain = show(
+        "[flaky]     Analyze plain client       ",
+        client.analyze(call("low")).await,
+    );
+    assert_eq!(plain, Err(tonic::Code::Unavailable));
+    analyzer.fail_next.store(1, Ordering::Relaxed);
+    let retry = RetryLayer::http(monitor.clone())
+        .name("analysis-client")
+        .classifier(HttpClassifier::new().grpc())
+        .build()?;
+    let mut retrying = replaying_client(retry.clone(), channel);
+    let mut req = call("low");
+    // Analyze has no side effects: safe to replay.
+    req.extensions_mut().insert(Idempotent);
+    assert!(
+        show(
+            "[flaky]     Analyze replaying client   ",
+            retrying.analyze(req).await
+        )
+        .is_ok()
+    );
+    let stats = retry.stats();
+    let calls = analyzer.calls.load(Ordering::Relaxed) - before;
+    println!(
+        "            server saw {calls} calls (plain 1, replaying 2: UNAVAILABLE, then OK for the replayed request); retry stats: requests={} retries={}",
+        stats.requests, stats.retries
+    );
+    assert_eq!((calls, stats.requests, stats.retries), (3, 1, 1));
 
     manual.set(96.0);
     monitor.sample_now();

@@ -47,6 +47,61 @@
 //! assert_eq!(calls.load(Ordering::SeqCst), 2);
 //! # Ok(()) }
 //! ```
+//!
+//! # gRPC (tonic)
+//!
+//! A tonic `Channel` is a `Service<http::Request<tonic::body::Body>>`, and tonic's request
+//! body streams, so the same two layers make gRPC calls replayable; a `map_request` hands
+//! the buffered body back to the channel as a `tonic::body::Body`, and the generated client
+//! takes the whole stack (it accepts any `GrpcService`):
+//!
+//! * [`HttpClassifier::grpc`] retries `grpc-status: 14` (`UNAVAILABLE`) found in the
+//!   response headers. That is where a unary call's error status arrives when the server
+//!   fails it before any message (a "trailers-only" response, which is what tonic sends for
+//!   a handler's `Err(Status)`). A status sent in the trailers after a response message has
+//!   started streaming is not seen: the response was already returned to the caller.
+//! * `grpc-retry-pushback-ms` sets the wait (capped by the layer's `max_pushback`); a
+//!   negative value stops retrying (gRFC A6).
+//! * Every gRPC call is a POST, so a call is replayed only when marked: insert the
+//!   [`Idempotent`] extension in the `tonic::Request` (tonic moves a call's extensions into
+//!   the HTTP request), or, when every method of the channel is safe to replay, insert it in
+//!   a `map_request` placed before the [`RetryLayer`]. `UNAVAILABLE` from a handler does not
+//!   prove that nothing happened, hence the opt-in.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::ServiceBuilder;
+//! use tower_pressure::pressure::PressureMonitor;
+//! use tower_pressure::retry::{RetryLayer, http::{BufferBodyLayer, HttpClassifier, Idempotent}};
+//!
+//! let (monitor, _) = PressureMonitor::manual();
+//! let retry = RetryLayer::http(monitor)
+//!     .classifier(HttpClassifier::new().grpc())
+//!     .build()?;
+//! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:50051").connect_lazy();
+//! let stack = ServiceBuilder::new()
+//!     .layer(BufferBodyLayer::new(64 * 1024))
+//!     .layer(retry.clone())
+//!     .map_request(|r: http::Request<Full<Bytes>>| r.map(tonic::body::Body::new))
+//!     .service(channel);
+//! // With generated code: `let mut client = MyServiceClient::new(stack);`, then per call
+//! // `let mut req = tonic::Request::new(msg); req.extensions_mut().insert(Idempotent);`.
+//! let grpc = tonic::client::Grpc::new(stack);
+//! # fn generated_client_bounds<T>(_: &tonic::client::Grpc<T>)
+//! # where
+//! #     T: tonic::client::GrpcService<tonic::body::Body>,
+//! #     T::Error: Into<tower::BoxError>,
+//! #     T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+//! #     <T::ResponseBody as http_body::Body>::Error: Into<tower::BoxError> + Send,
+//! # {}
+//! # generated_client_bounds(&grpc);
+//! # let _ = Idempotent;
+//! # Ok(()) }
+//! ```
+//!
+//! `tests/grpc_retry.rs` runs this stack against a real tonic server.
 
 use std::fmt;
 use std::future::Future;
@@ -115,6 +170,9 @@ impl HttpClassifier {
 
     /// Also retries gRPC `UNAVAILABLE` (`grpc-status: 14` in the response headers, as in a
     /// trailers-only response). Costs one header lookup per successful response.
+    ///
+    /// gRPC calls are POSTs: mark the ones that may be replayed with [`Idempotent`]. See
+    /// [the module docs](self#grpc-tonic) for the whole client stack.
     pub fn grpc(mut self) -> Self {
         self.grpc = true;
         self

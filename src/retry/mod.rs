@@ -18,9 +18,10 @@
 //!   equal, decorrelated), randomised by an injectable [`Rng`];
 //! * retries only what a [`Classify`] allows: by default errors marked [`Retryable`],
 //!   connection refused/reset, timeouts; with the `http` feature,
-//!   [`http::HttpClassifier`] adds 502/503/504/429/408 (never other 4xx) and replays only
-//!   idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, or an `Idempotency-Key` header, or
-//!   the [`http::Idempotent`] extension);
+//!   [`http::HttpClassifier`] adds 502/503/504/429/408 (never other 4xx), gRPC `UNAVAILABLE`
+//!   with [`grpc`](http::HttpClassifier::grpc), and replays only idempotent requests (GET,
+//!   HEAD, OPTIONS, PUT, DELETE, or an `Idempotency-Key` header, or the
+//!   [`http::Idempotent`] extension);
 //! * retries the crate's own local rejections (an open breaker's
 //!   [`CircuitOpen`](crate::circuit_breaker::CircuitOpen), the limiter's
 //!   [`Overloaded`](crate::concurrency::Overloaded)) only when the request names a fallback
@@ -59,7 +60,8 @@
 //! ([`HasExtensions`](crate::constraints::HasExtensions)): `http::Request<B>` is `Clone` when
 //! its body is (`Full<Bytes>`, `String`, `()`...). Streaming bodies (hyper's `Incoming`,
 //! axum's `Body`, tonic's) are made replayable by [`http::BufferBodyLayer`], which buffers
-//! them up to a size limit and fails with [`http::BodyTooLarge`] past it. The last attempt
+//! them up to a size limit and fails with [`http::BodyTooLarge`] past it (a tonic client's
+//! whole stack is in [the `http` module's docs](http#grpc-tonic)). The last attempt
 //! is made with the original copy, so a request allowed `n` attempts is cloned `n - 1` times;
 //! a request the classifier will never retry (a POST without idempotency key) is not cloned.
 //!
