@@ -17,9 +17,9 @@ mod sealed {
 /// Extension methods on [`tower::ServiceBuilder`] for the crate's layers, in the style of
 /// tower-http's `ServiceBuilderExt`. Sealed: only `ServiceBuilder` implements it.
 ///
-/// [`retry`](ServiceBuilderExt::retry) is the exception to method-call syntax: tower's
-/// `ServiceBuilder` has an inherent `retry` method, which wins (see its docs); add a
-/// [`RetryLayer`] with `.layer(..)` instead, as below.
+/// Add a [`RetryLayer`] with [`retries`](ServiceBuilderExt::retries): tower's
+/// `ServiceBuilder` has an inherent `retry` method, which wins over
+/// [`retry`](ServiceBuilderExt::retry) in method-call syntax (see its docs).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
@@ -33,7 +33,7 @@ mod sealed {
 /// let (monitor, _) = PressureMonitor::manual();
 /// let client = ServiceBuilder::new()
 ///     .degradation(DegradationLayer::new(monitor.clone()))
-///     .layer(RetryLayer::new(monitor.clone()))
+///     .retries(RetryLayer::new(monitor.clone()))
 ///     .circuit_breaker(CircuitBreakerLayer::builder().monitor(monitor).build()?)
 ///     .service(service_fn(|req: http::Request<()>| async move {
 ///         Ok::<_, tower::BoxError>(req.uri().to_string())
@@ -49,13 +49,30 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         layer: CircuitBreakerLayer<C, K>,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C, K>, L>>;
 
-    /// Adds a [`RetryLayer`].
+    /// Adds a [`RetryLayer`]: the name to use in method-call syntax,
+    /// `ServiceBuilder::new().retries(layer)` (see [`retry`](ServiceBuilderExt::retry) for why
+    /// not `.retry(..)`).
+    ///
+    /// ```
+    /// use tower::{ServiceBuilder, service_fn};
+    /// use tower_pressure::ServiceBuilderExt;
+    /// use tower_pressure::{pressure::PressureMonitor, retry::RetryLayer};
+    ///
+    /// let (monitor, _) = PressureMonitor::manual();
+    /// let retry = RetryLayer::new(monitor);
+    /// let _client = ServiceBuilder::new()
+    ///     .retries(retry.clone())
+    ///     .service(service_fn(|_: http::Request<()>| async { Ok::<_, tower::BoxError>(()) }));
+    /// ```
+    fn retries<C>(self, layer: RetryLayer<C>) -> ServiceBuilder<Stack<RetryLayer<C>, L>>;
+
+    /// Adds a [`RetryLayer`], like [`retries`](ServiceBuilderExt::retries).
     ///
     /// Call it by path: tower's `ServiceBuilder` has an inherent `retry(policy)` method (for
     /// a `tower::retry::Policy`), and inherent methods win in method-call syntax, so
     /// `ServiceBuilder::new().retry(layer)` builds tower's `Retry` with the layer as its
     /// "policy", which is not a service. `ServiceBuilderExt::retry(builder, layer)` and
-    /// `builder.layer(layer)` add the layer.
+    /// `builder.retries(layer)` add the layer.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -105,6 +122,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: CircuitBreakerLayer<C, K>,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C, K>, L>> {
+        self.layer(layer)
+    }
+
+    fn retries<C>(self, layer: RetryLayer<C>) -> ServiceBuilder<Stack<RetryLayer<C>, L>> {
         self.layer(layer)
     }
 

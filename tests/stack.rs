@@ -588,29 +588,36 @@ async fn service_builder_circuit_breaker_opens_after_failures() {
     );
 }
 
-/// tower's own `ServiceBuilder::retry(policy)` is an inherent method, so in method-call
-/// syntax `.retry(layer)` resolves to it (building `tower::retry::Retry<RetryLayer, _>`,
-/// which is not a service); the extension method is reached by path.
+/// `.retries(layer)` in method-call syntax, and `retry` by path: tower's own
+/// `ServiceBuilder::retry(policy)` is an inherent method, so `.retry(layer)` resolves to it
+/// (building `tower::retry::Retry<RetryLayer, _>`, which is not a service).
 #[tokio::test(start_paused = true)]
 async fn service_builder_retry_retries_a_retryable_error() {
     use tower_pressure::retry::Retryable;
     let (monitor, _manual) = PressureMonitor::manual();
     let calls = Arc::new(AtomicU32::new(0));
-    let c = calls.clone();
-    let svc = ServiceBuilderExt::retry(ServiceBuilder::new(), RetryLayer::new(monitor)).service(
+    let flaky = |calls: &Arc<AtomicU32>| {
+        let c = calls.clone();
         service_fn(move |_req: Request<()>| {
             let n = c.fetch_add(1, Ordering::SeqCst);
             async move {
-                if n == 0 {
+                if n % 2 == 0 {
                     Err::<&str, BoxError>(Retryable::new("flaky").into())
                 } else {
                     Ok("done")
                 }
             }
-        }),
-    );
-    assert_eq!(svc.oneshot(Request::new(())).await.unwrap(), "done");
+        })
+    };
+    let by_method = ServiceBuilder::new()
+        .retries(RetryLayer::new(monitor.clone()))
+        .service(flaky(&calls));
+    assert_eq!(by_method.oneshot(Request::new(())).await.unwrap(), "done");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let by_path = ServiceBuilderExt::retry(ServiceBuilder::new(), RetryLayer::new(monitor))
+        .service(flaky(&calls));
+    assert_eq!(by_path.oneshot(Request::new(())).await.unwrap(), "done");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
