@@ -601,7 +601,7 @@ async fn service_builder_retry_retries_a_retryable_error() {
         service_fn(move |_req: Request<()>| {
             let n = c.fetch_add(1, Ordering::SeqCst);
             async move {
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     Err::<&str, BoxError>(Retryable::new("flaky").into())
                 } else {
                     Ok("done")
