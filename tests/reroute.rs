@@ -7,12 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tower::util::BoxCloneService;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_pressure::circuit_breaker::http::HostKey;
-use tower_pressure::circuit_breaker::{CircuitBreakerLayer, CircuitOpen, CircuitState};
+use tower_pressure::circuit_breaker::{
+    CircuitBreakerLayer, CircuitOpen, CircuitState, ErrorsAsFailures, KeyExtractor,
+};
 use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, Overloaded};
 use tower_pressure::pressure::PressureMonitor;
 use tower_pressure::retry::RetryLayer;
+use tower_pressure::retry::http::HttpClassifier;
 use tower_pressure::route::{ByRouteKey, FallbackKeys, RouteKey};
 
 type Req = http::Request<()>;
@@ -73,18 +77,45 @@ fn request(route: &str, fallbacks: &[&'static str]) -> Req {
     req
 }
 
-/// Opens `key`'s breaker (creating it first with one call that succeeds).
-async fn open<S>(
-    svc: &mut S,
-    handle: &tower_pressure::circuit_breaker::CircuitBreakerHandle,
-    key: &str,
-) where
-    S: Service<Req, Error = BoxError>,
+type Client = BoxCloneService<Req, http::Response<()>, BoxError>;
+
+/// `retry` over `breakers` over [`client`]; the breakers of `opened` are created (one call
+/// each) and forced open, and what those calls served is forgotten.
+async fn stack<K>(
+    retry: RetryLayer<HttpClassifier>,
+    breakers: &CircuitBreakerLayer<ErrorsAsFailures, K>,
+    served: &Served,
+    failing: &'static [&'static str],
+    opened: &[&str],
+) -> Client
+where
+    K: KeyExtractor<Req> + Clone + Send + Sync + 'static,
 {
-    let mut warm = http::Request::new(());
-    warm.extensions_mut().insert(RouteKey::new(key));
-    svc.ready().await.unwrap().call(warm).await.unwrap();
-    assert!(handle.set_key(key, CircuitState::ForcedOpen));
+    let mut svc = BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(retry)
+            .layer(breakers.clone())
+            .service(client(served, failing)),
+    );
+    for key in opened {
+        let mut warm = http::Request::new(());
+        warm.extensions_mut().insert(RouteKey::new(*key));
+        call(&mut svc, warm).await.unwrap();
+        assert!(breakers.handle().set_key(key, CircuitState::ForcedOpen));
+    }
+    served.0.lock().unwrap().clear();
+    svc
+}
+
+async fn call(svc: &mut Client, req: Req) -> Result<http::Response<()>, BoxError> {
+    svc.ready().await?.call(req).await
+}
+
+fn by_route_key() -> CircuitBreakerLayer<ErrorsAsFailures, ByRouteKey> {
+    CircuitBreakerLayer::builder()
+        .build()
+        .unwrap()
+        .per_key(ByRouteKey)
 }
 
 #[tokio::test(start_paused = true)]
@@ -95,22 +126,11 @@ async fn an_open_breaker_reroutes_at_once_to_the_fallback() {
         .build()
         .unwrap()
         .per_key(HostKey);
-    let handle = breakers.handle();
     let retry = RetryLayer::http(monitor).build().unwrap();
-    let stats = retry.clone();
-    let mut svc = ServiceBuilder::new()
-        .layer(retry)
-        .layer(breakers)
-        .service(client(&served, &[]));
-    open(&mut svc, &handle, "primary").await;
-    served.0.lock().unwrap().clear();
+    let mut svc = stack(retry.clone(), &breakers, &served, &[], &["primary"]).await;
 
     let t = Instant::now();
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request("primary", &["secondary"]))
+    let res = call(&mut svc, request("primary", &["secondary"]))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
@@ -118,8 +138,9 @@ async fn an_open_breaker_reroutes_at_once_to_the_fallback() {
     assert_eq!(served.list(), ["secondary"]);
     // No backoff: the rejected attempt never left the process.
     assert_eq!(t.elapsed(), Duration::ZERO);
-    assert_eq!(stats.stats().retries, 1);
+    assert_eq!(retry.stats().retries, 1);
     // The secondary's own breaker judged the attempt (a `RouteKey` overrides `HostKey`).
+    let handle = breakers.handle();
     assert_eq!(handle.metrics_of("secondary").map(|m| m.successes), Some(1));
 }
 
@@ -127,127 +148,67 @@ async fn an_open_breaker_reroutes_at_once_to_the_fallback() {
 async fn without_a_fallback_circuit_open_is_returned_and_not_retried() {
     let (monitor, _m) = PressureMonitor::manual();
     let served = Served::default();
-    let breakers = CircuitBreakerLayer::builder()
-        .build()
-        .unwrap()
-        .per_key(ByRouteKey);
-    let handle = breakers.handle();
     let retry = RetryLayer::http(monitor).build().unwrap();
-    let stats = retry.clone();
-    let mut svc = ServiceBuilder::new()
-        .layer(retry)
-        .layer(breakers)
-        .service(client(&served, &[]));
-    open(&mut svc, &handle, "primary").await;
+    let mut svc = stack(retry.clone(), &by_route_key(), &served, &[], &["primary"]).await;
 
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request("primary", &[]))
-        .await
-        .unwrap_err();
+    let err = call(&mut svc, request("primary", &[])).await.unwrap_err();
     let open = err
         .downcast_ref::<CircuitOpen>()
         .expect("the breaker's own error");
     assert_eq!(open.key(), Some("primary"));
-    assert_eq!(
-        served.list(),
-        ["primary"],
-        "only the warm-up call reached the client"
-    );
-    assert_eq!(stats.stats().retries, 0);
+    assert!(served.list().is_empty(), "the client was not called");
+    assert_eq!(retry.stats().retries, 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn fallbacks_are_tried_in_order_within_max_attempts() {
     let (monitor, _m) = PressureMonitor::manual();
     let served = Served::default();
-    let breakers = CircuitBreakerLayer::builder()
-        .build()
-        .unwrap()
-        .per_key(ByRouteKey);
-    let handle = breakers.handle();
-    let mut svc = ServiceBuilder::new()
-        .layer(RetryLayer::http(monitor.clone()).build().unwrap())
-        .layer(breakers.clone())
-        .service(client(&served, &[]));
-    for k in ["primary", "secondary"] {
-        open(&mut svc, &handle, k).await;
-    }
-    served.0.lock().unwrap().clear();
+    let breakers = by_route_key();
+    let retry = RetryLayer::http(monitor.clone()).build().unwrap();
+    let opened = ["primary", "secondary"];
+    let mut svc = stack(retry, &breakers, &served, &[], &opened).await;
 
     // Three attempts (the default): primary and secondary refuse, tertiary serves.
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request("primary", &["secondary", "tertiary"]))
+    let res = call(&mut svc, request("primary", &["secondary", "tertiary"]))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(served.list(), ["tertiary"]);
 
     // Two attempts allowed: the second refusal is returned as it is.
-    let mut two = ServiceBuilder::new()
-        .layer(RetryLayer::http(monitor).max_attempts(2).build().unwrap())
-        .layer(breakers)
-        .service(client(&served, &[]));
-    let err = two
-        .ready()
-        .await
-        .unwrap()
-        .call(request("primary", &["secondary", "tertiary"]))
+    let two = RetryLayer::http(monitor).max_attempts(2).build().unwrap();
+    let mut svc = stack(two, &breakers, &served, &[], &[]).await;
+    let err = call(&mut svc, request("primary", &["secondary", "tertiary"]))
         .await
         .unwrap_err();
     assert_eq!(
         err.downcast_ref::<CircuitOpen>().and_then(CircuitOpen::key),
         Some("secondary")
     );
-    assert_eq!(served.list(), ["tertiary"]);
+    assert!(served.list().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_post_is_rerouted_after_a_local_rejection_but_never_after_its_targets_error() {
     let (monitor, _m) = PressureMonitor::manual();
     let served = Served::default();
-    let breakers = CircuitBreakerLayer::builder()
-        .build()
-        .unwrap()
-        .per_key(ByRouteKey);
-    let handle = breakers.handle();
-    let mut svc = ServiceBuilder::new()
-        .layer(RetryLayer::http(monitor).build().unwrap())
-        .layer(breakers)
-        .service(client(&served, &["secondary"]));
-    open(&mut svc, &handle, "primary").await;
-    served.0.lock().unwrap().clear();
+    let retry = RetryLayer::http(monitor).build().unwrap();
+    let failing = &["secondary"];
+    let mut svc = stack(retry, &by_route_key(), &served, failing, &["primary"]).await;
 
-    let post = |route: &str| {
-        let mut r = request(route, &["secondary", "tertiary"]);
-        *r.method_mut() = http::Method::POST;
-        r
-    };
+    let mut post = request("primary", &["secondary", "tertiary"]);
+    *post.method_mut() = http::Method::POST;
     // Primary's breaker refused it locally: rerouted to secondary, whose 503 is final for a
     // POST without idempotency (it may have been processed).
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post("primary"))
-        .await
-        .unwrap();
+    let res = call(&mut svc, post).await.unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(served.list(), ["secondary"]);
 
     // A GET is replayed after the 503 too (to the same target: the fallback is for local
     // rejections).
     served.0.lock().unwrap().clear();
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request("secondary", &["tertiary"]))
+    let res = call(&mut svc, request("secondary", &["tertiary"]))
         .await
         .unwrap();
     assert_eq!(res.status(), 503);
@@ -258,29 +219,17 @@ async fn a_post_is_rerouted_after_a_local_rejection_but_never_after_its_targets_
 async fn no_reroute_at_critical_pressure() {
     let (monitor, manual) = PressureMonitor::manual();
     let served = Served::default();
-    let breakers = CircuitBreakerLayer::builder()
-        .build()
-        .unwrap()
-        .per_key(ByRouteKey);
-    let handle = breakers.handle();
-    let mut svc = ServiceBuilder::new()
-        .layer(RetryLayer::http(monitor.clone()).build().unwrap())
-        .layer(breakers)
-        .service(client(&served, &[]));
-    open(&mut svc, &handle, "primary").await;
+    let retry = RetryLayer::http(monitor.clone()).build().unwrap();
+    let mut svc = stack(retry, &by_route_key(), &served, &[], &["primary"]).await;
     manual.set(97.0);
     monitor.sample_now();
     assert!(monitor.level() >= tower_pressure::PressureLevel::Critical);
 
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(request("primary", &["secondary"]))
+    let err = call(&mut svc, request("primary", &["secondary"]))
         .await
         .unwrap_err();
     assert!(err.is::<CircuitOpen>());
-    assert_eq!(served.list(), ["primary"], "only the warm-up call");
+    assert!(served.list().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
