@@ -249,7 +249,7 @@ where
         result: Result<S::Response, BoxError>,
     ) -> Option<Result<S::Response, BoxError>> {
         let reason = match &result {
-            Err(e) => local_rejection(&**e),
+            Err(e) => local_rejection(e),
             Ok(_) => None,
         };
         let Some(reason) = reason else {
@@ -418,20 +418,14 @@ where
     }
 }
 
-/// Which of the crate's local rejections `err` is, if any: walks the `source()` chain (at
-/// most 16 links) for [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) and
-/// [`Overloaded`](crate::concurrency::Overloaded).
-fn local_rejection(err: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
-    let mut cur = Some(err);
-    for _ in 0..16 {
-        let e = cur?;
-        if e.is::<crate::circuit_breaker::CircuitOpen>() {
-            return Some("circuit open: rerouted to a fallback");
-        }
-        if e.is::<crate::concurrency::Overloaded>() {
-            return Some("overloaded: rerouted to a fallback");
-        }
-        cur = e.source();
+/// Which of the crate's local rejections `err` is, if any (anywhere in its `source()`
+/// chain, as the fallback layer's triggers look for them).
+fn local_rejection(err: &BoxError) -> Option<&'static str> {
+    if crate::fallback::is_circuit_open(err) {
+        Some("circuit open: rerouted to a fallback")
+    } else if crate::fallback::is_overloaded(err) {
+        Some("overloaded: rerouted to a fallback")
+    } else {
+        None
     }
-    None
 }
