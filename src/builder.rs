@@ -59,9 +59,8 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// use tower_pressure::{pressure::PressureMonitor, retry::RetryLayer};
     ///
     /// let (monitor, _) = PressureMonitor::manual();
-    /// let retry = RetryLayer::new(monitor);
     /// let _client = ServiceBuilder::new()
-    ///     .retries(retry.clone())
+    ///     .retries(RetryLayer::new(monitor))
     ///     .service(service_fn(|_: http::Request<()>| async { Ok::<_, tower::BoxError>(()) }));
     /// ```
     fn retries<C>(self, layer: RetryLayer<C>) -> ServiceBuilder<Stack<RetryLayer<C>, L>>;

@@ -165,7 +165,7 @@ pub(crate) fn reroute<Req: HasExtensions>(req: &mut Req) -> bool {
 pub(crate) fn has_fallback<Req: HasExtensions>(req: &Req) -> bool {
     req.extensions()
         .get::<FallbackKeys>()
-        .is_some_and(|f| f.next < f.keys.len())
+        .is_some_and(|f| f.remaining().next().is_some())
 }
 
 /// Keys breakers by the request's [`RouteKey`] extension (`None`, the layer's default
