@@ -11,7 +11,9 @@
 //!   at `High`, reading the shared [`PressureMonitor`](crate::PressureMonitor) with one atomic
 //!   load;
 //! * never sleeps past the request's [`Constraints`](crate::Constraints) deadline nor past
-//!   its total time bound, and can time out each attempt;
+//!   its total time bound, and can time out each attempt; no wait ever panics: backoff delays
+//!   and `max_pushback` are at most [`MAX_WAIT`] (one day, refused by the builder beyond),
+//!   and `Duration::MAX` time bounds and attempt timeouts saturate (mean "no limit");
 //! * honours `Retry-After` (delta-seconds and HTTP-date) and `grpc-retry-pushback-ms`,
 //!   capped by `max_pushback`; a pushback longer than the time left ends retrying at once;
 //! * backs off with [`Backoff`] (fixed, linear, exponential) and [`Jitter`] (none, full,
@@ -101,7 +103,7 @@ pub mod pushback;
 mod service;
 mod status;
 
-pub use backoff::{Backoff, FastRng, Jitter, Rng};
+pub use backoff::{Backoff, FastRng, Jitter, MAX_WAIT, Rng};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
 pub use classify::{Classify, DefaultClassifier, RetryAllErrors, Verdict, classify_error};
 pub use error::{AttemptTimedOut, Retryable, is_retryable};

@@ -138,9 +138,12 @@ impl RetryPolicy {
                 let d = self.backoff.delay(f.attempts, f.previous, rng);
                 if f.level >= PressureLevel::High {
                     // Stretch: back off harder while the process is pressed.
+                    // Saturating: `Duration::mul_f64` panics on overflow.
+                    let stretched =
+                        Duration::try_from_secs_f64(d.as_secs_f64() * self.stretch_at_high)
+                            .unwrap_or(Duration::MAX);
                     (
-                        d.mul_f64(self.stretch_at_high)
-                            .min(self.max_pushback.max(self.backoff.max_delay())),
+                        stretched.min(self.max_pushback.max(self.backoff.max_delay())),
                         false,
                     )
                 } else {
@@ -150,7 +153,8 @@ impl RetryPolicy {
         };
         let at = f.now.checked_add(delay);
         if let Some(bound) = self.time_bound {
-            let end = f.start + bound;
+            // Saturating: a `Duration::MAX` bound means "no bound", not a panic.
+            let end = crate::clock::deadline(f.start, bound);
             if at.is_none_or(|at| at > end) {
                 return Err(if pushed {
                     StopReason::PushbackTooLong
