@@ -121,3 +121,136 @@ async fn a_huge_stretch_at_high_pressure_saturates_at_the_cap() {
     // Stretched without bound, capped at max(max_pushback, backoff.max).
     assert_eq!(c[1] - c[0], ms(3000));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bug 4: a pushback beyond what the layer may wait is not retried early, and stays visible.
+
+type Res = http::Response<http_body_util::Full<bytes::Bytes>>;
+
+/// An HTTP service answering `first` once, then 200; records the time of each call.
+fn http_once(
+    first: Res,
+) -> (
+    impl tower::Service<
+        http::Request<http_body_util::Full<bytes::Bytes>>,
+        Response = Res,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone,
+    Arc<Mutex<Vec<Instant>>>,
+) {
+    let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let c = calls.clone();
+    let first = Arc::new(Mutex::new(Some(first)));
+    let svc = service_fn(move |_: http::Request<_>| {
+        c.lock().unwrap().push(Instant::now());
+        let r = first.lock().unwrap().take();
+        async move { Ok(r.unwrap_or_else(|| http::Response::new("ok".into()))) }
+    });
+    (svc, calls)
+}
+
+fn unavailable_for(secs: &str) -> Res {
+    http::Response::builder()
+        .status(503)
+        .header("retry-after", secs)
+        .body(Default::default())
+        .unwrap()
+}
+
+fn http_retry(max_pushback: Duration) -> RetryLayer<tower_pressure::retry::http::HttpClassifier> {
+    let (m, _) = PressureMonitor::manual();
+    RetryLayer::http(m)
+        .max_pushback(max_pushback)
+        .no_budget()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_max_pushback_returns_the_response_at_once_with_its_header() {
+    let (svc, calls) = http_once(unavailable_for("3600"));
+    let start = Instant::now();
+    let res = http_retry(Duration::from_secs(60))
+        .layer(svc)
+        .oneshot(http::Request::new(Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "3600", "the server's time reaches the caller");
+    assert_eq!(calls.lock().unwrap().len(), 1, "not retried 59 minutes early");
+    assert_eq!(start.elapsed(), Duration::ZERO, "and not held back either");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_within_max_pushback_is_waited_in_full() {
+    let (svc, calls) = http_once(unavailable_for("60"));
+    let res = http_retry(Duration::from_secs(60))
+        .layer(svc)
+        .oneshot(http::Request::new(Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let c = calls.lock().unwrap();
+    assert_eq!(c[1] - c[0], Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_past_the_deadline_returns_the_response() {
+    let (svc, calls) = http_once(unavailable_for("30"));
+    let mut req = http::Request::new(Default::default());
+    req.extensions_mut().insert(
+        tower_pressure::Constraints::unconstrained()
+            .with_deadline(Instant::now() + Duration::from_secs(10)),
+    );
+    let res = http_retry(Duration::from_secs(60))
+        .layer(svc)
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "30");
+    assert_eq!(calls.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_pushback_beyond_max_pushback_is_returned_with_its_time() {
+    let (m, _) = PressureMonitor::manual();
+    let layer = RetryLayer::builder(m)
+        .max_pushback(MAX_WAIT)
+        .no_budget()
+        .build()
+        .unwrap();
+    // Issue 21: `Retryable::after(.., Duration::MAX)` panicked with a large max_pushback.
+    let (svc, calls) = flaky(1, || Retryable::after("rate limited", Duration::MAX).into());
+    let start = Instant::now();
+    let err = layer
+        .layer(svc)
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap_err();
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    let r = err.downcast_ref::<Retryable>().expect("the original error");
+    assert_eq!(r.retry_after(), Some(Duration::MAX));
+    assert_eq!(tower_pressure::fallback::retry_after(&err), Some(Duration::MAX));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_fallback_outside_the_retry_waits_out_the_servers_time() {
+    use tower_pressure::fallback::{FallbackLayer, http::ServerErrors};
+    let (svc, calls) = http_once(unavailable_for("3600"));
+    let stack = FallbackLayer::queue(Duration::from_secs(2 * 3600), 10)
+        .trigger(ServerErrors)
+        .build()
+        .unwrap()
+        .layer(http_retry(Duration::from_secs(60)).layer(svc));
+    let res = stack
+        .oneshot(http::Request::new(Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let c = calls.lock().unwrap();
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[1] - c[0], Duration::from_secs(3600), "the server's time, not 60 s");
+}

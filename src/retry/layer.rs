@@ -85,7 +85,8 @@ pub(crate) struct Counters {
 impl RetryLayer {
     /// A builder with the defaults: 3 attempts, exponential backoff 50 ms x2 up to 5 s with
     /// full jitter, the default [`RetryBudget`] (20 %, floor 10/s), no retries at `Critical`,
-    /// backoff doubled at `High`, pushback capped at 60 s, [`DefaultClassifier`].
+    /// backoff doubled at `High`, server pushback waited up to 60 s (longer: not retried),
+    /// [`DefaultClassifier`].
     pub fn builder(monitor: PressureMonitor) -> RetryLayerBuilder<DefaultClassifier> {
         RetryLayerBuilder {
             monitor,
@@ -257,7 +258,7 @@ impl<C> RetryLayerBuilder<C> {
     /// The longest server pushback (`Retry-After`, `grpc-retry-pushback-ms`) the layer
     /// waits for; default 60 s, at most [`MAX_WAIT`](super::MAX_WAIT). A failure whose
     /// pushback is longer is not retried: it is returned as it came (see the
-    /// [module docs](crate::retry)).
+    /// [module docs](crate::retry#server-pushback)).
     pub fn max_pushback(mut self, max: Duration) -> Self {
         self.policy.max_pushback = max;
         self
