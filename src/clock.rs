@@ -116,6 +116,24 @@ pub(crate) fn deadline(from: Instant, d: Duration) -> Instant {
         .unwrap_or(from)
 }
 
+/// The longest period the crate accepts for a periodic task (the monitor's sampling, the
+/// lag probe, alert watches, a limiter's baseline probe): one day. tokio's `Interval` adds
+/// its period to an `Instant` unchecked at every tick, so a period near `Duration::MAX`
+/// would panic a background task; builders refuse longer periods instead.
+pub(crate) const MAX_PERIOD: Duration = Duration::from_secs(86_400);
+
+/// Refuses a zero period or one above [`MAX_PERIOD`], naming `field`.
+pub(crate) fn check_period(field: &str, d: Duration) -> Result<(), crate::error::ConfigError> {
+    if d.is_zero() || d > MAX_PERIOD {
+        return Err(crate::error::ConfigError::new(
+            field,
+            d,
+            "must be greater than zero and at most 1 day (86400 s)",
+        ));
+    }
+    Ok(())
+}
+
 /// The open call scope's time, if a timing layer around this call already read it.
 #[inline]
 pub(crate) fn scope_time() -> Option<Instant> {

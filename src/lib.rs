@@ -72,6 +72,9 @@ pub mod builder;
 pub mod circuit_breaker;
 mod clock;
 pub mod concurrency;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 pub mod constraints;
 pub mod degradation;
 pub mod error;

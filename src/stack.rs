@@ -363,6 +363,18 @@ impl<A, D, C> InboundStack<A, D, C> {
     pub fn status_registry(&self) -> StatusRegistry {
         self.parts.registry()
     }
+
+    /// Shows `provider` on the status page in `slot` (for parts wrapped in another layer,
+    /// as `config` does with `Either`).
+    #[cfg(feature = "config")]
+    pub(crate) fn with_status(
+        mut self,
+        slot: &'static str,
+        provider: Arc<dyn StatusProvider>,
+    ) -> Self {
+        self.parts.set(slot, Some(provider));
+        self
+    }
 }
 
 impl<S, A, D, C> Layer<S> for InboundStack<A, D, C>
@@ -472,6 +484,18 @@ impl<A, D, R, B, T> OutboundStack<A, D, R, B, T> {
     /// A registry with the monitor and every part of the stack registered.
     pub fn status_registry(&self) -> StatusRegistry {
         self.parts.registry()
+    }
+
+    /// Shows `provider` on the status page in `slot` (for parts wrapped in another layer,
+    /// as `config` does with `Either`).
+    #[cfg(feature = "config")]
+    pub(crate) fn with_status(
+        mut self,
+        slot: &'static str,
+        provider: Arc<dyn StatusProvider>,
+    ) -> Self {
+        self.parts.set(slot, Some(provider));
+        self
     }
 }
 

@@ -7,6 +7,15 @@
 //! Prometheus text format 0.0.4 for scrapers, so a Kubernetes HPA or Grafana can read the
 //! pressure level and breaker states.
 //!
+//! The Prometheus text passes `promtool check metrics` (`tests/prometheus.rs` runs it over a
+//! live server): every family has `# HELP` and `# TYPE`, counters end in `_total`, units are
+//! base units (`_seconds`), and latency percentiles are a `summary`
+//! (`tower_pressure_service_latency_seconds{quantile=..}` with `_sum` and `_count`). Two
+//! gauges are meant for autoscalers (see `docs/kubernetes/`):
+//! `tower_pressure_concurrency_utilization_ratio` (requests in flight over the adaptive
+//! limiter's effective limit, per `limiter`) and `tower_pressure_level` (0 normal .. 4
+//! emergency).
+//!
 //! Implemented here for [`PressureMonitor`], [`ServiceMetrics`] (an
 //! [`AlertLayer`](crate::alert::AlertLayer)'s metrics) and [`AlertManager`]; other layers
 //! implement [`StatusProvider`] for their handles.
@@ -43,6 +52,9 @@ pub enum MetricKind {
     Gauge,
     /// A monotonically increasing count.
     Counter,
+    /// Quantiles (samples with a `quantile` label) plus `<name>_sum` and `<name>_count`, as
+    /// [`StatusSection::summary`] adds them.
+    Summary,
 }
 
 impl MetricKind {
@@ -50,6 +62,7 @@ impl MetricKind {
         match self {
             MetricKind::Gauge => "gauge",
             MetricKind::Counter => "counter",
+            MetricKind::Summary => "summary",
         }
     }
 }
@@ -112,6 +125,59 @@ impl StatusSection {
     /// Adds a counter.
     pub fn counter(self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) -> Self {
         self.metric(MetricKind::Counter, name, help, labels, value)
+    }
+
+    /// Adds a summary: one sample per `(quantile, value)` with a `quantile` label, then
+    /// `<name>_sum` and `<name>_count`, all in family `name` (typed `summary` in the
+    /// Prometheus text). `name` must not end in `_sum`, `_count` or `_bucket`.
+    ///
+    /// ```
+    /// use tower_pressure::status::{Status, StatusSection};
+    ///
+    /// let s = StatusSection::new("api", "service").summary(
+    ///     "api_latency_seconds",
+    ///     "Latency.",
+    ///     &[("service", "api")],
+    ///     &[(0.5, 0.010), (0.99, 0.250)],
+    ///     12.5,
+    ///     1000,
+    /// );
+    /// let text = Status { sections: vec![s] }.to_prometheus();
+    /// assert!(text.contains("# TYPE api_latency_seconds summary\n"));
+    /// assert!(text.contains("api_latency_seconds{quantile=\"0.99\",service=\"api\"} 0.25\n"));
+    /// assert!(text.contains("api_latency_seconds_sum{service=\"api\"} 12.5\n"));
+    /// assert!(text.contains("api_latency_seconds_count{service=\"api\"} 1000\n"));
+    /// ```
+    pub fn summary(
+        mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        quantiles: &[(f64, f64)],
+        sum: f64,
+        count: u64,
+    ) -> Self {
+        for (q, v) in quantiles {
+            let q = format_value(*q);
+            let mut l: Vec<(&str, &str)> = labels.to_vec();
+            l.retain(|(k, _)| *k != "quantile");
+            l.push(("quantile", &q));
+            self = self.metric(MetricKind::Summary, name, help, &l, *v);
+        }
+        self = self.metric(
+            MetricKind::Summary,
+            &format!("{name}_sum"),
+            help,
+            labels,
+            sum,
+        );
+        self.metric(
+            MetricKind::Summary,
+            &format!("{name}_count"),
+            help,
+            labels,
+            count as f64,
+        )
     }
 
     fn metric(
@@ -210,7 +276,7 @@ impl Status {
             fams: &mut BTreeMap<String, Family<'a>>,
         ) {
             for m in &s.metrics {
-                let name = sanitize_name(&m.name);
+                let name = sanitize_name(family_name(m));
                 match fams.get_mut(&name) {
                     Some(f) => {
                         if f.kind == m.kind {
@@ -253,11 +319,13 @@ impl Status {
                     }
                     let _ = write!(labels, "{}=\"{}\"", sanitize_label(k), escape_label(v));
                 }
+                let sample = sanitize_name(&m.name);
                 // A repeated series would make the exposition invalid: keep the first.
-                if !seen.insert(labels.clone()) {
+                if !seen.insert((sample.clone(), labels.clone())) {
                     continue;
                 }
                 let value = format_value(m.value);
+                let name = &sample;
                 if labels.is_empty() {
                     let _ = writeln!(out, "{name} {value}");
                 } else {
@@ -267,6 +335,19 @@ impl Status {
         }
         out
     }
+}
+
+/// The family a sample belongs to: a summary's `_sum` and `_count` samples belong to the
+/// summary's family.
+fn family_name(m: &Metric) -> &str {
+    if m.kind == MetricKind::Summary {
+        for suffix in ["_sum", "_count"] {
+            if let Some(base) = m.name.strip_suffix(suffix) {
+                return base;
+            }
+        }
+    }
+    &m.name
 }
 
 fn sanitize_name(n: &str) -> String {
@@ -453,13 +534,6 @@ impl StatusProvider for PressureMonitor {
 fn metrics_section(m: &crate::alert::MetricsSnapshot) -> StatusSection {
     let key = m.executor_id.as_deref().unwrap_or("");
     let l = [("service", m.service.as_str()), ("key", key)];
-    let q = |quantile: &'static str| {
-        [
-            ("service", m.service.as_str()),
-            ("key", key),
-            ("quantile", quantile),
-        ]
-    };
     let name = match &m.executor_id {
         Some(k) => k.clone(),
         None => m.service.clone(),
@@ -515,23 +589,17 @@ fn metrics_section(m: &crate::alert::MetricsSnapshot) -> StatusSection {
             &l,
             m.peak_duration_ms / 1e3,
         )
-        .gauge(
+        .summary(
             "tower_pressure_service_latency_seconds",
-            "Latency percentiles since start.",
-            &q("0.5"),
-            m.p50_duration_ms / 1e3,
-        )
-        .gauge(
-            "tower_pressure_service_latency_seconds",
-            "Latency percentiles since start.",
-            &q("0.9"),
-            m.p90_duration_ms / 1e3,
-        )
-        .gauge(
-            "tower_pressure_service_latency_seconds",
-            "Latency percentiles since start.",
-            &q("0.99"),
-            m.p99_duration_ms / 1e3,
+            "Latency of completed calls since start (quantiles within 6.25 %).",
+            &l,
+            &[
+                (0.5, m.p50_duration_ms / 1e3),
+                (0.9, m.p90_duration_ms / 1e3),
+                (0.99, m.p99_duration_ms / 1e3),
+            ],
+            m.total_duration_ms / 1e3,
+            m.successful_executions + m.failed_executions,
         )
 }
 
@@ -557,15 +625,15 @@ impl StatusProvider for AlertManager {
         let mut s = StatusSection::new("alerts", "alerts")
             .info("channels", self.channels().join(","))
             .gauge(
-                "tower_pressure_alerts_last_hour",
-                "Alerts delivered in the last hour.",
-                &[],
+                "tower_pressure_alerts_recent",
+                "Alerts delivered in the last hour (window=\"1h\") or 24 hours (window=\"24h\").",
+                &[("window", "1h")],
                 sum.last_hour as f64,
             )
             .gauge(
-                "tower_pressure_alerts_last_24_hours",
-                "Alerts delivered in the last 24 hours.",
-                &[],
+                "tower_pressure_alerts_recent",
+                "Alerts delivered in the last hour (window=\"1h\") or 24 hours (window=\"24h\").",
+                &[("window", "24h")],
                 sum.last_24_hours as f64,
             )
             .counter(

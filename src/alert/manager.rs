@@ -283,7 +283,7 @@ async fn run(
     watch_every: Option<Duration>,
 ) {
     let mut tick = watch_every.map(|d| {
-        let mut i = tokio::time::interval_at(Instant::now() + d, d);
+        let mut i = tokio::time::interval_at(crate::clock::deadline(Instant::now(), d), d);
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         i
     });
@@ -458,7 +458,7 @@ impl AlertManagerBuilder {
         self
     }
 
-    /// How often watches are checked (default 1 s; must be > 0).
+    /// How often watches are checked (default 1 s; more than zero and at most 1 day).
     pub fn watch_interval(mut self, every: Duration) -> Self {
         self.watch_interval = every;
         self
@@ -496,13 +496,7 @@ impl AlertManagerBuilder {
                     "threshold watches need a monitor",
                 ));
             }
-            if self.watch_interval.is_zero() {
-                return Err(ConfigError::new(
-                    "watch_interval",
-                    self.watch_interval,
-                    "must be > 0",
-                ));
-            }
+            crate::clock::check_period("watch_interval", self.watch_interval)?;
             for w in &self.watches {
                 check_range("watch.warning", w.warning, f64::MIN, f64::MAX)?;
                 check_range("watch.critical", w.critical, w.warning, f64::MAX)?;

@@ -188,6 +188,9 @@ pub struct MetricsSnapshot {
     pub success_rate_percent: f64,
     /// Mean latency of completed calls in milliseconds.
     pub avg_duration_ms: f64,
+    /// Latency of every completed call added up, in milliseconds (the `_sum` of the
+    /// Prometheus latency summary; its `_count` is successes plus failures).
+    pub total_duration_ms: f64,
     /// Slowest completed call in milliseconds.
     pub peak_duration_ms: f64,
     /// Median latency (±6.25 %).
@@ -394,6 +397,7 @@ impl Metrics {
             } else {
                 ms(sum) / completed as f64
             },
+            total_duration_ms: ms(sum),
             peak_duration_ms: ms(self.peak.load(Ordering::Relaxed)),
             p50_duration_ms: ms(quantile(&counts, 0.5)),
             p90_duration_ms: ms(quantile(&counts, 0.9)),

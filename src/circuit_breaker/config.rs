@@ -173,6 +173,33 @@ impl CircuitBreakerBuilder {
     }
 
     /// Calls the window must hold before rates count (default 20).
+    ///
+    /// With a count window smaller than this, `build()` caps it at the window's size, as
+    /// Resilience4j does (`count_window(10)` with the default 20 trips once 10 calls are
+    /// in): a minimum the window can never hold would silently turn the rate trip off. With a
+    /// time window the minimum is reachable by traffic, so it is kept; `build()` refuses only
+    /// a minimum more calls than the window's counters can hold (see
+    /// [`build`](Self::build)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_pressure::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+    ///
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .failure_threshold(0) // rate trips only
+    ///     .count_window(10)     // minimum_calls stays at its default 20: capped at 10
+    ///     .build()?;
+    /// let handle = layer.handle();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(layer)
+    ///     .service(service_fn(|_: ()| async { Err::<(), _>("boom") }));
+    /// for _ in 0..10 {
+    ///     let _ = svc.ready().await?.call(()).await;
+    /// }
+    /// assert_eq!(handle.state(), CircuitState::Open);
+    /// # Ok(()) }
+    /// ```
     pub fn minimum_calls(mut self, n: u32) -> Self {
         self.cfg.minimum_calls = n;
         self
@@ -294,9 +321,33 @@ impl CircuitBreakerBuilder {
 
     /// Validates the settings and builds the layer, creating its shared state now.
     ///
+    /// Settings that are valid alone but not together are reconciled or refused:
+    /// `minimum_calls` above a count window's size is capped at the size (Resilience4j's
+    /// rule); `minimum_calls` above what a time window can ever hold (`time_window` seconds
+    /// times the calls one second's bucket counts, about 4.2 million) is refused with a
+    /// [`ConfigError`] on `minimum_calls` that names `time_window` too.
+    ///
     /// # Errors
     /// A [`ConfigError`] naming the first invalid field.
-    pub fn build(self) -> Result<super::CircuitBreakerLayer, ConfigError> {
+    pub fn build(mut self) -> Result<super::CircuitBreakerLayer, ConfigError> {
+        match self.cfg.window {
+            // Resilience4j caps minimumNumberOfCalls at a COUNT_BASED window's size: the
+            // window can never hold more calls, so a larger minimum would disable rate trips.
+            WindowKind::Count(n) => self.cfg.minimum_calls = self.cfg.minimum_calls.min(n),
+            WindowKind::Time(secs) => {
+                let most = u64::from(secs).saturating_mul(super::window::BUCKET_CALLS);
+                if u64::from(self.cfg.minimum_calls) > most && secs > 0 && secs <= 3600 {
+                    return Err(ConfigError::new(
+                        "minimum_calls",
+                        self.cfg.minimum_calls,
+                        format!(
+                            "can never be reached: a time_window of {secs} s holds at most \
+                             {most} calls; lower minimum_calls or lengthen time_window"
+                        ),
+                    ));
+                }
+            }
+        }
         let c = &self.cfg;
         match c.window {
             WindowKind::Count(n) if n == 0 || n > super::window::MAX_COUNT => {

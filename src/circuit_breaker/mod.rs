@@ -18,7 +18,8 @@
 //! Two trips, usable together: `failure_threshold` consecutive failures (the seed's, default
 //! 5), and the failure or slow-call rate over a sliding window ([`WindowKind::Count`]: the
 //! last N calls, default 100; [`WindowKind::Time`]: the last N seconds, bucketed per second)
-//! once `minimum_calls` are in it. The windows really slide: after 1 000 successes, a count
+//! once `minimum_calls` are in it (capped at a count window's size, as in Resilience4j,
+//! so that `count_window(10)` with the default 20 still trips). The windows really slide: after 1 000 successes, a count
 //! window of 100 at 50 % opens after 50 failures. Rates are evaluated when a failure or
 //! slow call is recorded.
 //!

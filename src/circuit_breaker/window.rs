@@ -228,6 +228,10 @@ const TAG_SHIFT: u32 = 44;
 const CNT_BITS: u32 = 22;
 const CNT_MASK: u64 = (1 << CNT_BITS) - 1;
 
+/// The calls one second's bucket is sure to hold (one lane's 22-bit counter): a time window
+/// of `n` seconds can hold at least `n` times this many calls.
+pub(crate) const BUCKET_CALLS: u64 = CNT_MASK;
+
 /// Words between the starts of two lanes' buckets beyond the `2 * n` buckets: 128 bytes.
 const LANE_GAP: usize = 16;
 

@@ -527,7 +527,7 @@ impl Shared {
             });
             let due = up
                 .last_emit_at
-                .is_none_or(|t| now >= t + self.cfg.event_interval);
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.event_interval);
             if new != up.last_emitted && due {
                 let from = up.last_emitted;
                 up.last_emitted = new;

@@ -48,6 +48,12 @@ impl StatusProvider for AdaptiveConcurrencyHandle {
                 self.in_flight() as f64,
             )
             .gauge(
+                "tower_pressure_concurrency_utilization_ratio",
+                "Requests in flight over the effective (pressure-scaled) limit: 1 means full; the gauge to autoscale on.",
+                &l,
+                utilization_ratio(self.in_flight(), self.effective_limit()),
+            )
+            .gauge(
                 "tower_pressure_concurrency_queued",
                 "Critical requests waiting in the bounded queue.",
                 &l,
@@ -92,5 +98,17 @@ impl StatusProvider for AdaptiveConcurrencyHandle {
             );
         }
         s
+    }
+}
+
+/// In-flight over limit; a limit of 0 (everything shed) with work in flight is saturated.
+fn utilization_ratio(in_flight: impl Into<f64>, limit: impl Into<f64>) -> f64 {
+    let (in_flight, limit) = (in_flight.into(), limit.into());
+    if limit > 0.0 {
+        in_flight / limit
+    } else if in_flight > 0.0 {
+        1.0
+    } else {
+        0.0
     }
 }

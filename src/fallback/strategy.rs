@@ -491,7 +491,8 @@ where
         if wait > self.max_wait {
             return Err("retry-after above max_wait");
         }
-        let wake = Instant::now() + wait;
+        // Saturating: `max_wait` may be as long as `Duration::MAX`.
+        let wake = crate::clock::deadline(Instant::now(), wait);
         if let Some(deadline) = Constraints::from_request(&req).and_then(|c| c.deadline())
             && wake >= deadline
         {

@@ -581,7 +581,7 @@ pub fn default_thresholds(signal: Signal) -> Option<Thresholds> {
 }
 
 impl PressureMonitorBuilder {
-    /// How often the sampler reads every source (default 1 s; must be > 0).
+    /// How often the sampler reads every source (default 1 s; more than zero and at most 1 day).
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
@@ -649,7 +649,8 @@ impl PressureMonitorBuilder {
         self
     }
 
-    /// How often the scheduling-lag probe task measures timer lateness (default 100 ms).
+    /// How often the scheduling-lag probe task measures timer lateness (default 100 ms; more than
+    /// zero and at most 1 day).
     pub fn lag_probe_interval(mut self, every: Duration) -> Self {
         self.lag_probe_interval = every;
         self
@@ -741,20 +742,8 @@ impl PressureMonitorBuilder {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.interval.is_zero() {
-            return Err(ConfigError::new(
-                "interval",
-                self.interval,
-                "must be greater than zero",
-            ));
-        }
-        if self.lag_probe_interval.is_zero() {
-            return Err(ConfigError::new(
-                "lag_probe_interval",
-                self.lag_probe_interval,
-                "must be greater than zero",
-            ));
-        }
+        crate::clock::check_period("interval", self.interval)?;
+        crate::clock::check_period("lag_probe_interval", self.lag_probe_interval)?;
         if self.dwell == 0 {
             return Err(ConfigError::new(
                 "dwell",
@@ -909,7 +898,8 @@ impl PressureMonitorBuilder {
 }
 
 async fn run_sampler(weak: Weak<Inner>, interval: Duration, mut stop: oneshot::Receiver<()>) {
-    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    let mut ticker =
+        tokio::time::interval_at(crate::clock::deadline(Instant::now(), interval), interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -211,13 +211,14 @@ impl Ctx<'_> {
         };
         let res = if cost == 0 {
             let level = g.level(cell, self.now);
-            if level > tol + allow_delay {
+            // Saturating: `max_delay` may be as long as `Duration::MAX`.
+            if level > tol.saturating_add(allow_delay) {
                 Err(level - tol - allow_delay)
             } else {
                 Ok(level)
             }
         } else {
-            g.acquire(cell, self.now, cost, tol + allow_delay)
+            g.acquire(cell, self.now, cost, tol.saturating_add(allow_delay))
         };
         match res {
             Ok(level) => {
@@ -225,7 +226,7 @@ impl Ctx<'_> {
                 Ok(level.saturating_sub(tol))
             }
             Err(excess) => {
-                let retry = Duration::from_nanos(excess + allow_delay);
+                let retry = Duration::from_nanos(excess.saturating_add(allow_delay));
                 self.over(resource, limit, cap, retry).map(|()| 0)
             }
         }

@@ -29,6 +29,12 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
+/// The longest wait a retry layer accepts for a backoff delay or for server pushback
+/// (`max_pushback`): one day, the upper bound Polly puts on its retry delays. A longer wait
+/// is not a retry but a scheduled job; builders refuse it with a [`ConfigError`] naming the
+/// field, so that no delay can overflow the clock on the request path.
+pub const MAX_WAIT: Duration = Duration::from_secs(86_400);
+
 /// A source of uniform random numbers in `[0, 1)`, shared by every request of a layer.
 ///
 /// Takes `&self` so one instance serves all clones without a lock. The default,
@@ -171,9 +177,31 @@ impl Backoff {
     /// Checks the configuration; called by the layer's `build()`.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming `backoff.multiplier` (must be finite and >= 1) or
-    /// `backoff.max` (must be >= the initial delay).
+    /// A [`ConfigError`] naming `backoff.multiplier` (must be finite and >= 1),
+    /// `backoff.initial` or `backoff.max` (at most [`MAX_WAIT`]; the cap must be >= the
+    /// initial delay).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_pressure::retry::Backoff;
+    /// let e = Backoff::fixed(Duration::MAX).validate().unwrap_err();
+    /// assert_eq!(e.field(), "backoff.initial");
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.initial > MAX_WAIT {
+            return Err(ConfigError::new(
+                "backoff.initial",
+                self.initial,
+                format!("must be at most {MAX_WAIT:?} (retry::MAX_WAIT)"),
+            ));
+        }
+        if self.max > MAX_WAIT {
+            return Err(ConfigError::new(
+                "backoff.max",
+                self.max,
+                format!("must be at most {MAX_WAIT:?} (retry::MAX_WAIT)"),
+            ));
+        }
         if let Kind::Exponential { multiplier } = self.kind
             && (!multiplier.is_finite() || multiplier < 1.0)
         {
@@ -356,5 +384,14 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.field(), "backoff.max");
         assert!(Backoff::default().validate().is_ok());
+        // Waits that cannot be waited are refused (issue 21: they panicked the request).
+        let e = Backoff::fixed(Duration::MAX).validate().unwrap_err();
+        assert_eq!(e.field(), "backoff.initial");
+        let e = Backoff::exponential(ms(10), 2.0)
+            .max(Duration::MAX)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field(), "backoff.max");
+        assert!(Backoff::fixed(MAX_WAIT).validate().is_ok());
     }
 }

@@ -327,7 +327,9 @@ where
             },
             now,
         );
-        let wake = now + delay;
+        // Saturating: the builder bounds every configured wait, but a delay is never added
+        // to an `Instant` unchecked on the request path.
+        let wake = crate::clock::deadline(now, delay);
         let slow = match this.slow {
             Some(slow) => {
                 slow.as_mut().project().timer.reset(wake);

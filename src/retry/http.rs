@@ -60,8 +60,8 @@
 //!   fails it before any message (a "trailers-only" response, which is what tonic sends for
 //!   a handler's `Err(Status)`). A status sent in the trailers after a response message has
 //!   started streaming is not seen: the response was already returned to the caller.
-//! * `grpc-retry-pushback-ms` sets the wait (capped by the layer's `max_pushback`); a
-//!   negative value stops retrying (gRFC A6).
+//! * `grpc-retry-pushback-ms` sets the wait; a wait above the layer's `max_pushback` or
+//!   a negative value stops retrying (gRFC A6: never retry before the server's time).
 //! * Every gRPC call is a POST, so a call is replayed only when marked: insert the
 //!   [`Idempotent`] extension in the `tonic::Request` (tonic moves a call's extensions into
 //!   the HTTP request), or, when every method of the channel is safe to replay, insert it in

@@ -85,7 +85,8 @@ pub(crate) struct Counters {
 impl RetryLayer {
     /// A builder with the defaults: 3 attempts, exponential backoff 50 ms x2 up to 5 s with
     /// full jitter, the default [`RetryBudget`] (20 %, floor 10/s), no retries at `Critical`,
-    /// backoff doubled at `High`, pushback capped at 60 s, [`DefaultClassifier`].
+    /// backoff doubled at `High`, server pushback waited up to 60 s (longer: not retried),
+    /// [`DefaultClassifier`].
     pub fn builder(monitor: PressureMonitor) -> RetryLayerBuilder<DefaultClassifier> {
         RetryLayerBuilder {
             monitor,
@@ -254,7 +255,10 @@ impl<C> RetryLayerBuilder<C> {
         self.policy.time_bound = Some(bound);
         self
     }
-    /// The cap on server pushback (`Retry-After`, `grpc-retry-pushback-ms`); default 60 s.
+    /// The longest server pushback (`Retry-After`, `grpc-retry-pushback-ms`) the layer
+    /// waits for; default 60 s, at most [`MAX_WAIT`](super::MAX_WAIT). A failure whose
+    /// pushback is longer is not retried: it is returned as it came (see the
+    /// [module docs](crate::retry#server-pushback)).
     pub fn max_pushback(mut self, max: Duration) -> Self {
         self.policy.max_pushback = max;
         self
@@ -305,8 +309,10 @@ impl<C> RetryLayerBuilder<C> {
     /// Builds the layer and its shared state.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming `max_attempts`, `backoff.*`, `attempt_timeout`, `time_bound`
-    /// or `stretch_at_high`.
+    /// A [`ConfigError`] naming `max_attempts`, `backoff.*`, `attempt_timeout`, `time_bound`,
+    /// `max_pushback` (at most [`MAX_WAIT`](super::MAX_WAIT)) or `stretch_at_high`.
+    /// `attempt_timeout` and `time_bound` may be as long as `Duration::MAX` (no limit in
+    /// practice): their deadlines saturate.
     pub fn build(self) -> Result<RetryLayer<C>, ConfigError> {
         let p = &self.policy;
         if p.max_attempts == 0 {
@@ -325,6 +331,17 @@ impl<C> RetryLayerBuilder<C> {
                 "time_bound",
                 Duration::ZERO,
                 "must be positive",
+            ));
+        }
+        if p.max_pushback > super::MAX_WAIT {
+            return Err(ConfigError::new(
+                "max_pushback",
+                p.max_pushback,
+                format!(
+                    "must be at most {:?} (retry::MAX_WAIT); a longer server pushback is \
+                     returned to the caller, not waited for",
+                    super::MAX_WAIT
+                ),
             ));
         }
         if !p.stretch_at_high.is_finite() || p.stretch_at_high < 1.0 {
@@ -397,8 +414,18 @@ mod tests {
             "stretch_at_high"
         );
         assert_eq!(
-            f(RetryLayer::builder(m).backoff(Backoff::exponential(Duration::from_millis(1), 0.0))),
+            f(RetryLayer::builder(m.clone())
+                .backoff(Backoff::exponential(Duration::from_millis(1), 0.0))),
             "backoff.multiplier"
+        );
+        // Issue 21: waits too long to wait are refused instead of panicking a request.
+        assert_eq!(
+            f(RetryLayer::builder(m.clone()).backoff(Backoff::fixed(Duration::MAX))),
+            "backoff.initial"
+        );
+        assert_eq!(
+            f(RetryLayer::builder(m).max_pushback(Duration::MAX)),
+            "max_pushback"
         );
     }
 

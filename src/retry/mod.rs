@@ -11,9 +11,12 @@
 //!   at `High`, reading the shared [`PressureMonitor`](crate::PressureMonitor) with one atomic
 //!   load;
 //! * never sleeps past the request's [`Constraints`](crate::Constraints) deadline nor past
-//!   its total time bound, and can time out each attempt;
-//! * honours `Retry-After` (delta-seconds and HTTP-date) and `grpc-retry-pushback-ms`,
-//!   capped by `max_pushback`; a pushback longer than the time left ends retrying at once;
+//!   its total time bound, and can time out each attempt; no wait ever panics: backoff delays
+//!   and `max_pushback` are at most [`MAX_WAIT`] (one day, refused by the builder beyond),
+//!   and `Duration::MAX` time bounds and attempt timeouts saturate (mean "no limit");
+//! * honours `Retry-After` (delta-seconds and HTTP-date) and `grpc-retry-pushback-ms`
+//!   and never retries before the server's time: a pushback longer than `max_pushback` or
+//!   than the time left ends retrying at once (see [Server pushback](#server-pushback));
 //! * backs off with [`Backoff`] (fixed, linear, exponential) and [`Jitter`] (none, full,
 //!   equal, decorrelated), randomised by an injectable [`Rng`];
 //! * retries only what a [`Classify`] allows: by default errors marked [`Retryable`],
@@ -51,6 +54,38 @@
 //!     }));
 //! assert_eq!(svc.oneshot(http::Request::new(())).await?, "done");
 //! assert_eq!(calls.load(Ordering::SeqCst), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! # Server pushback
+//!
+//! A failure may carry the server's time: a `Retry-After` or `grpc-retry-pushback-ms` on a
+//! response the classifier retries, or [`Retryable::after`] on an error. The next attempt
+//! waits exactly that long (no jitter, no stretch), never less, as Polly and gRPC's retry
+//! design (gRFC A6) do. When the server's time is beyond what the layer may wait, beyond
+//! `max_pushback` (default 60 s), past the total time bound or at or after the request's
+//! deadline, the failure is **not retried at all** (reason
+//! [`StopReason::PushbackTooLong`]), and the caller gets the last result as it came: the
+//! response with its headers unchanged, or the error whose
+//! [`Retryable::retry_after`] still tells the time. A
+//! [queue fallback](crate::fallback::FallbackLayer::queue) outside the retry layer reads
+//! that time (see [`fallback::retry_after`](crate::fallback::retry_after)) and waits it
+//! out when its own `max_wait` allows.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), tower::BoxError> {
+//! use std::time::Duration;
+//! use tower::{Layer, ServiceExt, service_fn};
+//! use tower_pressure::{pressure::PressureMonitor, retry::{RetryLayer, Retryable}};
+//!
+//! let (monitor, _manual) = PressureMonitor::manual();
+//! let layer = RetryLayer::builder(monitor).max_pushback(Duration::from_secs(60)).build()?;
+//! let svc = layer.layer(service_fn(|_req: http::Request<()>| async {
+//!     Err::<(), _>(tower::BoxError::from(Retryable::after("rate limited", Duration::from_secs(3600))))
+//! }));
+//! let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+//! // Not retried 59 minutes early: the error is returned at once, with the server's time.
+//! assert_eq!(tower_pressure::fallback::retry_after(&err), Some(Duration::from_secs(3600)));
 //! # Ok(()) }
 //! ```
 //!
@@ -101,7 +136,7 @@ pub mod pushback;
 mod service;
 mod status;
 
-pub use backoff::{Backoff, FastRng, Jitter, Rng};
+pub use backoff::{Backoff, FastRng, Jitter, MAX_WAIT, Rng};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
 pub use classify::{Classify, DefaultClassifier, RetryAllErrors, Verdict, classify_error};
 pub use error::{AttemptTimedOut, Retryable, is_retryable};

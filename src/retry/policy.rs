@@ -48,7 +48,9 @@ pub enum StopReason {
     Deadline,
     /// The next attempt would start after the total time bound.
     TimeBound,
-    /// The server's pushback is longer than the time left.
+    /// The server's pushback is longer than `max_pushback`, the time bound's remainder or
+    /// the time left before the deadline: the layer does not retry before the server's time,
+    /// so it does not retry at all.
     PushbackTooLong,
     /// The server said not to retry (gRPC pushback).
     ServerSaidStop,
@@ -133,14 +135,22 @@ impl RetryPolicy {
         let (delay, pushed) = match f.pushback {
             _ if f.immediate => (Duration::ZERO, false),
             Pushback::Stop => return Err(StopReason::ServerSaidStop),
-            Pushback::After(d) => (d.min(self.max_pushback), true),
+            // Never before the server's time (Polly, gRFC A6): a pushback the layer may not
+            // wait for ends retrying, and the failure goes back to the caller as it came.
+            Pushback::After(d) if d > self.max_pushback => {
+                return Err(StopReason::PushbackTooLong);
+            }
+            Pushback::After(d) => (d, true),
             Pushback::None => {
                 let d = self.backoff.delay(f.attempts, f.previous, rng);
                 if f.level >= PressureLevel::High {
                     // Stretch: back off harder while the process is pressed.
+                    // Saturating: `Duration::mul_f64` panics on overflow.
+                    let stretched =
+                        Duration::try_from_secs_f64(d.as_secs_f64() * self.stretch_at_high)
+                            .unwrap_or(Duration::MAX);
                     (
-                        d.mul_f64(self.stretch_at_high)
-                            .min(self.max_pushback.max(self.backoff.max_delay())),
+                        stretched.min(self.max_pushback.max(self.backoff.max_delay())),
                         false,
                     )
                 } else {
@@ -150,7 +160,8 @@ impl RetryPolicy {
         };
         let at = f.now.checked_add(delay);
         if let Some(bound) = self.time_bound {
-            let end = f.start + bound;
+            // Saturating: a `Duration::MAX` bound means "no bound", not a panic.
+            let end = crate::clock::deadline(f.start, bound);
             if at.is_none_or(|at| at > end) {
                 return Err(if pushed {
                     StopReason::PushbackTooLong
@@ -304,12 +315,16 @@ mod tests {
         assert_eq!(p.next_delay(&f, &rng), Err(StopReason::PushbackTooLong));
         f.pushback = Pushback::Stop;
         assert_eq!(p.next_delay(&f, &rng), Err(StopReason::ServerSaidStop));
-        // Huge pushback without a bound is capped.
+        // A pushback beyond max_pushback is not retried early (issue 21): retrying stops.
         let p = RetryPolicy {
             max_pushback: ms(2000),
             ..policy()
         };
         f.pushback = Pushback::After(Duration::MAX);
+        assert_eq!(p.next_delay(&f, &rng), Err(StopReason::PushbackTooLong));
+        f.pushback = Pushback::After(ms(2001));
+        assert_eq!(p.next_delay(&f, &rng), Err(StopReason::PushbackTooLong));
+        f.pushback = Pushback::After(ms(2000));
         assert_eq!(p.next_delay(&f, &rng), Ok(ms(2000)));
         // Deadline.
         f.pushback = Pushback::None;

@@ -3,8 +3,9 @@
 //!
 //! * `Retry-After: 120` (delta-seconds) and `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`
 //!   (HTTP-date, all three RFC 9110 formats, parsed with the `httpdate` crate) give a delay;
-//!   a date in the past gives zero. Values too large for a `Duration` saturate; the layer then
-//!   caps them at its `max_pushback`.
+//!   a date in the past gives zero. Values too large for a `Duration` saturate; the layer
+//!   then does not retry at all when the delay is above its `max_pushback` (it never retries
+//!   before the server's time).
 //! * Anything else is garbage: it is ignored (the layer falls back to its own backoff) and
 //!   logged at `debug` level.
 //! * `grpc-retry-pushback-ms: 250` gives 250 ms. Per gRFC A6 a negative or unparseable value
@@ -19,7 +20,8 @@ pub enum Pushback {
     /// No hint: use the layer's backoff.
     #[default]
     None,
-    /// Wait at least this long (capped by the layer's `max_pushback`).
+    /// Wait at least this long. Longer than the layer's `max_pushback` (or than the time
+    /// left): not retried at all.
     After(Duration),
     /// Do not retry at all.
     Stop,

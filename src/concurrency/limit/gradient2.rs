@@ -142,7 +142,11 @@ impl Gradient2 {
     fn schedule_probe(&mut self, now: Instant) {
         if let Some(every) = self.probe_interval {
             let jitter = 1.0 + self.rng.f64() * self.probe_jitter;
-            self.next_probe = Some(now + every.mul_f64(jitter));
+            // Saturating (`Duration::mul_f64` and `Instant + Duration` panic on overflow),
+            // though `build()` bounds the interval.
+            let wait = Duration::try_from_secs_f64(every.as_secs_f64() * jitter)
+                .unwrap_or(Duration::MAX);
+            self.next_probe = Some(crate::clock::deadline(now, wait));
         }
     }
 }
@@ -197,7 +201,8 @@ impl Gradient2Builder {
         self.g.drop_gradient = v;
         self
     }
-    /// How often the no-load baseline is re-measured (default 60 s; `None` disables).
+    /// How often the no-load baseline is re-measured (default 60 s, at most 1 day; `None`
+    /// disables).
     pub fn probe_interval(mut self, v: Option<Duration>) -> Self {
         self.g.probe_interval = v;
         self
@@ -222,7 +227,7 @@ impl Gradient2Builder {
     /// # Errors
     /// A [`ConfigError`] naming the field for bad bounds, smoothing outside `(0, 1]`, a
     /// negative queue size, a tolerance below 1, a drop gradient outside `[0.5, 1]`, a zero
-    /// long window, probe interval or probe concurrency, or a jitter outside `[0, 1]`.
+    /// long window, probe interval (or one above 1 day) or probe concurrency, or a jitter outside `[0, 1]`.
     pub fn build(self) -> Result<Gradient2, ConfigError> {
         let mut g = self.g;
         check_bounds(self.initial, g.min, g.max)?;
@@ -234,12 +239,8 @@ impl Gradient2Builder {
         if self.long_window == 0 {
             return Err(ConfigError::new("long_window", 0, "must be at least 1"));
         }
-        if g.probe_interval.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::new(
-                "probe_interval",
-                g.probe_interval,
-                "must be positive",
-            ));
+        if let Some(d) = g.probe_interval {
+            crate::clock::check_period("probe_interval", d)?;
         }
         if g.probe_concurrency == 0 {
             return Err(ConfigError::new(

@@ -71,7 +71,7 @@ impl LagCell {
 
 async fn probe(cell: Weak<LagCell>, every: Duration) {
     loop {
-        let due = Instant::now() + every;
+        let due = crate::clock::deadline(Instant::now(), every);
         {
             // Upgrade only briefly: the probe must not keep the cell alive while sleeping.
             let Some(c) = cell.upgrade() else { break };
