@@ -5,7 +5,9 @@
 //! load) and recovers. The same arrival sequence is replayed against: no limit, tower's
 //! `ConcurrencyLimit` + `LoadShed` set too high (4C) and too low (C/2), and this crate's
 //! AIMD, Vegas and Gradient2 limiters (Gradient2 also with a guaranteed Critical share and a
-//! Critical queue). Prints a markdown table and writes `docs/overload.svg`.
+//! Critical queue). Prints a markdown table and writes `docs/overload.svg`. Then issue 21's
+//! Vegas scenario: 20 workers halved to 10 under overload, long enough for several baseline
+//! re-probes; the run fails if Vegas's limit does not come back near capacity.
 //!
 //! Run: `cargo run --release --example overload_sim`
 
@@ -67,9 +69,13 @@ struct Backend {
 
 impl Backend {
     fn new() -> Self {
+        Self::with_capacity(C)
+    }
+
+    fn with_capacity(cap: u32) -> Self {
         Self {
-            sem: Arc::new(Semaphore::new(C as usize)),
-            cap: Arc::new(AtomicU32::new(C)),
+            sem: Arc::new(Semaphore::new(cap as usize)),
+            cap: Arc::new(AtomicU32::new(cap)),
         }
     }
 
@@ -437,6 +443,88 @@ fn svg(runs: &[Run], unloaded_p99: f64) -> String {
     s
 }
 
+/// Issue 21's scenario for Vegas alone: 20 workers, open-loop load at 2x their capacity,
+/// then the workers halve to 10 (4x) for long enough for several baseline re-probes (one
+/// every 0.5..1 x 30 x limit windows). Netflix's re-probe took a queued window's latency as
+/// the no-load latency and the limit jumped back to about 2x capacity; it must re-converge
+/// to capacity plus Vegas's 3..6 queued requests and stay there. Prints the limit every 5 s
+/// and returns the mean and max limit of the last 30 s (probes at limit 3 excluded).
+async fn vegas_capacity_halves() -> Result<(f64, u32), BoxError> {
+    const WORKERS: u32 = 20;
+    const BEFORE_S: u64 = 30;
+    const AFTER_S: u64 = 90;
+    let backend = Backend::with_capacity(WORKERS);
+    let vegas = Vegas::builder().min_limit(4).max_limit(400).build()?;
+    let (svc, h) = adaptive(&backend, vegas, false);
+    let t0 = Instant::now();
+    let limits = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let limits = limits.clone();
+        let h = h.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(BUCKET_MS));
+            loop {
+                tick.tick().await;
+                limits
+                    .lock()
+                    .unwrap()
+                    .push((t0.elapsed().as_millis() as u64, h.limit()));
+            }
+        })
+    };
+    let per_ms = 2.0 * f64::from(WORKERS) / BASE_MS;
+    let (mut carry, mut seq) = (0.0, 0u64);
+    let mut tasks = tokio::task::JoinSet::new();
+    for ms in 0..(BEFORE_S + AFTER_S) * 1000 {
+        if ms == BEFORE_S * 1000 {
+            backend.set_capacity(WORKERS / 2);
+        }
+        carry += per_ms;
+        while carry >= 1.0 {
+            carry -= 1.0;
+            seq += 1;
+            let mut req = http::Request::new(());
+            req.extensions_mut().insert(seq);
+            let svc = svc.clone();
+            tasks.spawn(async move {
+                let _ = svc.oneshot(req).await;
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        while tasks.try_join_next().is_some() {}
+    }
+    sampler.abort();
+    tasks.abort_all();
+    let limits = std::mem::take(&mut *limits.lock().unwrap());
+    println!(
+        "\nVegas, {WORKERS} -> {} workers at {BEFORE_S} s (load 2x, then 4x capacity): limit every 5 s",
+        WORKERS / 2
+    );
+    let line: Vec<String> = limits
+        .iter()
+        .filter(|(t, _)| t % 5000 < BUCKET_MS)
+        .map(|(t, l)| format!("{}s:{l}", t / 1000))
+        .collect();
+    println!("{}", line.join(" "));
+    let end = (BEFORE_S + AFTER_S) * 1000;
+    let late: Vec<u32> = limits
+        .iter()
+        .filter(|(t, l)| *t >= end - 30_000 && *l > 3)
+        .map(|(_, l)| *l)
+        .collect();
+    let mean = late.iter().map(|l| f64::from(*l)).sum::<f64>() / late.len().max(1) as f64;
+    let max = late.iter().copied().max().unwrap_or(0);
+    let probes = limits
+        .windows(2)
+        .filter(|p| p[0].1 > 3 && p[1].1 <= 3)
+        .count();
+    println!(
+        "last 30 s: mean limit {mean:.1}, max {max} (capacity {}; Vegas keeps 3..6 queued); {probes} baseline probes in the run",
+        WORKERS / 2
+    );
+    Ok((mean, max))
+}
+
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), BoxError> {
     let wall = std::time::Instant::now();
@@ -568,6 +656,13 @@ async fn main() -> Result<(), BoxError> {
             crit,
             low
         );
+    }
+    let (mean, max) = vegas_capacity_halves().await?;
+    if max > 2 * 10 {
+        return Err(format!(
+            "Vegas stuck above capacity after it halved: mean {mean:.1}, max {max}"
+        )
+        .into());
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/overload.svg");
     std::fs::write(&path, svg(&runs, unloaded_p99))?;

@@ -41,7 +41,10 @@ async fn an_explicit_minimum_above_the_count_window_is_capped_not_lowered_furthe
         .build()
         .unwrap();
     let states = fail_n(layer, 10).await;
-    assert!(states[..9].iter().all(|s| *s == CircuitState::Closed), "{states:?}");
+    assert!(
+        states[..9].iter().all(|s| *s == CircuitState::Closed),
+        "{states:?}"
+    );
     assert_eq!(states[9], CircuitState::Open);
 }
 

@@ -79,3 +79,46 @@ async fn a_queue_fallback_with_unbounded_max_wait_does_not_panic_on_a_huge_retry
     .await;
     assert!(out.is_err(), "still queued");
 }
+
+/// Raises the limit by one every window, so that every window changes it.
+#[derive(Debug)]
+struct Up(u32);
+
+impl LimitAlgorithm for Up {
+    fn name(&self) -> &'static str {
+        "up"
+    }
+    fn limit(&self) -> u32 {
+        self.0
+    }
+    fn update(&mut self, _: &WindowSample, _: tokio::time::Instant) -> u32 {
+        self.0 += 1;
+        self.0
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limiter_event_interval_of_duration_max_means_one_event() {
+    use tower_pressure::concurrency::{AdaptiveConcurrencyLayer, WindowConfig};
+    let (m, _) = PressureMonitor::manual();
+    let layer = AdaptiveConcurrencyLayer::builder(m)
+        .algorithm(Up(10))
+        .window(WindowConfig::new(Duration::from_millis(1), Duration::from_millis(10), 1).unwrap())
+        .event_interval(Duration::MAX)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(service_fn(|_: http::Request<()>| async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok::<_, std::convert::Infallible>("ok")
+    }));
+    // Every window changes the limit; the second change used to add `Duration::MAX` to the
+    // first event's time and panic.
+    for _ in 0..20 {
+        assert_eq!(
+            svc.clone().oneshot(http::Request::new(())).await.unwrap(),
+            "ok"
+        );
+    }
+    assert!(handle.limit() > 12, "limit {}", handle.limit());
+}

@@ -476,3 +476,17 @@ async fn real_server_throttles_one_tenant_only() {
     assert_eq!(client.request(get("b")).await.unwrap().status(), 200);
     server.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn throttle_with_an_unbounded_max_delay_delays_without_panicking() {
+    // Issue 21: `max_delay: Duration::MAX` overflowed the tolerance sums (`tol + delay`).
+    let delay = layer(Limit::tiers(2, 2, 2).action(EnforcementAction::Throttle {
+        max_delay: Duration::MAX,
+    }));
+    let svc = ServiceBuilder::new().layer(delay).service(echo());
+    send(&svc, "a").await.unwrap();
+    send(&svc, "a").await.unwrap();
+    let t0 = Instant::now();
+    send(&svc, "a").await.unwrap();
+    assert_eq!(t0.elapsed(), Duration::from_millis(500));
+}

@@ -433,7 +433,11 @@ async fn retry_after_both_forms_garbage_and_huge() {
     .await;
     assert_eq!((s, g), (StatusCode::SERVICE_UNAVAILABLE, vec![ms(0)]));
     // exactly max_pushback: waited in full
-    let (s, g) = run_http(build(ms(5000), None), status_with(503, ("retry-after", "5"))).await;
+    let (s, g) = run_http(
+        build(ms(5000), None),
+        status_with(503, ("retry-after", "5")),
+    )
+    .await;
     assert_eq!((s, g), (StatusCode::OK, vec![ms(0), ms(5000)]));
     // huge, and longer than the time left: retrying ends at once with the 503
     let (s, g) = run_http(

@@ -16,18 +16,14 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
-/// A service failing with `fail(n)` for the first `fails` calls, then answering "ok";
+/// A service failing with `fail()` for the first `fails` calls, then answering "ok";
 /// records the (virtual) time of each call.
 fn flaky(
     fails: usize,
     fail: fn() -> BoxError,
 ) -> (
-    impl tower::Service<
-        http::Request<()>,
-        Response = &'static str,
-        Error = BoxError,
-        Future: Send,
-    > + Clone,
+    impl tower::Service<http::Request<()>, Response = &'static str, Error = BoxError, Future: Send>
+    + Clone,
     Arc<Mutex<Vec<Instant>>>,
 ) {
     let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
@@ -128,6 +124,7 @@ async fn a_huge_stretch_at_high_pressure_saturates_at_the_cap() {
 type Res = http::Response<http_body_util::Full<bytes::Bytes>>;
 
 /// An HTTP service answering `first` once, then 200; records the time of each call.
+#[allow(clippy::type_complexity)] // an `impl Service` with its associated types spelled out
 fn http_once(
     first: Res,
 ) -> (
@@ -177,8 +174,16 @@ async fn retry_after_beyond_max_pushback_returns_the_response_at_once_with_its_h
         .await
         .unwrap();
     assert_eq!(res.status(), 503);
-    assert_eq!(res.headers()["retry-after"], "3600", "the server's time reaches the caller");
-    assert_eq!(calls.lock().unwrap().len(), 1, "not retried 59 minutes early");
+    assert_eq!(
+        res.headers()["retry-after"],
+        "3600",
+        "the server's time reaches the caller"
+    );
+    assert_eq!(
+        calls.lock().unwrap().len(),
+        1,
+        "not retried 59 minutes early"
+    );
     assert_eq!(start.elapsed(), Duration::ZERO, "and not held back either");
 }
 
@@ -233,7 +238,10 @@ async fn an_error_pushback_beyond_max_pushback_is_returned_with_its_time() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     let r = err.downcast_ref::<Retryable>().expect("the original error");
     assert_eq!(r.retry_after(), Some(Duration::MAX));
-    assert_eq!(tower_pressure::fallback::retry_after(&err), Some(Duration::MAX));
+    assert_eq!(
+        tower_pressure::fallback::retry_after(&err),
+        Some(Duration::MAX)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -252,5 +260,9 @@ async fn a_queue_fallback_outside_the_retry_waits_out_the_servers_time() {
     assert_eq!(res.status(), 200);
     let c = calls.lock().unwrap();
     assert_eq!(c.len(), 2);
-    assert_eq!(c[1] - c[0], Duration::from_secs(3600), "the server's time, not 60 s");
+    assert_eq!(
+        c[1] - c[0],
+        Duration::from_secs(3600),
+        "the server's time, not 60 s"
+    );
 }

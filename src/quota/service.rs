@@ -90,7 +90,8 @@ where
                 if a.units {
                     ext.insert(QuotaUsage::new(a.permit.0.clone(), self.shared.clone()));
                 }
-                let sleep = (!a.delay.is_zero()).then(|| tokio::time::sleep_until(crate::clock::deadline(now, a.delay)));
+                let sleep = (!a.delay.is_zero())
+                    .then(|| tokio::time::sleep_until(crate::clock::deadline(now, a.delay)));
                 ResponseFuture::called(self.inner.call(req), a.permit, sleep)
             }
         }

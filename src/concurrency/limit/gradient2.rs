@@ -144,8 +144,8 @@ impl Gradient2 {
             let jitter = 1.0 + self.rng.f64() * self.probe_jitter;
             // Saturating (`Duration::mul_f64` and `Instant + Duration` panic on overflow),
             // though `build()` bounds the interval.
-            let wait = Duration::try_from_secs_f64(every.as_secs_f64() * jitter)
-                .unwrap_or(Duration::MAX);
+            let wait =
+                Duration::try_from_secs_f64(every.as_secs_f64() * jitter).unwrap_or(Duration::MAX);
             self.next_probe = Some(crate::clock::deadline(now, wait));
         }
     }

@@ -368,7 +368,9 @@ mod tests {
         );
         // Before it, 20 + 3..6.
         assert!(
-            before[2000..].iter().all(|l| (20..=26).contains(l) || *l <= 3),
+            before[2000..]
+                .iter()
+                .all(|l| (20..=26).contains(l) || *l <= 3),
             "{:?}",
             &before[2000..2100]
         );
@@ -382,7 +384,11 @@ mod tests {
     #[test]
     fn a_probe_gives_up_without_quiet_windows() {
         let now = Instant::now();
-        let mut v = Vegas::builder().probe_multiplier(1).seed(3).build().unwrap();
+        let mut v = Vegas::builder()
+            .probe_multiplier(1)
+            .seed(3)
+            .build()
+            .unwrap();
         v.update(&w(10_000, 20, 0), now);
         // Guaranteed shares keep admitting far beyond the probe limit: no window is quiet.
         for _ in 0..100 {
@@ -398,7 +404,11 @@ mod tests {
             windows += 1;
         }
         assert_eq!(windows, PROBE_GIVE_UP);
-        assert_eq!(v.rtt_noload(), Duration::from_millis(10), "baseline untouched");
+        assert_eq!(
+            v.rtt_noload(),
+            Duration::from_millis(10),
+            "baseline untouched"
+        );
     }
 
     #[test]
