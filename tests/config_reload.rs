@@ -301,3 +301,82 @@ async fn reload_under_load_loses_no_request_and_resets_no_state() {
         Some(8.0)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn reloaded_thresholds_drive_the_level_and_hysteresis_carries_over() {
+    let (monitor, manual) = PressureMonitor::manual();
+    let handle = ConfigHandle::new(Config::default(), monitor.clone());
+    manual.set(70.0);
+    monitor.sample_now();
+    assert_eq!(monitor.level(), PressureLevel::Elevated); // default 65/75/85/95
+    handle
+        .reload_str(
+            "[monitor.thresholds.manual]\nelevated = 40\nhigh = 50\ncritical = 60\nemergency = 90\nmargin = 5\n",
+            Format::Toml,
+        )
+        .unwrap();
+    monitor.sample_now();
+    assert_eq!(monitor.level(), PressureLevel::Critical);
+    // Back to the defaults: the level steps down one level per dwell, not at once.
+    handle.reload_str("", Format::Toml).unwrap();
+    monitor.sample_now();
+    assert_eq!(monitor.level(), PressureLevel::Critical);
+    monitor.sample_now();
+    assert_eq!(monitor.level(), PressureLevel::High);
+    assert_eq!(handle.version().version, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_file_reloads_on_change_and_keeps_the_old_config_on_a_bad_edit() {
+    let dir = std::env::temp_dir().join(format!("tp-config-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pressure.yaml");
+    std::fs::write(&path, "monitor:\n  dwell: 2\n").unwrap();
+    let (monitor, _manual) = PressureMonitor::manual();
+    let handle = ConfigHandle::new(Config::from_file(&path).unwrap(), monitor.clone());
+    let task = handle.watch_file(&path, Duration::from_millis(200));
+
+    let write = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        // Make the modification time differ even on filesystems with coarse timestamps.
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        let t = std::time::SystemTime::now() + Duration::from_secs(handle.version().version * 10);
+        f.set_modified(t).unwrap();
+    };
+    let wait_for = |want: u64| {
+        let handle = handle.clone();
+        async move {
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if handle.version().version == want {
+                    return true;
+                }
+            }
+            false
+        }
+    };
+    write(
+        "monitor:\n  dwell: 2\n  thresholds:\n    manual: {elevated: 1, high: 2, critical: 3, emergency: 4}\n",
+    );
+    assert!(wait_for(2).await, "the watcher did not apply the edit");
+    assert!(
+        monitor
+            .thresholds(Signal::Manual)
+            .unwrap()
+            .threshold(PressureLevel::High)
+            == Some(2.0)
+    );
+
+    write("monitor:\n  dwel: 2\n");
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if handle.last_error().is_some() {
+            break;
+        }
+    }
+    let err = handle.last_error().expect("the bad edit was reported");
+    assert!(err.to_string().contains("did you mean `dwell`"), "{err}");
+    assert_eq!(handle.version().version, 2);
+    task.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
