@@ -241,8 +241,11 @@ impl ConfigHandle {
     /// A refused setting (builder validation), or a changed key that cannot change while
     /// serving; the old configuration stays.
     pub fn apply(&self, config: Config) -> Result<ConfigVersion, ConfigFileError> {
+        let before = self.version();
         let result = self.try_apply(config);
-        self.report(&result);
+        if !matches!(&result, Ok(v) if *v == before) {
+            self.report(&result);
+        }
         result
     }
 
