@@ -64,12 +64,17 @@ struct Args {
     duration: Duration,
     check: bool,
     simulated: bool,
+    /// `--config FILE`: monitor, breaker, retry, timeout, limiter and alert settings from a
+    /// configuration document (needs `--features config`); the file is watched and its
+    /// thresholds and alert rules reload while the demo runs.
+    config: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut duration = Duration::from_secs(30);
     let mut check = false;
     let mut simulated = false;
+    let mut config = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -79,6 +84,12 @@ fn parse_args() -> Result<Args, String> {
                 simulated = true;
             }
             "--simulated-pressure" => simulated = true,
+            "--config" => {
+                let v = it
+                    .next()
+                    .ok_or("--config needs a file (.toml, .yaml or .json)")?;
+                config = Some(std::path::PathBuf::from(v));
+            }
             "--duration" => {
                 let v = it.next().ok_or("--duration needs a number of seconds")?;
                 let secs: u64 = v
@@ -91,7 +102,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: demo [--quick] [--duration SECONDS] [--simulated-pressure] [--check]"
+                    "usage: demo [--quick] [--duration SECONDS] [--simulated-pressure] [--check] [--config FILE]"
                 );
                 std::process::exit(0);
             }
@@ -102,6 +113,7 @@ fn parse_args() -> Result<Args, String> {
         duration,
         check,
         simulated,
+        config,
     })
 }
 
@@ -294,8 +306,10 @@ async fn main() -> Result<(), BoxError> {
     // that simulates memory pressure in the memory phase.
     let simulated_memory = Arc::new(AtomicU64::new(40f64.to_bits()));
     let gauge = simulated_memory.clone();
-    let mut builder = PressureMonitor::builder()
-        .interval(Duration::from_millis(250))
+    let file = file_config::load(args.config.as_deref())?;
+    let mut builder = file
+        .monitor_builder()?
+        .unwrap_or_else(|| PressureMonitor::builder().interval(Duration::from_millis(250)))
         .gauge(
             "simulated_memory",
             Some(Thresholds::UTILISATION),
@@ -314,7 +328,9 @@ async fn main() -> Result<(), BoxError> {
     let alert_count = Arc::new(AtomicU64::new(0));
     let recent_alerts: Arc<Mutex<VecDeque<String>>> = Arc::default();
     let (ac, ra) = (alert_count.clone(), recent_alerts.clone());
-    let alerts = AlertManager::builder()
+    let alerts = file
+        .alerts_builder(&monitor)?
+        .unwrap_or_else(AlertManager::builder)
         .monitor(monitor.clone())
         .tracing(false)
         .callback(move |a| {
@@ -401,29 +417,37 @@ async fn main() -> Result<(), BoxError> {
     } else {
         Duration::from_secs(2)
     };
-    let breaker = CircuitBreakerLayer::builder()
-        .name("backend")
-        .failure_threshold(5)
-        .count_window(50)
-        .minimum_calls(10)
-        .wait_duration(wait)
-        .permitted_calls_in_half_open(3)
-        .success_threshold(3)
-        .monitor(monitor.clone())
-        .trip_at_level(PressureLevel::Emergency)
-        .build()?
-        .classifier(ServerErrorsAsFailures);
+    let breaker = match file.breaker_builder(&monitor)? {
+        Some(b) => b,
+        None => CircuitBreakerLayer::builder()
+            .name("backend")
+            .failure_threshold(5)
+            .count_window(50)
+            .minimum_calls(10)
+            .wait_duration(wait)
+            .permitted_calls_in_half_open(3)
+            .success_threshold(3)
+            .monitor(monitor.clone())
+            .trip_at_level(PressureLevel::Emergency),
+    }
+    .build()?
+    .classifier(ServerErrorsAsFailures);
     let breaker_handle = breaker.handle();
-    let retry = RetryLayer::http(monitor.clone())
-        .name("backend")
-        .max_attempts(3)
-        .backoff(Backoff::exponential(Duration::from_millis(5), 2.0).max(Duration::from_millis(50)))
-        .time_bound(Duration::from_millis(500))
-        .build()?;
+    let retry = match file.retry_builder(&monitor)? {
+        Some(b) => b,
+        None => RetryLayer::http(monitor.clone())
+            .name("backend")
+            .max_attempts(3)
+            .backoff(
+                Backoff::exponential(Duration::from_millis(5), 2.0).max(Duration::from_millis(50)),
+            )
+            .time_bound(Duration::from_millis(500)),
+    }
+    .build()?;
     let outbound = ResilienceStack::outbound(monitor.clone())
         .breaker(breaker)
         .retry(retry)
-        .timeout(Duration::from_millis(300));
+        .timeout(file.timeout().unwrap_or(Duration::from_millis(300)));
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let backend: Backend = BoxCloneSyncService::new(
         ServiceBuilder::new()
@@ -433,13 +457,15 @@ async fn main() -> Result<(), BoxError> {
     );
 
     // The API: inbound stack, priorities from `x-priority`.
-    let limiter = AdaptiveConcurrencyLayer::builder(monitor.clone())
-        .name("api")
-        .classifier(HeaderPriority::new(http::HeaderName::from_static(
-            "x-priority",
-        )))
-        .retry_after(Duration::from_millis(200))
-        .build()?;
+    let priority = HeaderPriority::new(http::HeaderName::from_static("x-priority"));
+    let limiter = match file.limiter_builder(&monitor)? {
+        Some(b) => b.classifier(priority).build()?,
+        None => AdaptiveConcurrencyLayer::builder(monitor.clone())
+            .name("api")
+            .classifier(priority)
+            .retry_after(Duration::from_millis(200))
+            .build()?,
+    };
     let limiter_handle = limiter.handle();
     let inbound = ResilienceStack::inbound(monitor.clone())
         .concurrency(limiter)
@@ -467,6 +493,9 @@ async fn main() -> Result<(), BoxError> {
 
     if args.simulated {
         println!("pressure: simulated (real signals observed only; see --help)");
+    }
+    if let Some(line) = file.start(&monitor, &alerts) {
+        println!("{line}");
     }
     println!(
         "tower-pressure demo: API http://{addr}/analyze, backend http://{backend_addr}/enrich, \
@@ -897,4 +926,163 @@ fn write_svg(rows: &[Row], capacity: f64) -> Result<String, BoxError> {
     svg.push_str("</svg>\n");
     std::fs::write(&path, svg)?;
     Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--config FILE` (with `--features config`; the demo's own settings otherwise)
+
+#[cfg(feature = "config")]
+mod file_config {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use tower::BoxError;
+    use tower_pressure::alert::{AlertManager, AlertManagerBuilder};
+    use tower_pressure::circuit_breaker::CircuitBreakerBuilder;
+    use tower_pressure::concurrency::AdaptiveConcurrencyBuilder;
+    use tower_pressure::config::{Config, ConfigHandle};
+    use tower_pressure::pressure::{PressureMonitor, PressureMonitorBuilder};
+    use tower_pressure::retry::RetryLayerBuilder;
+    use tower_pressure::retry::http::HttpClassifier;
+
+    pub(crate) struct FileConfig {
+        config: Option<(Config, std::path::PathBuf)>,
+    }
+
+    pub(crate) fn load(path: Option<&Path>) -> Result<FileConfig, BoxError> {
+        Ok(FileConfig {
+            config: match path {
+                Some(p) => Some((Config::from_file(p)?, p.to_path_buf())),
+                None => None,
+            },
+        })
+    }
+
+    impl FileConfig {
+        fn get(&self) -> Option<&Config> {
+            self.config.as_ref().map(|(c, _)| c)
+        }
+        pub(crate) fn monitor_builder(&self) -> Result<Option<PressureMonitorBuilder>, BoxError> {
+            Ok(self.get().map(|c| c.monitor.builder()).transpose()?)
+        }
+        pub(crate) fn alerts_builder(
+            &self,
+            monitor: &PressureMonitor,
+        ) -> Result<Option<AlertManagerBuilder>, BoxError> {
+            Ok(self.get().map(|c| c.alerts.builder(monitor)).transpose()?)
+        }
+        pub(crate) fn breaker_builder(
+            &self,
+            monitor: &PressureMonitor,
+        ) -> Result<Option<CircuitBreakerBuilder>, BoxError> {
+            Ok(self
+                .get()
+                .map(|c| c.outbound.breaker.builder(monitor))
+                .transpose()?)
+        }
+        pub(crate) fn retry_builder(
+            &self,
+            monitor: &PressureMonitor,
+        ) -> Result<Option<RetryLayerBuilder<HttpClassifier>>, BoxError> {
+            Ok(self
+                .get()
+                .map(|c| c.outbound.retry.builder(monitor))
+                .transpose()?
+                .map(|b| b.classifier(HttpClassifier::default())))
+        }
+        pub(crate) fn limiter_builder(
+            &self,
+            monitor: &PressureMonitor,
+        ) -> Result<Option<AdaptiveConcurrencyBuilder>, BoxError> {
+            Ok(self
+                .get()
+                .map(|c| c.inbound.concurrency.builder(monitor))
+                .transpose()?)
+        }
+        pub(crate) fn timeout(&self) -> Option<Duration> {
+            self.get().map(|c| c.outbound.timeout.get())
+        }
+        /// Starts watching the file; the line to print.
+        pub(crate) fn start(
+            &self,
+            monitor: &PressureMonitor,
+            alerts: &AlertManager,
+        ) -> Option<String> {
+            let (config, path) = self.config.as_ref()?;
+            let handle = ConfigHandle::new(config.clone(), monitor.clone())
+                .with_alert_manager(alerts.clone());
+            let v = handle.version();
+            // The task lives as long as the handle it holds weakly: keep one clone alive.
+            let task = handle.watch_file(path.clone(), Duration::from_secs(1));
+            std::mem::forget(handle);
+            drop(task);
+            Some(format!(
+                "config: {} (version {}, hash {:016x}; thresholds and alert rules reload on change)",
+                path.display(),
+                v.version,
+                v.hash
+            ))
+        }
+    }
+}
+
+#[cfg(not(feature = "config"))]
+mod file_config {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use tower::BoxError;
+    use tower_pressure::alert::{AlertManager, AlertManagerBuilder};
+    use tower_pressure::circuit_breaker::CircuitBreakerBuilder;
+    use tower_pressure::concurrency::AdaptiveConcurrencyBuilder;
+    use tower_pressure::pressure::{PressureMonitor, PressureMonitorBuilder};
+    use tower_pressure::retry::RetryLayerBuilder;
+    use tower_pressure::retry::http::HttpClassifier;
+
+    pub(crate) struct FileConfig;
+
+    pub(crate) fn load(path: Option<&Path>) -> Result<FileConfig, BoxError> {
+        match path {
+            Some(_) => Err("--config needs the `config` feature: \
+                 cargo run --example demo --features config -- --config FILE"
+                .into()),
+            None => Ok(FileConfig),
+        }
+    }
+
+    impl FileConfig {
+        pub(crate) fn monitor_builder(&self) -> Result<Option<PressureMonitorBuilder>, BoxError> {
+            Ok(None)
+        }
+        pub(crate) fn alerts_builder(
+            &self,
+            _: &PressureMonitor,
+        ) -> Result<Option<AlertManagerBuilder>, BoxError> {
+            Ok(None)
+        }
+        pub(crate) fn breaker_builder(
+            &self,
+            _: &PressureMonitor,
+        ) -> Result<Option<CircuitBreakerBuilder>, BoxError> {
+            Ok(None)
+        }
+        pub(crate) fn retry_builder(
+            &self,
+            _: &PressureMonitor,
+        ) -> Result<Option<RetryLayerBuilder<HttpClassifier>>, BoxError> {
+            Ok(None)
+        }
+        pub(crate) fn limiter_builder(
+            &self,
+            _: &PressureMonitor,
+        ) -> Result<Option<AdaptiveConcurrencyBuilder>, BoxError> {
+            Ok(None)
+        }
+        pub(crate) fn timeout(&self) -> Option<Duration> {
+            None
+        }
+        pub(crate) fn start(&self, _: &PressureMonitor, _: &AlertManager) -> Option<String> {
+            None
+        }
+    }
 }

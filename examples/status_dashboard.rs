@@ -171,6 +171,7 @@ struct Args {
     port: u16,
     seconds: Option<u64>,
     system: bool,
+    config: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -179,6 +180,7 @@ fn parse_args() -> Result<Args, String> {
         port: 3030,
         seconds: None,
         system: false,
+        config: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -192,9 +194,10 @@ fn parse_args() -> Result<Args, String> {
             "--port" => a.port = u16::try_from(num("--port")?).map_err(|e| e.to_string())?,
             "--seconds" => a.seconds = Some(num("--seconds")?),
             "--system" => a.system = true,
+            "--config" => a.config = Some(it.next().ok_or("--config needs a file")?),
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (use --quick, --port N, --seconds N, --system)"
+                    "unknown argument {other:?} (use --quick, --port N, --seconds N, --system, --config FILE)"
                 ));
             }
         }
@@ -251,6 +254,7 @@ async fn main() -> Result<(), BoxError> {
     let registry = stack.status_registry();
     let b = breakers.clone();
     registry.register(move || breakers_section(&b));
+    register_config(&registry, &monitor, args.config.as_deref())?;
 
     // The API handler: latency grows with the work in flight (a saturating resource), and
     // it calls one dependency through the breaker.
@@ -442,6 +446,7 @@ const PAGE: &str = r##"<!doctype html>
  <span>level <span id="level" class="badge">?</span></span>
  <span>driver <b id="driverName">?</b> = <b id="driver">?</b></span>
  <span>limit <b id="limit">?</b> / in-flight <b id="inflight">?</b></span>
+ <span>config <b id="config">built in code</b></span>
  <span class="muted" id="updated">waiting for /status…</span></header>
 <main>
  <div class="card"><h2>Pressure: driver value (%) and level</h2><canvas id="c1"></canvas>
@@ -582,6 +587,10 @@ async function poll() {
     points.push(toPoint(s, now - t0));
     if (points.length > 2000) points.splice(0, points.length - 2000);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    // The live configuration version (a `config` section when a ConfigHandle is registered).
+    const cfg = (s.sections || []).find(x => x.kind === "config");
+    if (cfg) document.getElementById("config").textContent =
+      "v" + cfg.info.version + " (" + cfg.info.hash.slice(0, 8) + ")" + (cfg.info.last_error ? " – last reload refused" : "");
     draw();
   } catch (e) {
     document.getElementById("updated").textContent = "status unavailable: " + e;
@@ -591,3 +600,35 @@ backfill().then(() => { poll(); setInterval(poll, 1000); });
 window.addEventListener("resize", draw);
 </script></body></html>
 "##;
+
+/// `--config FILE`: its thresholds and alert rules are watched and reloaded, and the page
+/// header shows the live version (needs `--features config`).
+#[cfg(feature = "config")]
+fn register_config(
+    registry: &StatusRegistry,
+    monitor: &PressureMonitor,
+    path: Option<&str>,
+) -> Result<(), BoxError> {
+    use tower_pressure::config::{Config, ConfigHandle};
+    let Some(path) = path else { return Ok(()) };
+    // The layers here are built in code; the file's thresholds apply to the monitor, and
+    // later edits of thresholds and alert rules reload.
+    let config = Config::from_file(path)?;
+    config.monitor.apply_thresholds(monitor)?;
+    let handle = ConfigHandle::new(config, monitor.clone());
+    let _watch = handle.watch_file(path, Duration::from_secs(1));
+    registry.register(handle);
+    Ok(())
+}
+
+#[cfg(not(feature = "config"))]
+fn register_config(
+    _: &StatusRegistry,
+    _: &PressureMonitor,
+    path: Option<&str>,
+) -> Result<(), BoxError> {
+    match path {
+        Some(_) => Err("--config needs `--features config`".into()),
+        None => Ok(()),
+    }
+}

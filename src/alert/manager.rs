@@ -206,6 +206,22 @@ impl AlertManager {
             .collect()
     }
 
+    /// Changes the rules of a running manager in one step (for configuration reloads):
+    /// `f` gets the rule list, in evaluation order, under the manager's lock, so events are
+    /// judged by the old list or the new one, never a mix. Rate-limit state, history and
+    /// the rule context (open breakers seen so far) are kept.
+    ///
+    /// ```
+    /// use tower_pressure::alert::AlertManager;
+    /// let manager = AlertManager::builder().build()?;
+    /// manager.update_rules(|rules| rules.retain(|r| r.name() != "retry_budget"));
+    /// assert!(!manager.rules().iter().any(|r| r == "retry_budget"));
+    /// # Ok::<(), tower_pressure::ConfigError>(())
+    /// ```
+    pub fn update_rules(&self, f: impl FnOnce(&mut Vec<Rule>)) {
+        f(&mut self.lock().rules);
+    }
+
     /// The monitor given to the builder, if any.
     pub fn monitor(&self) -> Option<&PressureMonitor> {
         self.inner.monitor.as_ref()

@@ -34,6 +34,12 @@
 //! assert!(err.to_string().contains("did you mean `interval`"));
 //! ```
 //!
+//! # Reload
+//!
+//! [`ConfigHandle`] applies a new document to running layers (thresholds and alert rules
+//! today): everything is validated first, then applied, so either the whole document takes
+//! effect or none of it does. See [`reload`].
+//!
 //! # Building
 //!
 //! ```
@@ -62,6 +68,7 @@ mod error;
 mod fallbacks;
 mod monitor;
 mod quotas;
+pub mod reload;
 mod retry;
 mod stack;
 pub mod units;
@@ -81,6 +88,7 @@ pub use error::{ConfigFileError, ErrorKind};
 pub use fallbacks::{CacheFallbackConfig, FallbacksConfig, QueueFallbackConfig};
 pub use monitor::{MonitorConfig, SourcesConfig, ThresholdsConfig};
 pub use quotas::{ActionConfig, GroupConfig, LimitConfig, QuotaKey, QuotasConfig, TenantKeyConfig};
+pub use reload::{ConfigHandle, ConfigVersion};
 pub use retry::{BackoffConfig, BackoffKind, BudgetConfig, JitterConfig, RetryConfig};
 pub use stack::{
     ConfigInboundStack, ConfigOutboundStack, InboundConfig, InboundPart, Optional, OutboundConfig,

@@ -245,6 +245,30 @@ impl MonitorConfig {
         Ok(b)
     }
 
+    /// Applies this section's thresholds to a running monitor (for a monitor built in code;
+    /// [`ConfigHandle`](super::ConfigHandle) does this on reload).
+    ///
+    /// # Errors
+    /// An unknown signal or invalid thresholds, with the document path; nothing changes.
+    ///
+    /// ```
+    /// use tower_pressure::{PressureMonitor, config::Config, pressure::Signal};
+    /// let (monitor, _) = PressureMonitor::manual();
+    /// let c = Config::from_toml("[monitor.thresholds.manual]\nelevated = 1\nhigh = 2\ncritical = 3\nemergency = 4\n")?;
+    /// c.monitor.apply_thresholds(&monitor)?;
+    /// assert!(monitor.thresholds(Signal::Manual).is_some());
+    /// # Ok::<(), tower_pressure::config::ConfigFileError>(())
+    /// ```
+    pub fn apply_thresholds(
+        &self,
+        monitor: &crate::PressureMonitor,
+    ) -> Result<(), ConfigFileError> {
+        let table = self.threshold_table()?;
+        monitor
+            .set_thresholds(&table)
+            .map_err(|e| ConfigFileError::from_builder("monitor", e, &[]))
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigFileError> {
         let b = self.builder()?.without_system_sources();
         b.build_unstarted()

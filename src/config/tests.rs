@@ -215,3 +215,68 @@ fn hostile_input_never_panics() {
         let _ = Config::from_yaml(doc);
     }
 }
+
+/// The leaf keys of a JSON value, as dotted paths (maps' own keys excluded).
+fn leaf_keys(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+    if let serde_json::Value::Object(m) = v {
+        for (k, v) in m {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                serde_json::Value::Object(inner) if !inner.is_empty() => leaf_keys(&p, v, out),
+                _ => out.push(p),
+            }
+        }
+    }
+}
+
+#[test]
+fn example_config_is_the_defaults_and_documents_every_key() {
+    let text = include_str!("../../examples/config.toml");
+    let mut parsed = Config::from_toml(text).unwrap();
+    let mut defaults = Config::default();
+    parsed.degradation = parsed.degradation.resolved();
+    defaults.degradation = defaults.degradation.resolved();
+    assert_eq!(parsed, defaults);
+
+    let mut keys = Vec::new();
+    leaf_keys("", &serde_json::to_value(&defaults).unwrap(), &mut keys);
+    let mut keys_of_unset = Vec::new();
+    // Keys unset by default, and the fields of map entries, are documented in comments.
+    for k in [
+        "fallbacks.queue.max_wait",
+        "fallbacks.queue.max_queued",
+        "fallbacks.cache.capacity",
+        "fallbacks.cache.max_age",
+        "fallbacks.cache.store_every",
+        "monitor.thresholds.margin",
+        "alerts.rules.rate_limit",
+        "alerts.rules.enabled",
+        "degradation.normal.knobs",
+        "quotas.groups.period",
+        "quotas.groups.burst_window",
+        "quotas.groups.soft",
+        "quotas.groups.suspend_for",
+        "quotas.groups.degrade_to",
+        "quotas.groups.max_delay",
+        "inbound.concurrency.critical_queue.capacity",
+        "outbound.alert.latency.quantile",
+    ] {
+        keys_of_unset.push(k.to_string());
+    }
+    assert!(keys.len() > 100, "{}", keys.len());
+    for k in keys.iter().chain(&keys_of_unset) {
+        let leaf = k.rsplit('.').next().unwrap();
+        let documented = text.contains(&format!("[{k}]"))
+            || text.lines().any(|l| {
+                let l = l.trim_start_matches('#').trim_start();
+                l.starts_with(&format!("{leaf} ="))
+                    || l.contains(&format!("{leaf} = "))
+                    || l.contains(&format!("{{ {leaf} ="))
+            });
+        assert!(documented, "examples/config.toml does not document `{k}`");
+    }
+}

@@ -76,6 +76,9 @@ struct Inner {
     values: Box<[AtomicU64]>,
     sampler: Mutex<Sampler>,
     history: Mutex<VecDeque<LevelChange>>,
+    /// The thresholds in force per slot (`SlotMeta::thresholds` as built, replaced by
+    /// [`PressureMonitor::set_thresholds`]). Read by the sampler and status pages only.
+    live: Mutex<Box<[Option<Thresholds>]>>,
     level_tx: watch::Sender<PressureLevel>,
     bus: EventBus,
     _stop: Option<oneshot::Sender<()>>,
@@ -319,18 +322,20 @@ impl PressureMonitor {
     /// Every signal's latest reading (allocates; for status pages, not the request path).
     pub fn readings(&self) -> Vec<SignalReading> {
         let i = &*self.inner;
+        let live = i.live_thresholds();
         i.slots
             .iter()
             .zip(i.values.iter())
-            .map(|(m, v)| {
+            .zip(live.iter())
+            .map(|((m, v), t)| {
                 let value = finite(f64::from_bits(v.load(Ordering::Relaxed)));
                 SignalReading {
                     signal: m.signal,
                     name: m.name.clone(),
                     source: m.source.clone(),
                     value,
-                    thresholds: m.thresholds,
-                    level: match (value, m.thresholds) {
+                    thresholds: *t,
+                    level: match (value, *t) {
                         (Some(v), Some(t)) => t.level_of(v),
                         _ => PressureLevel::Normal,
                     },
@@ -346,11 +351,63 @@ impl PressureMonitor {
 
     /// The thresholds configured for `signal`, if it is monitored and not observe-only.
     pub fn thresholds(&self, signal: Signal) -> Option<Thresholds> {
+        let live = self.inner.live_thresholds();
         self.inner
             .slots
             .iter()
-            .find(|m| m.signal == signal)
-            .and_then(|m| m.thresholds)
+            .position(|m| m.signal == signal)
+            .and_then(|i| live[i])
+    }
+
+    /// Replaces the thresholds of the built-in signals, as one change (the sampler sees the
+    /// old table or the new one, never a mix): each signal in `table` gets its entry
+    /// (`None`: observed only), every other built-in signal returns to its default. Custom
+    /// gauges keep theirs. Signals this monitor does not read are ignored. The level and its
+    /// hysteresis carry over; the next sample judges the readings by the new table.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming `thresholds.<signal>.<level>` when a percent signal's
+    /// threshold is above 100; nothing is changed then.
+    ///
+    /// ```
+    /// use tower_pressure::pressure::{PressureMonitor, Signal, Thresholds};
+    /// let (monitor, _manual) = PressureMonitor::manual();
+    /// let t = Thresholds::new(10.0, 20.0, 30.0, 40.0)?;
+    /// monitor.set_thresholds(&[(Signal::Manual, Some(t))])?;
+    /// assert_eq!(monitor.thresholds(Signal::Manual), Some(t));
+    /// monitor.set_thresholds(&[])?; // back to the default
+    /// assert_eq!(monitor.thresholds(Signal::Manual), Some(Thresholds::UTILISATION));
+    /// # Ok::<(), tower_pressure::ConfigError>(())
+    /// ```
+    pub fn set_thresholds(
+        &self,
+        table: &[(Signal, Option<Thresholds>)],
+    ) -> Result<(), ConfigError> {
+        for (signal, t) in table {
+            if let (Some(t), true) = (t, signal.is_percent()) {
+                t.check_percent(&format!("thresholds.{}", signal.as_str()))?;
+            }
+        }
+        let i = &*self.inner;
+        let psi_cpu = i
+            .slots
+            .iter()
+            .any(|m| matches!(m.signal, Signal::PsiCpu | Signal::CgroupPsiCpu));
+        let next: Box<[Option<Thresholds>]> = i
+            .slots
+            .iter()
+            .zip(i.live_thresholds().iter())
+            .map(|(m, current)| match m.signal {
+                Signal::Custom(_) => *current,
+                s => match table.iter().rev().find(|(x, _)| *x == s) {
+                    Some((_, t)) => *t,
+                    None if s == Signal::Cpu && psi_cpu => None,
+                    None => default_thresholds(s),
+                },
+            })
+            .collect();
+        *i.live.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
     }
 
     /// The recent level changes, oldest first (at most 64).
@@ -374,6 +431,10 @@ impl PressureMonitor {
 }
 
 impl Inner {
+    fn live_thresholds(&self) -> Box<[Option<Thresholds>]> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn signal_name(&self, signal: Signal) -> Arc<str> {
         self.slots
             .iter()
@@ -388,6 +449,7 @@ impl Inner {
             Err(p) => p.into_inner(),
         };
         let sampler = &mut *guard;
+        let live = self.live_thresholds();
         for mapped in sampler.sources.iter_mut() {
             sampler.buf.clear();
             sampler.buf.resize(mapped.slots.len(), f64::NAN);
@@ -413,7 +475,7 @@ impl Inner {
             if meta.signal == Signal::Memory && memory.is_nan() {
                 memory = v;
             }
-            let (Some(t), true) = (meta.thresholds, v.is_finite()) else {
+            let (Some(t), true) = (live[idx], v.is_finite()) else {
                 continue;
             };
             let r = t.level_of(v);
@@ -440,7 +502,7 @@ impl Inner {
             Some((idx, _, _)) => {
                 let meta = &self.slots[idx];
                 let v = f64::from_bits(self.values[idx].load(Ordering::Relaxed));
-                let t = meta.thresholds.and_then(|t| {
+                let t = live[idx].and_then(|t| {
                     t.threshold(level)
                         .or_else(|| t.threshold(PressureLevel::Elevated))
                 });
@@ -870,7 +932,9 @@ impl PressureMonitorBuilder {
             .map(|_| AtomicU64::new(f64::NAN.to_bits()))
             .collect();
         let (level_tx, _) = watch::channel(PressureLevel::Normal);
+        let live: Box<[Option<Thresholds>]> = slots.iter().map(|m| m.thresholds).collect();
         let inner = Arc::new(Inner {
+            live: Mutex::new(live),
             word: AtomicU64::new(pack(PressureLevel::Normal, Signal::None, f64::NAN)),
             seq: AtomicU64::new(0),
             at_nanos: AtomicU64::new(0),
