@@ -77,6 +77,7 @@ pub mod degradation;
 pub mod error;
 pub mod event;
 pub mod fallback;
+pub mod health;
 mod keyed;
 mod lane;
 pub mod pressure;

@@ -686,6 +686,13 @@ impl Core {
         self.emit(BreakerEventKind::Reset, t);
     }
 
+    /// Pushes the end of the current OPEN wait to at least `until` (nanoseconds since the
+    /// epoch). Used right after a transition to OPEN by `CircuitBreakerHandle::open_for`
+    /// (`super::hold`); a caller racing it sees at least the breaker's own open wait.
+    pub(crate) fn extend_open_until(&self, until: u64) {
+        self.open_until.fetch_max(until, Ordering::Relaxed);
+    }
+
     /// Forgets everything and takes a new key (registry eviction).
     pub(crate) fn rekey(&self, key: Arc<str>, t: u64) {
         *lock(&self.key) = Some(key);
