@@ -436,3 +436,88 @@ async fn bad_configuration_is_a_typed_error() {
             .is_err()
     );
 }
+
+/// A real tonic server with `tonic-health`'s service on 127.0.0.1, switched NOT_SERVING and
+/// SERVING while a `GrpcCheck` probes it over HTTP/2.
+#[cfg(feature = "grpc-health")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_health_check_follows_the_serving_status() {
+    use tonic_health::ServingStatus;
+    use tower_pressure::health::GrpcCheck;
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("llm.Chat", ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+    });
+    let breakers = CircuitBreakerLayer::builder()
+        .name("grpc")
+        .build()
+        .unwrap()
+        .per_key(|_: &()| Some("chat".to_string()));
+    let handle = breakers.handle();
+    let checker = HealthChecker::builder()
+        .interval(Duration::from_millis(40))
+        .jitter(Duration::from_millis(10))
+        .timeout(Duration::from_secs(2))
+        .unhealthy_threshold(2)
+        .healthy_threshold(2)
+        .dependency(
+            Dependency::new(
+                "chat",
+                GrpcCheck::new(&format!("http://{addr}"))
+                    .unwrap()
+                    .service("llm.Chat"),
+            )
+            .breaker(handle.clone(), Some("chat")),
+        )
+        .dependency(Dependency::new(
+            "unknown-service",
+            GrpcCheck::new(&format!("http://{addr}"))
+                .unwrap()
+                .service("no.Such"),
+        ))
+        .build()
+        .unwrap();
+    until("chat healthy", || {
+        checker.state("chat") == Some(HealthState::Healthy)
+    })
+    .await;
+    until("unknown service unhealthy", || {
+        checker.state("unknown-service") == Some(HealthState::Unhealthy)
+    })
+    .await;
+
+    reporter
+        .set_service_status("llm.Chat", ServingStatus::NotServing)
+        .await;
+    until("chat unhealthy", || {
+        checker.state("chat") == Some(HealthState::Unhealthy)
+    })
+    .await;
+    assert_eq!(handle.state_of("chat"), Some(CircuitState::ForcedOpen));
+    let dep = checker
+        .dependencies()
+        .into_iter()
+        .find(|d| &*d.name == "chat")
+        .unwrap();
+    assert_eq!(dep.kind, "grpc");
+    assert_eq!(dep.last_error.as_deref(), Some("NOT_SERVING"));
+
+    reporter
+        .set_service_status("llm.Chat", ServingStatus::Serving)
+        .await;
+    until("chat healthy again", || {
+        checker.state("chat") == Some(HealthState::Healthy)
+    })
+    .await;
+    assert_eq!(handle.state_of("chat"), Some(CircuitState::HalfOpen));
+    server.abort();
+}
