@@ -82,6 +82,8 @@ mod keyed;
 mod lane;
 pub mod pressure;
 pub mod priority;
+#[cfg(feature = "http")]
+pub mod provider_limits;
 pub mod quota;
 pub mod rejection;
 pub mod retry;

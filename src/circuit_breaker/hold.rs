@@ -72,6 +72,7 @@ impl CircuitBreakerHandle {
     /// Opens the breaker (OPEN, not FORCED_OPEN) for at least `wait`: after it the first call
     /// moves it to HALF_OPEN as after any trip. A breaker already OPEN or FORCED_OPEN, or in an
     /// operator state (DISABLED, METRICS_ONLY), is left alone. Returns whether it moved.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn open_for(&self, key: Option<&str>, wait: Duration, reason: &str) -> bool {
         let mut now = Now::lazy(self.shared.epoch);
         let Some(b) = self.breaker_for(key, &mut now) else {

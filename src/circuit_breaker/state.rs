@@ -689,6 +689,7 @@ impl Core {
     /// Pushes the end of the current OPEN wait to at least `until` (nanoseconds since the
     /// epoch). Used right after a transition to OPEN by `CircuitBreakerHandle::open_for`
     /// (`super::hold`); a caller racing it sees at least the breaker's own open wait.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn extend_open_until(&self, until: u64) {
         self.open_until.fetch_max(until, Ordering::Relaxed);
     }
