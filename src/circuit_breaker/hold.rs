@@ -69,7 +69,8 @@ impl CircuitBreakerHandle {
         b.transition(None, CircuitState::HalfOpen, t, || reason.into())
     }
 
-    /// Opens the breaker (OPEN, not FORCED_OPEN) for at least `wait`: after it the first call
+    /// Opens the breaker (OPEN, not FORCED_OPEN) for `wait` (instead of its configured wait):
+    /// after it the first call
     /// moves it to HALF_OPEN as after any trip. A breaker already OPEN or FORCED_OPEN, or in an
     /// operator state (DISABLED, METRICS_ONLY), is left alone. Returns whether it moved.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
@@ -86,7 +87,7 @@ impl CircuitBreakerHandle {
         let moved = b.transition(None, CircuitState::Open, t, || reason.into());
         if moved {
             let until = t.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
-            b.extend_open_until(until);
+            b.set_open_until(until);
         }
         moved
     }

@@ -32,8 +32,9 @@
 //!
 //! # Switching provider before the 429
 //!
-//! When a response leaves a budget at or below its reserve (`reserve_percent` of the limit,
-//! default 1 %, or 0 remaining) with its reset still ahead, the provider's breaker key is
+//! When a response leaves a budget at or below its reserve with its reset still ahead (the
+//! reserve: `reserve_percent` of the limit, default 1 %; for tokens at least what the last
+//! measured request spent, since the next one would likely not fit; 0 remaining always), the provider's breaker key is
 //! opened (`OPEN`, not `FORCED_OPEN`) until the reset, capped at `max_open` (default 60 s).
 //! Calls get `CircuitOpen` at once, so a fallback or the retry layer's fallback keys send them
 //! to the next provider; after the wait the breaker goes through `HALF_OPEN` as after any
@@ -170,6 +171,8 @@ pub(crate) struct Provider {
     requests: Dim,
     near_exhausted: AtomicU64,
     tokens_charged: AtomicU64,
+    /// Tokens the last measured response spent: a budget below it will not fit the next one.
+    last_spent: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -203,6 +206,7 @@ impl Shared {
                 && prev > b.remaining
             {
                 let spent = prev - b.remaining;
+                p.last_spent.store(spent, Ordering::Relaxed);
                 p.tokens_charged.fetch_add(spent, Ordering::Relaxed);
                 if let Some(q) = quota {
                     q.record(spent);
@@ -214,7 +218,11 @@ impl Shared {
         }
         for (what, b) in [("tokens", r.tokens), ("requests", r.requests)] {
             let Some(b) = b else { continue };
-            let reserve = (b.limit as f64 * self.reserve_percent / 100.0).floor() as u64;
+            let mut reserve = (b.limit as f64 * self.reserve_percent / 100.0).floor() as u64;
+            if what == "tokens" {
+                // The next request will likely cost what the last one did.
+                reserve = reserve.max(p.last_spent.load(Ordering::Relaxed).saturating_sub(1));
+            }
             let Some(reset_in) = b.reset_in.filter(|d| !d.is_zero()) else {
                 continue;
             };
@@ -480,6 +488,7 @@ impl ProviderLimitsBuilder {
                         requests: Dim::new(),
                         near_exhausted: AtomicU64::new(0),
                         tokens_charged: AtomicU64::new(0),
+                        last_spent: AtomicU64::new(0),
                     })
                     .collect(),
                 reserve_percent: self.reserve_percent,
