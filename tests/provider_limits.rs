@@ -82,7 +82,7 @@ async fn budget_becomes_pressure_tightens_max_tokens_and_switches_before_429() {
         .name("llm")
         .build()
         .unwrap()
-        .classifier(ServerErrorsAsFailures::default())
+        .classifier(ServerErrorsAsFailures)
         .per_key(HostKey);
     let handle = breakers.handle();
     let limits = ProviderLimits::builder()

@@ -201,16 +201,16 @@ impl Shared {
         };
         let r = headers::read(h, SystemTime::now());
         let t = self.t();
-        if let Some(b) = &r.tokens {
-            if let Some(prev) = p.tokens.store(b, t)
-                && prev > b.remaining
-            {
-                let spent = prev - b.remaining;
-                p.last_spent.store(spent, Ordering::Relaxed);
-                p.tokens_charged.fetch_add(spent, Ordering::Relaxed);
-                if let Some(q) = quota {
-                    q.record(spent);
-                }
+        if let Some(b) = &r.tokens
+            && let Some(prev) = p.tokens.store(b, t)
+            && prev > b.remaining
+        {
+            // `store` ran for every token report; only a drop within one window is spent.
+            let spent = prev - b.remaining;
+            p.last_spent.store(spent, Ordering::Relaxed);
+            p.tokens_charged.fetch_add(spent, Ordering::Relaxed);
+            if let Some(q) = quota {
+                q.record(spent);
             }
         }
         if let Some(b) = &r.requests {
