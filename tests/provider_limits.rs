@@ -97,7 +97,7 @@ async fn budget_becomes_pressure_tightens_max_tokens_and_switches_before_429() {
     let policy = DegradationPolicy::default()
         .extension(PressureLevel::Normal, MaxTokens(1024))
         .extension(PressureLevel::Elevated, MaxTokens(768))
-        .extension(PressureLevel::Critical, MaxTokens(256));
+        .extension(PressureLevel::High, MaxTokens(256));
     let quota = QuotaLayer::builder()
         .group(QuotaGroup::new("llm").units(Limit::tiers(100_000, 200_000, 300_000)))
         .assign("acme", "llm")
@@ -168,7 +168,8 @@ async fn budget_becomes_pressure_tightens_max_tokens_and_switches_before_429() {
             monitor.level(),
         ));
     }
-    // Used 1 % (one request of 100) -> 30 -> 60 -> 90 (tokens): Normal, Normal, Elevated, Critical. The fourth response
+    // Used 1 % (one request of 100) -> 30 -> 60 -> 90 (tokens): Normal, Normal, Elevated, High (the
+    // budget alone never goes past High by default). The fourth response
     // leaves 100 tokens, less than the 300 the last request spent: the provider's breaker key
     // opens until the reset and the backup answers the fifth and sixth requests; the
     // provider's 429 is never reached.
@@ -178,9 +179,9 @@ async fn budget_becomes_pressure_tightens_max_tokens_and_switches_before_429() {
             (200, "provider-a", 1.0, PressureLevel::Normal),
             (200, "provider-a", 30.0, PressureLevel::Normal),
             (200, "provider-a", 60.0, PressureLevel::Elevated),
-            (200, "provider-a", 90.0, PressureLevel::Critical),
-            (200, "backup", 90.0, PressureLevel::Critical),
-            (200, "backup", 90.0, PressureLevel::Critical),
+            (200, "provider-a", 90.0, PressureLevel::High),
+            (200, "backup", 90.0, PressureLevel::High),
+            (200, "backup", 90.0, PressureLevel::High),
         ],
         "(status, provider, used %, level) per request"
     );

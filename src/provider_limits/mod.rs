@@ -25,10 +25,13 @@
 //! `llm_budget_used:<name>`: the share of the budget used, in percent, the higher of the
 //! token and request budgets (`100 * (limit - remaining) / limit`). Once a budget's reset time
 //! has passed it counts 0: the provider refilled it, the next response will say by how much.
-//! Default thresholds: Elevated 50 %, High 75 %, Critical 90 %, Emergency 98 %. Through the
-//! pressure level the rest of the stack reacts as to any other pressure: the degradation
-//! policy tightens `max_tokens`, the adaptive limiter scales its limit down, and at
-//! `Critical` retries stop.
+//! Default thresholds: Elevated 50 %, High 80 %; Critical and Emergency are out of reach
+//! (1000 and 2000): one provider's spent budget is not a process-wide emergency, and at
+//! `Critical` the retry layer stops retrying, so it would stop rerouting to the other
+//! provider just when that is needed. Through the level the rest of the stack reacts as to
+//! any other pressure: the degradation policy tightens `max_tokens`, the adaptive limiter
+//! scales its limit down. Pass your own [`thresholds`](ProviderLimitsBuilder::thresholds) to
+//! let the budget drive the level higher.
 //!
 //! # Switching provider before the 429
 //!
@@ -419,7 +422,8 @@ impl ProviderLimitsBuilder {
         self
     }
 
-    /// Thresholds of the `llm_budget_used:*` gauges (default 50 / 75 / 90 / 98 %).
+    /// Thresholds of the `llm_budget_used:*` gauges (default 50 / 80 / 1000 / 2000: the
+    /// budget alone reaches `High` at most, see the module docs).
     pub fn thresholds(mut self, t: Thresholds) -> Self {
         self.thresholds = Some(t);
         self
@@ -474,7 +478,7 @@ impl ProviderLimitsBuilder {
         }
         let thresholds = match self.thresholds {
             Some(t) => t,
-            None => Thresholds::new(50.0, 75.0, 90.0, 98.0)?,
+            None => Thresholds::new(50.0, 80.0, 1000.0, 2000.0)?,
         };
         Ok(ProviderLimits {
             shared: Arc::new(Shared {
