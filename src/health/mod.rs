@@ -42,7 +42,7 @@
 //!
 //! # Status and events
 //!
-//! [`HealthChecker::status`] is a [`StatusProvider`](crate::status::StatusProvider) with one
+//! [`HealthChecker::status`] is a [`StatusProvider`] with one
 //! entry per dependency: state, last check, its latency and error, consecutive failures and
 //! passes, whether the breaker is held. Each state change is an [`Event::Health`] on the
 //! checker's bus (the breaker's own transitions appear as breaker events with the reason
