@@ -53,7 +53,7 @@
 //! are right, the attribution per request is approximate.
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_pressure::PressureMonitor;
 //! use tower_pressure::provider_limits::ProviderLimits;
