@@ -203,6 +203,23 @@ async fn budget_becomes_pressure_tightens_max_tokens_and_switches_before_429() {
     assert_eq!(b.tokens.unwrap().remaining, 100);
     assert_eq!(b.requests.unwrap().remaining, 96);
     assert_eq!(quota.handle().usage("acme").unwrap().units_total, 900);
+    let section = tower_pressure::status::StatusProvider::section(&limits);
+    let e = &section.entries[0];
+    assert_eq!(e.info_value("tokens"), Some("100/1000 left"));
+    assert_eq!(
+        e.metric_value(
+            "tower_pressure_provider_budget_used_percent",
+            &[("provider", "provider-a"), ("budget", "tokens")]
+        ),
+        Some(90.0)
+    );
+    assert_eq!(
+        e.metric_value(
+            "tower_pressure_provider_near_exhausted_total",
+            &[("provider", "provider-a")]
+        ),
+        Some(1.0)
+    );
 }
 
 fn limited(remaining: &'static str, reset: &'static str) -> Response<()> {

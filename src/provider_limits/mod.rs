@@ -504,3 +504,69 @@ impl ProviderLimitsBuilder {
         })
     }
 }
+
+/// Section `provider_limits`, one entry per provider: what its budgets were at the last
+/// response. Metrics (label `provider`, and `budget` = `tokens` / `requests`):
+/// `tower_pressure_provider_budget_used_percent`, `tower_pressure_provider_budget_remaining`,
+/// `tower_pressure_provider_budget_reset_seconds`, and the counters
+/// `tower_pressure_provider_near_exhausted_total`, `tower_pressure_provider_tokens_charged_total`.
+///
+/// ```
+/// # fn main() -> Result<(), tower_pressure::ConfigError> {
+/// use tower_pressure::provider_limits::ProviderLimits;
+/// use tower_pressure::status::StatusProvider;
+/// let limits = ProviderLimits::builder().provider("openai", "api.openai.com").build()?;
+/// let s = limits.section();
+/// assert_eq!(s.entries[0].info_value("host"), Some("api.openai.com"));
+/// # Ok(()) }
+/// ```
+impl crate::status::StatusProvider for ProviderLimits {
+    fn section(&self) -> crate::status::StatusSection {
+        use crate::status::StatusSection;
+        let mut s = StatusSection::new("provider_limits", "provider_limits");
+        for b in self.budgets() {
+            let name = &*b.name;
+            let mut e = StatusSection::new(name, "provider").info("host", &b.key);
+            for (what, snap) in [("tokens", b.tokens), ("requests", b.requests)] {
+                let Some(x) = snap else { continue };
+                let l = [("provider", name), ("budget", what)];
+                e = e
+                    .info(what, format!("{}/{} left", x.remaining, x.limit))
+                    .gauge(
+                        "tower_pressure_provider_budget_used_percent",
+                        "Share of the provider's budget used (0 after the reset).",
+                        &l,
+                        x.used_percent,
+                    )
+                    .gauge(
+                        "tower_pressure_provider_budget_remaining",
+                        "Budget left at the provider's last response.",
+                        &l,
+                        x.remaining as f64,
+                    )
+                    .gauge(
+                        "tower_pressure_provider_budget_reset_seconds",
+                        "Time until the provider's budget resets.",
+                        &l,
+                        x.reset_in.map_or(0.0, |d| d.as_secs_f64()),
+                    );
+            }
+            let l = [("provider", name)];
+            e = e
+                .counter(
+                    "tower_pressure_provider_near_exhausted_total",
+                    "Responses that left a budget at or below its reserve.",
+                    &l,
+                    b.near_exhausted as f64,
+                )
+                .counter(
+                    "tower_pressure_provider_tokens_charged_total",
+                    "Tokens charged as quota units (remaining-token drops).",
+                    &l,
+                    b.tokens_charged as f64,
+                );
+            s = s.entry(e);
+        }
+        s
+    }
+}
