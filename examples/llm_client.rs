@@ -16,6 +16,13 @@
 //!   request encoder (inside the stack) applies to the JSON body: `max_tokens` shrinks when a
 //!   `ManualSource` raises the pressure mid-run; at `Critical` the retry layer stops retrying.
 //!
+//! * each provider reports its token budget in OpenAI's `x-ratelimit-*-tokens` headers;
+//!   `ProviderLimitsLayer` turns it into the `llm_budget_used:<provider>` pressure signal, so
+//!   `max_tokens` shrinks as the budget runs down, and opens the provider's breaker until the
+//!   reset when the budget is nearly spent: the call goes to the other provider before a 429;
+//! * a `HealthChecker` probes each provider's `GET /healthz`; while B's check fails it holds
+//!   B's breaker open so calls to B go to A at once, and releases it (HALF_OPEN) on recovery.
+//!
 //! The two providers are `api.provider-a.test` and `api.provider-b.test`: the client's DNS
 //! resolver maps `*.test` to 127.0.0.1 (and refuses anything else), so the breakers are
 //! keyed by distinct hosts while everything stays on loopback.
@@ -27,7 +34,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,8 +56,10 @@ use tower_pressure::ResilienceStack;
 use tower_pressure::circuit_breaker::http::{HostKey, ServerErrorsAsFailures};
 use tower_pressure::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer};
 use tower_pressure::degradation::{DegradationLayer, DegradationPolicy};
-use tower_pressure::event::{BreakerEventKind, Event, RetryEventKind};
-use tower_pressure::pressure::PressureMonitor;
+use tower_pressure::event::{BreakerEventKind, Event, HealthState, RetryEventKind};
+use tower_pressure::health::{Dependency, HealthChecker, HttpCheck};
+use tower_pressure::pressure::{ManualSource, PressureMonitor, Signal};
+use tower_pressure::provider_limits::ProviderLimits;
 use tower_pressure::rejection::Rejection;
 use tower_pressure::retry::{Backoff, Jitter, RetryLayer};
 use tower_pressure::route::{FallbackKeys, RouteKey};
@@ -78,14 +87,27 @@ struct Provider {
     name: &'static str,
     plan: Arc<Mutex<VecDeque<Fault>>>,
     hits: Arc<AtomicU32>,
+    /// Tokens left in the budget the provider reports (of `BUDGET`).
+    budget: Arc<AtomicU32>,
+    /// Status `GET /healthz` answers.
+    health: Arc<AtomicU16>,
+    /// The budget's reset, as OpenAI formats it (`"20s"`).
+    reset: &'static str,
 }
 
+const BUDGET: u32 = 10_000;
+/// Tokens each answer costs the budget.
+const COST: u32 = 42;
+
 impl Provider {
-    fn new(name: &'static str) -> Self {
+    fn new(name: &'static str, reset: &'static str) -> Self {
         Self {
             name,
             plan: Arc::default(),
             hits: Arc::default(),
+            budget: Arc::new(AtomicU32::new(BUDGET)),
+            health: Arc::new(AtomicU16::new(200)),
+            reset,
         }
     }
     fn script(&self, faults: &[Fault]) {
@@ -137,17 +159,39 @@ fn answer(p: &Provider, body: &str) -> http::Response<Body> {
             "content": format!("({}) here is a summary", p.name)}, "finish_reason": "stop"}],
         "usage": {"completion_tokens": max_tokens.min(42), "max_tokens_seen": max_tokens},
     });
+    let left = p
+        .budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            Some(b.saturating_sub(COST))
+        })
+        .map_or(0, |b| b.saturating_sub(COST));
     let mut res = http::Response::new(Body::from(reply.to_string()));
-    res.headers_mut().insert(
+    let h = res.headers_mut();
+    h.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    h.insert("x-ratelimit-limit-tokens", http::HeaderValue::from(BUDGET));
+    h.insert(
+        "x-ratelimit-remaining-tokens",
+        http::HeaderValue::from(left),
+    );
+    h.insert(
+        "x-ratelimit-reset-tokens",
+        http::HeaderValue::from_static(p.reset),
+    );
     res
+}
+
+async fn healthz(State(p): State<Provider>) -> http::StatusCode {
+    http::StatusCode::from_u16(p.health.load(Ordering::Relaxed))
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 async fn start_provider(p: Provider) -> Result<SocketAddr, BoxError> {
     let app = Router::new()
         .route("/v1/chat/completions", post(completions))
+        .route("/healthz", axum::routing::get(healthz))
         .with_state(p);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
@@ -229,22 +273,33 @@ async fn main() -> Result<(), BoxError> {
         (Duration::from_millis(1200), 2, Duration::from_secs(5))
     };
 
-    let (provider_a, provider_b) = (Provider::new("provider-a"), Provider::new("provider-b"));
+    let (reset, reset_wait): (&'static str, _) = if quick {
+        ("2s", Duration::from_secs(2))
+    } else {
+        ("8s", Duration::from_secs(8))
+    };
+    let (provider_a, provider_b) = (
+        Provider::new("provider-a", reset),
+        Provider::new("provider-b", reset),
+    );
     let port_a = start_provider(provider_a.clone()).await?.port();
     let port_b = start_provider(provider_b.clone()).await?.port();
     let url = |host: &str, port: u16| format!("http://{host}:{port}/v1/chat/completions");
     let (url_a, url_b) = (url(HOST_A, port_a), url(HOST_B, port_b));
     println!("mock providers: {url_a} and {url_b} (both 127.0.0.1)");
 
-    // Pressure: a manual signal only, so the run is deterministic.
-    let (monitor, manual) = PressureMonitor::manual();
-    let set_pressure = |v: f64| {
-        manual.set(v);
-        // Rising is immediate; falling steps down one level per `dwell` (2) samples.
-        for _ in 0..10 {
-            monitor.sample_now();
-        }
-    };
+    // Each provider's token budget, read from its responses, is a pressure signal; a budget
+    // nearly spent opens that provider's breaker (below) until the reset.
+    let limits = ProviderLimits::builder()
+        .provider("provider-a", HOST_A)
+        .provider("provider-b", HOST_B);
+    // Pressure: a manual signal and the budgets only, so the run is deterministic.
+    let manual = ManualSource::new(0.0);
+    let bus = tower_pressure::event::EventBus::default();
+    let monitor_builder = PressureMonitor::builder()
+        .without_system_sources()
+        .event_bus(bus.clone())
+        .manual(Signal::Manual, manual.clone());
 
     let policy = DegradationPolicy::default()
         .extension(PressureLevel::Normal, MaxTokens(1024))
@@ -253,7 +308,7 @@ async fn main() -> Result<(), BoxError> {
         .extension(PressureLevel::Emergency, MaxTokens(64));
     let breaker = CircuitBreakerLayer::builder()
         .name("llm")
-        .monitor(monitor.clone()) // its events go to the monitor's bus
+        .event_bus(bus.clone()) // the monitor's bus: one event stream for the run
         .failure_threshold(3)
         .wait_duration(breaker_wait)
         .permitted_calls_in_half_open(1)
@@ -262,6 +317,15 @@ async fn main() -> Result<(), BoxError> {
         .classifier(ServerErrorsAsFailures)
         .per_key(HostKey);
     let breakers = breaker.handle();
+    let limits = limits.breaker(breakers.clone()).build()?;
+    let monitor = limits.gauges(monitor_builder).build_unstarted()?;
+    let set_pressure = |v: f64| {
+        manual.set(v);
+        // Rising is immediate; falling steps down one level per `dwell` (2) samples.
+        for _ in 0..10 {
+            monitor.sample_now();
+        }
+    };
     let stack = ResilienceStack::outbound(monitor.clone())
         .degradation(DegradationLayer::with_policy(monitor.clone(), policy))
         .retry(
@@ -286,7 +350,28 @@ async fn main() -> Result<(), BoxError> {
     let client = ServiceBuilder::new()
         .layer(stack)
         .map_request(move |req| encode(&urls, req))
+        .layer(limits.layer()) // reads each attempt's rate-limit headers
         .service(http_client);
+
+    // Active health checks on each provider's /healthz, holding its breaker key open while
+    // it fails (the checks run on their own tasks, never on a request).
+    let health_url = |port: u16| format!("http://127.0.0.1:{port}/healthz");
+    let checker = HealthChecker::builder()
+        .interval(Duration::from_millis(100))
+        .jitter(Duration::from_millis(20))
+        .timeout(Duration::from_millis(500))
+        .unhealthy_threshold(2)
+        .healthy_threshold(2)
+        .event_bus(monitor.events().clone())
+        .dependency(
+            Dependency::new("provider-a", HttpCheck::new(&health_url(port_a))?)
+                .breaker(breakers.clone(), Some(HOST_A)),
+        )
+        .dependency(
+            Dependency::new("provider-b", HttpCheck::new(&health_url(port_b))?)
+                .breaker(breakers.clone(), Some(HOST_B)),
+        )
+        .build()?;
 
     let mut events = monitor.events().subscribe();
     let mut n = 0u32;
@@ -383,9 +468,24 @@ async fn main() -> Result<(), BoxError> {
                         );
                     }
                 }
-                Event::PressureChanged(p) => {
-                    println!("   pressure: {} -> {}", p.from, p.to)
-                }
+                Event::PressureChanged(p) => println!(
+                    "   pressure: {} -> {} (driven by {} = {:.1})",
+                    p.from, p.to, p.signal_name, p.value
+                ),
+                Event::Health(h) => println!(
+                    "   health {}: {} -> {}{}{}",
+                    h.dependency,
+                    h.from,
+                    h.to,
+                    h.last_error
+                        .as_deref()
+                        .map_or_else(String::new, |e| format!(" (last check: {e})")),
+                    if h.held {
+                        ", breaker held open by the checker"
+                    } else {
+                        ""
+                    }
+                ),
                 _ => {}
             }
         }
@@ -453,6 +553,55 @@ async fn main() -> Result<(), BoxError> {
     let h = hits();
     chat("summarise the report", 1024, HOST_A).await?;
     report(&mut events, h);
+
+    step("provider A's token budget is nearly spent (x-ratelimit-remaining-tokens)");
+    provider_a.budget.store(COST + 60, Ordering::Relaxed);
+    let h = hits();
+    chat("summarise the report", 1024, HOST_A).await?;
+    monitor.sample_now();
+    report(&mut events, h);
+    println!(
+        "   budget A: {:.1} % used, below its 1 % reserve before the reset ({reset}): pressure high, max_tokens 512 from now",
+        limits.used_percent("provider-a").unwrap_or(0.0)
+    );
+
+    step("A's breaker is open until its budget resets: the call goes to B before any 429");
+    let h = hits();
+    chat("summarise the report", 1024, HOST_A).await?;
+    report(&mut events, h);
+
+    step("A's budget reset passed: the signal decays to 0, max_tokens grows back");
+    provider_a.budget.store(BUDGET, Ordering::Relaxed);
+    tokio::time::sleep(reset_wait + Duration::from_millis(200)).await;
+    set_pressure(10.0);
+    let h = hits();
+    chat("summarise the report", 1024, HOST_A).await?;
+    report(&mut events, h);
+
+    step("provider B's health check fails (/healthz 503): B is held out before a call fails");
+    provider_b.health.store(503, Ordering::Relaxed);
+    let t = Instant::now();
+    while checker.state("provider-b") != Some(HealthState::Unhealthy)
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let h = hits();
+    chat("summarise the report", 1024, HOST_B).await?;
+    report(&mut events, h);
+
+    step("B's health check passes again: the checker releases B's breaker to HALF_OPEN");
+    provider_b.health.store(200, Ordering::Relaxed);
+    let t = Instant::now();
+    while checker.state("provider-b") != Some(HealthState::Healthy)
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let h = hits();
+    chat("summarise the report", 1024, HOST_B).await?;
+    report(&mut events, h);
+    drop(checker);
 
     let a = breakers.metrics_of(HOST_A);
     println!(

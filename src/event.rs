@@ -44,6 +44,8 @@ pub enum Event {
     Fallback(FallbackEvent),
     /// An event fed in by user code (for example a synthetic event for troubleshooting).
     Custom(CustomEvent),
+    /// An active health checker saw a dependency turn healthy or unhealthy.
+    Health(HealthEvent),
 }
 
 impl Event {
@@ -86,6 +88,11 @@ impl Event {
             },
             Event::Fallback(_) => "fallback_used",
             Event::Custom(_) => "custom",
+            Event::Health(h) => match h.to {
+                HealthState::Healthy => "health_healthy",
+                HealthState::Unhealthy => "health_unhealthy",
+                HealthState::Unknown => "health_unknown",
+            },
         }
     }
 
@@ -101,6 +108,7 @@ impl Event {
             Event::Quota(e) => e.at,
             Event::Fallback(e) => e.at,
             Event::Custom(e) => e.at,
+            Event::Health(e) => e.at,
         }
     }
 }
@@ -407,6 +415,67 @@ pub struct FallbackEvent {
     pub at: Instant,
 }
 
+/// The health of a dependency as its active checks see it (Envoy's model).
+///
+/// ```
+/// use tower_pressure::event::HealthState;
+/// assert_eq!(HealthState::Unhealthy.as_str(), "UNHEALTHY");
+/// assert_eq!(HealthState::default(), HealthState::Unknown);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "SCREAMING_SNAKE_CASE"))]
+pub enum HealthState {
+    /// No check has finished yet, or too few to decide: treated as healthy (no hold).
+    #[default]
+    Unknown,
+    /// The last checks passed (at least the healthy threshold of them after being unhealthy).
+    Healthy,
+    /// The last unhealthy-threshold checks failed.
+    Unhealthy,
+}
+
+impl HealthState {
+    /// The upper-case name (`"HEALTHY"`, `"UNHEALTHY"`, `"UNKNOWN"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Unknown => "UNKNOWN",
+            HealthState::Healthy => "HEALTHY",
+            HealthState::Unhealthy => "UNHEALTHY",
+        }
+    }
+}
+
+impl fmt::Display for HealthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A dependency checked by a [`HealthChecker`](crate::health::HealthChecker) changed state.
+///
+/// Emitted on state changes only; every check's result is on the status page.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HealthEvent {
+    /// The dependency's name.
+    pub dependency: Arc<str>,
+    /// The previous state.
+    pub from: HealthState,
+    /// The new state.
+    pub to: HealthState,
+    /// Consecutive failed checks at the change.
+    pub consecutive_failures: u32,
+    /// How long the check that decided took.
+    pub latency: Duration,
+    /// Why the last failed check failed, if it failed.
+    pub last_error: Option<Arc<str>>,
+    /// Whether the dependency's breaker is now held open by the checker.
+    pub held: bool,
+    /// When.
+    pub at: Instant,
+}
+
 /// An event from user code.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -606,6 +675,13 @@ fn trace_event(event: &Event) {
         },
         Event::Fallback(e) => {
             tracing::info!(target: T, kind = "fallback_used", name = %e.name, strategy = e.strategy, reason = %e.reason, count = e.count, "fallback used");
+        }
+        Event::Health(e) => {
+            if e.to == HealthState::Unhealthy {
+                tracing::warn!(target: T, kind = event.kind(), dependency = %e.dependency, from = %e.from, to = %e.to, consecutive_failures = e.consecutive_failures, latency_ms = e.latency.as_secs_f64() * 1e3, error = e.last_error.as_deref(), held = e.held, "dependency health changed");
+            } else {
+                tracing::info!(target: T, kind = event.kind(), dependency = %e.dependency, from = %e.from, to = %e.to, consecutive_failures = e.consecutive_failures, latency_ms = e.latency.as_secs_f64() * 1e3, held = e.held, "dependency health changed");
+            }
         }
         Event::Custom(e) => {
             tracing::info!(target: T, kind = "custom", custom_kind = %e.kind, key = e.key.as_deref(), message = %e.message, "custom event");

@@ -80,10 +80,13 @@ pub mod degradation;
 pub mod error;
 pub mod event;
 pub mod fallback;
+pub mod health;
 mod keyed;
 mod lane;
 pub mod pressure;
 pub mod priority;
+#[cfg(feature = "http")]
+pub mod provider_limits;
 pub mod quota;
 pub mod rejection;
 pub mod retry;

@@ -84,6 +84,7 @@ mod config;
 mod error;
 pub mod future;
 mod handle;
+mod hold;
 #[cfg(feature = "http")]
 pub mod http;
 mod lane;

@@ -686,6 +686,15 @@ impl Core {
         self.emit(BreakerEventKind::Reset, t);
     }
 
+    /// Sets the end of the current OPEN wait to `until` (nanoseconds since the epoch). Used
+    /// right after a transition to OPEN by `CircuitBreakerHandle::open_for` (`super::hold`),
+    /// when the caller knows better than the configured wait (a provider's budget reset); a
+    /// call racing it may see the configured wait instead, which is harmless either way.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn set_open_until(&self, until: u64) {
+        self.open_until.store(until, Ordering::Relaxed);
+    }
+
     /// Forgets everything and takes a new key (registry eviction).
     pub(crate) fn rekey(&self, key: Arc<str>, t: u64) {
         *lock(&self.key) = Some(key);
