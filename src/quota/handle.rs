@@ -156,7 +156,7 @@ impl QuotaHandle {
     pub fn store_status(&self) -> StoreStatus {
         match &self.shared.store {
             Store::Local => StoreStatus::in_process(),
-            #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+            #[cfg(feature = "redis")]
             Store::Fleet(f) => f.status(&self.shared),
         }
     }
@@ -173,7 +173,7 @@ impl QuotaHandle {
     /// assert!(layer.handle().store_error().is_none());
     /// # Ok::<(), tower_pressure::ConfigError>(())
     /// ```
-    #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+    #[cfg(feature = "redis")]
     pub fn store_error(&self) -> Option<super::store::StoreError> {
         match &self.shared.store {
             Store::Local => None,

@@ -33,7 +33,7 @@ impl QuotaLayerBuilder {
     /// runtime is running (the store's background task is spawned here).
     pub fn build<K>(self, key: K) -> Result<QuotaLayer<K>, ConfigError> {
         let shared = Arc::new(Shared::new(self.build_config()?)?);
-        #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+        #[cfg(feature = "redis")]
         if let super::store::Store::Fleet(f) = &shared.store {
             f.start(Arc::downgrade(&shared))?;
         }

@@ -52,7 +52,7 @@ pub use key::{ExtensionKey, HeaderKey, TenantId, TenantKey};
 pub use layer::QuotaLayer;
 pub use service::Quota;
 pub use state::{QuotaState, QuotaStatus};
-#[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+#[cfg(feature = "redis")]
 pub use store::{FallbackMode, RedisStore, StoreError, StoreErrorKind};
 pub use store::{QuotaStore, StoreStatus};
 pub use usage::QuotaUsage;

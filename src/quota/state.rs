@@ -56,7 +56,7 @@ pub(crate) enum Refused {
     /// Over a quota.
     Quota(QuotaExceeded),
     /// The fleet store is unreachable and the fallback mode is fail-closed.
-    #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+    #[cfg(feature = "redis")]
     Store(super::store::StoreError),
 }
 
@@ -70,7 +70,7 @@ impl From<Refused> for tower::BoxError {
     fn from(r: Refused) -> Self {
         match r {
             Refused::Quota(e) => e.into(),
-            #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+            #[cfg(feature = "redis")]
             Refused::Store(e) => e.into(),
         }
     }
@@ -267,7 +267,7 @@ impl Shared {
         let overflow = Arc::new(Tenant::new(Arc::from("overflow"), cfg.default_group));
         let store = match &cfg.store {
             super::store::QuotaStore::InProcess => Store::Local,
-            #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+            #[cfg(feature = "redis")]
             super::store::QuotaStore::Redis(r) => {
                 Store::Fleet(Arc::new(super::store::Fleet::new(&cfg, r.clone())?))
             }
@@ -329,7 +329,7 @@ impl Shared {
         let deadline = deadline.map(|d| self.nanos(d));
         let r = match &self.store {
             Store::Local => self.decide(&mut cx, deadline).map_err(Refused::from),
-            #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+            #[cfg(feature = "redis")]
             Store::Fleet(f) => f.decide(&mut cx, deadline),
         };
         if r.is_err() {
@@ -449,7 +449,7 @@ impl Shared {
                     g.charge(&tenant.units_tat, now, units);
                 }
             }
-            #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+            #[cfg(feature = "redis")]
             Store::Fleet(f) => f.charge(self, tenant, units, now),
         }
     }

@@ -56,7 +56,7 @@ pub(crate) struct Tenant {
     pub(crate) last_used: crate::sync::AtomicU64,
     pub(crate) history: [Bucket; MINUTES],
     /// Leases and fleet readings of the Redis store.
-    #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+    #[cfg(feature = "redis")]
     pub(crate) fleet: super::store::FleetCell,
 }
 
@@ -79,7 +79,7 @@ impl Tenant {
             units: AtomicU64::new(0),
             last_used: crate::sync::AtomicU64::new(0),
             history: std::array::from_fn(|_| Bucket::default()),
-            #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+            #[cfg(feature = "redis")]
             fleet: super::store::FleetCell::default(),
         }
     }
@@ -132,7 +132,7 @@ impl Tenant {
         }
         // A re-keyed tenant starts without leases: what the old tenant held is left to
         // expire in Redis (concurrency) or is simply not spent (rate cells).
-        #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+        #[cfg(feature = "redis")]
         self.fleet.reset();
         self.last_used.store(now, Ordering::Relaxed);
     }

@@ -10,14 +10,14 @@
 //! of admissions that it spends with atomics: see [`RedisStore`] for the algorithm, its
 //! error bound and what happens when Redis is down.
 
-#[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+#[cfg(feature = "redis")]
 mod fleet;
-#[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+#[cfg(feature = "redis")]
 mod redis;
 
-#[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+#[cfg(feature = "redis")]
 pub(crate) use self::fleet::{Fleet, FleetCell};
-#[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+#[cfg(feature = "redis")]
 pub use self::redis::{FallbackMode, RedisStore, StoreError, StoreErrorKind};
 
 use std::fmt;
@@ -43,11 +43,11 @@ pub enum QuotaStore {
     #[default]
     InProcess,
     /// Fleet-wide buckets in Redis, spent locally through leases (feature `redis`).
-    #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+    #[cfg(feature = "redis")]
     Redis(RedisStore),
 }
 
-#[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+#[cfg(feature = "redis")]
 impl From<RedisStore> for QuotaStore {
     fn from(s: RedisStore) -> Self {
         Self::Redis(s)
@@ -120,6 +120,6 @@ pub(crate) enum Store {
     /// In this process.
     Local,
     /// In Redis, through leases.
-    #[cfg(all(feature = "redis", tower_pressure_fleet_wip))]
+    #[cfg(feature = "redis")]
     Fleet(std::sync::Arc<Fleet>),
 }

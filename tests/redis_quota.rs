@@ -1,0 +1,336 @@
+//! Fleet-wide quotas against a real `redis-server` started here on a free loopback port:
+//! three replicas (three independent `QuotaLayer` stacks, each with its own Redis
+//! connection) share one tenant's quota; Redis is killed and restarted mid-run; a key holding
+//! garbage gives a typed error and the fallback.
+//!
+//! Real time (real network I/O): assertions are on counts and states, bounds are generous.
+
+mod redis_support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis_support::RedisServer;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
+use tower_pressure::quota::{
+    HeaderKey, Limit, QuotaExceeded, QuotaGroup, QuotaHandle, QuotaLayer, RedisStore, StoreError,
+    StoreErrorKind,
+};
+
+const BUDGET: Duration = Duration::from_millis(25);
+
+type Svc = BoxCloneSyncService<http::Request<()>, &'static str, BoxError>;
+
+fn replica(url: &str, prefix: &str, id: &str, rate: u64) -> (Svc, QuotaHandle) {
+    let store = RedisStore::new(url)
+        .expect("url")
+        .expected_replicas(3)
+        .timeout(BUDGET)
+        .prefix(prefix)
+        .replica_id(id);
+    let layer = QuotaLayer::builder()
+        .group(QuotaGroup::new("free").rate(Limit::new(rate)))
+        .store(store)
+        .build(HeaderKey::x_tenant())
+        .expect("layer");
+    let handle = layer.handle();
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|_r: http::Request<()>| async {
+            Ok::<_, Infallible>("ok")
+        }));
+    (BoxCloneSyncService::new(svc), handle)
+}
+
+#[derive(Default)]
+struct Counts {
+    sent: AtomicU64,
+    admitted: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+    max_wait_us: AtomicU64,
+}
+
+impl Counts {
+    fn total(&self) -> (u64, u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.admitted.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Hammers `svc` for tenant `acme` until `stop`, counting every outcome.
+async fn hammer(svc: Svc, counts: Arc<Counts>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let req = http::Request::builder()
+            .header("x-tenant", "acme")
+            .body(())
+            .expect("request");
+        let t0 = Instant::now();
+        counts.sent.fetch_add(1, Ordering::Relaxed);
+        let r = svc.clone().oneshot(req).await;
+        let waited = t0.elapsed().as_micros() as u64;
+        counts.max_wait_us.fetch_max(waited, Ordering::Relaxed);
+        match r {
+            Ok(_) => counts.admitted.fetch_add(1, Ordering::Relaxed),
+            Err(e) if e.is::<QuotaExceeded>() => counts.rejected.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                assert!(e.is::<StoreError>(), "untyped error: {e}");
+                counts.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        // About 1000 requests per second per hammer (tokio's timer granularity): far above
+        // the quota, without starving the 2-core machine.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn start_hammers(svcs: &[Svc], per: usize) -> (Vec<Arc<Counts>>, Arc<AtomicBool>, Vec<tokio::task::JoinHandle<()>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counts = Vec::new();
+    let mut tasks = Vec::new();
+    for s in svcs {
+        let c = Arc::new(Counts::default());
+        for _ in 0..per {
+            tasks.push(tokio::spawn(hammer(s.clone(), c.clone(), stop.clone())));
+        }
+        counts.push(c);
+    }
+    (counts, stop, tasks)
+}
+
+fn sum(counts: &[Arc<Counts>]) -> (u64, u64, u64, u64) {
+    counts.iter().map(|c| c.total()).fold((0, 0, 0, 0), |a, b| {
+        (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_quota_within_five_percent() {
+    let server = RedisServer::start();
+    let rate = 400;
+    let replicas: Vec<_> = (0..3)
+        .map(|i| replica(&server.url(), "fleet-a", &format!("r{i}"), rate))
+        .collect();
+    let svcs: Vec<Svc> = replicas.iter().map(|r| r.0.clone()).collect();
+    let start = Instant::now();
+    let (counts, stop, tasks) = start_hammers(&svcs, 3);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("hammer task");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let (sent, admitted, rejected, failed) = sum(&counts);
+    // GCRA allows `rate` at once (the tolerance of one period) plus `rate` per second.
+    let quota = rate as f64 + rate as f64 * elapsed;
+    let err = (admitted as f64 - quota) / quota * 100.0;
+    for (i, c) in counts.iter().enumerate() {
+        println!("replica {i}: admitted {}", c.admitted.load(Ordering::Relaxed));
+    }
+    println!(
+        "fleet: sent {sent} = admitted {admitted} + rejected {rejected} + failed {failed}; \
+         quota {quota:.0} over {elapsed:.2} s; error {err:+.2} %"
+    );
+    for (_, h) in &replicas {
+        let s = h.store_status();
+        println!("store: {s} round trips {} errors {}", s.round_trips, s.errors);
+        assert!(!s.degraded, "{s:?}");
+    }
+    assert_eq!(sent, admitted + rejected + failed);
+    assert_eq!(failed, 0);
+    assert!(err.abs() <= 5.0, "fleet admitted {admitted}, quota {quota:.0}: {err:+.2} %");
+    // Every replica got a real part of it (the quota is shared, not taken by one).
+    for c in &counts {
+        assert!(c.admitted.load(Ordering::Relaxed) as f64 > quota * 0.1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_replicas_serve_their_share_then_resume() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let url = server.url();
+    let rate = 300;
+    let replicas: Vec<_> = (0..3)
+        .map(|i| replica(&url, "fleet-b", &format!("r{i}"), rate))
+        .collect();
+    let svcs: Vec<Svc> = replicas.iter().map(|r| r.0.clone()).collect();
+    let (counts, stop, tasks) = start_hammers(&svcs, 3);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = sum(&counts);
+
+    // Kill Redis: every replica goes degraded (local share), nobody waits.
+    server.kill();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(5);
+    while !replicas.iter().all(|(_, h)| h.store_status().degraded) {
+        assert!(Instant::now() < deadline, "replicas did not notice Redis was down");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let noticed = killed.elapsed();
+    let down_start = sum(&counts);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let down_end = sum(&counts);
+    let down_admitted = down_end.1 - down_start.1;
+    for (_, h) in &replicas {
+        let e = h.store_error().expect("a typed store error");
+        assert!(
+            matches!(e.kind(), StoreErrorKind::Unreachable | StoreErrorKind::Timeout),
+            "{e}"
+        );
+        assert_eq!(
+            h.section_store_state(),
+            "degraded",
+            "the status snapshot shows the store degraded"
+        );
+    }
+
+    // Restart on the same port: fleet accounting resumes by itself within 2 s.
+    let _server = RedisServer::start_on(port);
+    let restarted = Instant::now();
+    while replicas.iter().any(|(_, h)| h.store_status().degraded) {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(2),
+            "fleet accounting did not resume within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let resumed = restarted.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("hammer task");
+    }
+    let (sent, admitted, rejected, failed) = sum(&counts);
+    let max_wait = counts
+        .iter()
+        .map(|c| c.max_wait_us.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    println!(
+        "before kill: admitted {}; noticed down after {noticed:?}; while down (2 s): admitted \
+         {down_admitted} (local shares: 3 x {} / s); resumed {resumed:?} after restart",
+        before.1,
+        rate.div_ceil(3)
+    );
+    println!(
+        "sent {sent} = admitted {admitted} + rejected {rejected} + failed {failed}; \
+         max wait {max_wait} us (budget {BUDGET:?})"
+    );
+    assert_eq!(sent, admitted + rejected + failed);
+    // No request waited on Redis: the request path never calls it. The slack covers a
+    // loaded 2-core machine's scheduling, not any Redis wait.
+    assert!(
+        Duration::from_micros(max_wait) <= BUDGET + Duration::from_millis(500),
+        "a request waited {max_wait} us"
+    );
+    // While down, the replicas served on their local shares: about `rate` per second for
+    // the fleet (each share's own GCRA tolerance on top), never the unlimited 3x.
+    let share_allowance = 3.0 * (rate.div_ceil(3) as f64) * 3.0; // 2 s + one period of tolerance
+    assert!(down_admitted > 0, "nothing admitted while Redis was down");
+    assert!(
+        (down_admitted as f64) <= share_allowance * 1.05,
+        "admitted {down_admitted} while down, shares allow {share_allowance}"
+    );
+    for (_, h) in &replicas {
+        assert!(!h.store_status().degraded);
+        assert!(h.store_status().degradations >= 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_a_key_is_a_typed_error_and_the_tenant_falls_back() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    // The store's key for tenant acme of group free holds garbage, then a list.
+    let key = "fleet-c:{free/acme}:rate";
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg("not a number")
+        .query_async(&mut con)
+        .await
+        .expect("SET");
+    let (svc, handle) = replica(&server.url(), "fleet-c", "r0", 100);
+    let send = |n: usize| {
+        let svc = svc.clone();
+        async move {
+            let (mut ok, mut over) = (0, 0);
+            for _ in 0..n {
+                let req = http::Request::builder()
+                    .header("x-tenant", "acme")
+                    .body(())
+                    .expect("request");
+                match svc.clone().oneshot(req).await {
+                    Ok(_) => ok += 1,
+                    Err(e) if e.is::<QuotaExceeded>() => over += 1,
+                    Err(e) => panic!("untyped error: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (ok, over)
+        }
+    };
+    let (ok, over) = send(50).await;
+    let e = handle.store_error().expect("a typed store error");
+    println!("garbage: {e}; served {ok} admitted, {over} rejected on the local share");
+    assert_eq!(e.kind(), StoreErrorKind::BadState, "{e}");
+    assert!(ok > 0);
+    // One tenant's bad key does not degrade the store for everyone.
+    assert!(!handle.store_status().degraded);
+
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await.expect("DEL");
+    let _: () = redis::cmd("LPUSH")
+        .arg(key)
+        .arg("x")
+        .query_async(&mut con)
+        .await
+        .expect("LPUSH");
+    let (ok, _) = send(30).await;
+    let e = handle.store_error().expect("a typed store error");
+    println!("wrong type: {e}");
+    assert!(e.message().contains("WRONGTYPE"), "{e}");
+    assert_eq!(e.kind(), StoreErrorKind::BadState);
+    assert!(ok > 0);
+
+    // Clean key: the tenant goes back to fleet accounting (its bucket appears in Redis).
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await.expect("DEL");
+    let t0 = Instant::now();
+    loop {
+        send(5).await;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .expect("EXISTS");
+        if exists {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "tenant did not resume");
+    }
+}
+
+/// The quota section of the status snapshot, as an operator reads it.
+trait StoreState {
+    fn section_store_state(&self) -> String;
+}
+
+impl StoreState for QuotaHandle {
+    fn section_store_state(&self) -> String {
+        use tower_pressure::status::StatusProvider;
+        self.section()
+            .info_value("store_state")
+            .unwrap_or_default()
+            .to_string()
+    }
+}
