@@ -66,7 +66,16 @@ fn start_redis() -> (Server, String) {
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port: {e}"));
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
@@ -124,7 +133,11 @@ fn main() {
     call_once(&mut fleet, "a");
     let deadline = Instant::now() + Duration::from_secs(5);
     while fleet_handle.store_status().leased == 0 {
-        assert!(Instant::now() < deadline, "no lease from Redis: {}", fleet_handle.store_status());
+        assert!(
+            Instant::now() < deadline,
+            "no lease from Redis: {}",
+            fleet_handle.store_status()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 

@@ -33,12 +33,27 @@ fn local_redis() -> Result<(Option<Server>, String), BoxError> {
     if let Ok(url) = std::env::var("REDIS_URL") {
         return Ok((None, url));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()
-        .map_err(|e| format!("redis-server not found ({e}): apt-get install -y redis-server, or set REDIS_URL"))?;
+        .map_err(|e| {
+            format!(
+                "redis-server not found ({e}): apt-get install -y redis-server, or set REDIS_URL"
+            )
+        })?;
     let server = Server(child);
     for _ in 0..500 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -75,16 +90,21 @@ async fn main() -> Result<(), BoxError> {
             )
             .build(HeaderKey::x_tenant())?;
         let handle = layer.handle();
-        let svc = ServiceBuilder::new()
-            .layer(layer)
-            .service(service_fn(|_r: http::Request<()>| async { Ok::<_, Infallible>("ok") }));
+        let svc =
+            ServiceBuilder::new()
+                .layer(layer)
+                .service(service_fn(|_r: http::Request<()>| async {
+                    Ok::<_, Infallible>("ok")
+                }));
         let totals = Arc::new(Totals::default());
         let t = totals.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(2));
             loop {
                 tick.tick().await;
-                let req = http::Request::builder().header("x-tenant", "acme").body(())?;
+                let req = http::Request::builder()
+                    .header("x-tenant", "acme")
+                    .body(())?;
                 match svc.clone().oneshot(req).await {
                     Ok(_) => t.admitted.fetch_add(1, Ordering::Relaxed),
                     Err(e) if e.is::<QuotaExceeded>() => t.rejected.fetch_add(1, Ordering::Relaxed),
@@ -96,7 +116,7 @@ async fn main() -> Result<(), BoxError> {
         });
         replicas.push((handle, totals));
     }
-    let mut last = vec![0u64; 3];
+    let mut last = [0u64; 3];
     for s in 1..=seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut fleet = 0;
@@ -113,7 +133,9 @@ async fn main() -> Result<(), BoxError> {
                 h.store_status()
             );
         }
-        println!("{line} | fleet: {fleet} admitted/s (quota 300/s; the first second also spends the 300 of GCRA tolerance)");
+        println!(
+            "{line} | fleet: {fleet} admitted/s (quota 300/s; the first second also spends the 300 of GCRA tolerance)"
+        );
     }
     Ok(())
 }

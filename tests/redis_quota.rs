@@ -37,11 +37,12 @@ fn replica(url: &str, prefix: &str, id: &str, rate: u64) -> (Svc, QuotaHandle) {
         .build(HeaderKey::x_tenant())
         .expect("layer");
     let handle = layer.handle();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(|_r: http::Request<()>| async {
-            Ok::<_, Infallible>("ok")
-        }));
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_r: http::Request<()>| async {
+                Ok::<_, Infallible>("ok")
+            }));
     (BoxCloneSyncService::new(svc), handle)
 }
 
@@ -91,7 +92,14 @@ async fn hammer(svc: Svc, counts: Arc<Counts>, stop: Arc<AtomicBool>) {
     }
 }
 
-fn start_hammers(svcs: &[Svc], per: usize) -> (Vec<Arc<Counts>>, Arc<AtomicBool>, Vec<tokio::task::JoinHandle<()>>) {
+fn start_hammers(
+    svcs: &[Svc],
+    per: usize,
+) -> (
+    Vec<Arc<Counts>>,
+    Arc<AtomicBool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut counts = Vec::new();
     let mut tasks = Vec::new();
@@ -132,7 +140,10 @@ async fn three_replicas_share_one_quota_within_five_percent() {
     let quota = rate as f64 + rate as f64 * elapsed;
     let err = (admitted as f64 - quota) / quota * 100.0;
     for (i, c) in counts.iter().enumerate() {
-        println!("replica {i}: admitted {}", c.admitted.load(Ordering::Relaxed));
+        println!(
+            "replica {i}: admitted {}",
+            c.admitted.load(Ordering::Relaxed)
+        );
     }
     println!(
         "fleet: sent {sent} = admitted {admitted} + rejected {rejected} + failed {failed}; \
@@ -140,12 +151,18 @@ async fn three_replicas_share_one_quota_within_five_percent() {
     );
     for (_, h) in &replicas {
         let s = h.store_status();
-        println!("store: {s} round trips {} errors {}", s.round_trips, s.errors);
+        println!(
+            "store: {s} round trips {} errors {}",
+            s.round_trips, s.errors
+        );
         assert!(!s.degraded, "{s:?}");
     }
     assert_eq!(sent, admitted + rejected + failed);
     assert_eq!(failed, 0);
-    assert!(err.abs() <= 5.0, "fleet admitted {admitted}, quota {quota:.0}: {err:+.2} %");
+    assert!(
+        err.abs() <= 5.0,
+        "fleet admitted {admitted}, quota {quota:.0}: {err:+.2} %"
+    );
     // Every replica got a real part of it (the quota is shared, not taken by one).
     for c in &counts {
         assert!(c.admitted.load(Ordering::Relaxed) as f64 > quota * 0.1);
@@ -171,7 +188,10 @@ async fn redis_killed_mid_run_replicas_serve_their_share_then_resume() {
     let killed = Instant::now();
     let deadline = killed + Duration::from_secs(5);
     while !replicas.iter().all(|(_, h)| h.store_status().degraded) {
-        assert!(Instant::now() < deadline, "replicas did not notice Redis was down");
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not notice Redis was down"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let noticed = killed.elapsed();
@@ -182,7 +202,10 @@ async fn redis_killed_mid_run_replicas_serve_their_share_then_resume() {
     for (_, h) in &replicas {
         let e = h.store_error().expect("a typed store error");
         assert!(
-            matches!(e.kind(), StoreErrorKind::Unreachable | StoreErrorKind::Timeout),
+            matches!(
+                e.kind(),
+                StoreErrorKind::Unreachable | StoreErrorKind::Timeout
+            ),
             "{e}"
         );
         assert_eq!(
@@ -289,7 +312,11 @@ async fn garbage_in_a_key_is_a_typed_error_and_the_tenant_falls_back() {
     // One tenant's bad key does not degrade the store for everyone.
     assert!(!handle.store_status().degraded);
 
-    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await.expect("DEL");
+    let _: () = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .expect("DEL");
     let _: () = redis::cmd("LPUSH")
         .arg(key)
         .arg("x")
@@ -304,7 +331,11 @@ async fn garbage_in_a_key_is_a_typed_error_and_the_tenant_falls_back() {
     assert!(ok > 0);
 
     // Clean key: the tenant goes back to fleet accounting (its bucket appears in Redis).
-    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await.expect("DEL");
+    let _: () = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .expect("DEL");
     let t0 = Instant::now();
     loop {
         send(5).await;
@@ -316,7 +347,10 @@ async fn garbage_in_a_key_is_a_typed_error_and_the_tenant_falls_back() {
         if exists {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(2), "tenant did not resume");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "tenant did not resume"
+        );
     }
 }
 

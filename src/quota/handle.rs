@@ -242,10 +242,7 @@ impl StatusProvider for QuotaHandle {
         let st = self.store_status();
         let mut s = StatusSection::new("quota", "quota")
             .info("store", st.kind)
-            .info(
-                "store_state",
-                if st.degraded { "degraded" } else { "ok" },
-            )
+            .info("store_state", if st.degraded { "degraded" } else { "ok" })
             .gauge(
                 "tower_pressure_quota_tenants",
                 "Tenants tracked by the quota layer.",

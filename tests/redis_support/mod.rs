@@ -45,7 +45,16 @@ impl RedisServer {
     /// when it is not answering within 10 s.
     pub fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -54,7 +63,10 @@ impl RedisServer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL}"),
             Err(e) => panic!("could not start redis-server: {e} ({INSTALL})"),
         };
-        let mut s = Self { child: Some(child), port };
+        let mut s = Self {
+            child: Some(child),
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ping(port) {
             if let Some(c) = s.child.as_mut()
@@ -62,7 +74,10 @@ impl RedisServer {
             {
                 panic!("redis-server exited at start with {status} (port {port} taken?)");
             }
-            assert!(Instant::now() < deadline, "redis-server not answering on port {port} after 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server not answering on port {port} after 10 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         s

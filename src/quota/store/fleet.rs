@@ -134,7 +134,11 @@ impl Fleet {
                 })
                 .collect(),
             rate_lease: cfg.groups.iter().map(|g| lease(g.cfg.rate)).collect(),
-            conc_step: cfg.groups.iter().map(|g| lease(g.cfg.concurrency)).collect(),
+            conc_step: cfg
+                .groups
+                .iter()
+                .map(|g| lease(g.cfg.concurrency))
+                .collect(),
             scripts: Scripts::new(),
             degraded: AtomicBool::new(false),
             round_trips: AtomicU64::new(0),
@@ -223,7 +227,10 @@ impl Fleet {
             return r;
         }
         let (g, now) = (cx.group, cx.now);
-        let gi = t.group.load(Ordering::Relaxed).min(self.rate_lease.len() - 1);
+        let gi = t
+            .group
+            .load(Ordering::Relaxed)
+            .min(self.rate_lease.len() - 1);
         let burst_ok = Shared::suspension_and_burst(cx)?;
         let f = &t.fleet;
         if let (Some(l), Some(gc)) = (g.cfg.units, g.units.as_ref()) {
@@ -307,7 +314,11 @@ impl Fleet {
         })
     }
 
-    fn fallback<'a>(&'a self, cx: &mut Ctx<'a>, deadline: Option<u64>) -> Result<Admitted, Refused> {
+    fn fallback<'a>(
+        &'a self,
+        cx: &mut Ctx<'a>,
+        deadline: Option<u64>,
+    ) -> Result<Admitted, Refused> {
         match self.cfg.fallback {
             FallbackMode::LocalShare => self.local_share(cx, deadline),
             FallbackMode::FailOpen => {
@@ -329,7 +340,11 @@ impl Fleet {
     }
 
     /// The in-process algorithm on this replica's share of the limits.
-    fn local_share<'a>(&'a self, cx: &mut Ctx<'a>, deadline: Option<u64>) -> Result<Admitted, Refused> {
+    fn local_share<'a>(
+        &'a self,
+        cx: &mut Ctx<'a>,
+        deadline: Option<u64>,
+    ) -> Result<Admitted, Refused> {
         let gi = cx
             .tenant
             .group
@@ -434,7 +449,10 @@ impl Fleet {
     ) -> Result<(), StoreError> {
         let f = &t.fleet;
         let g = shared.group_of(t);
-        let gi = t.group.load(Ordering::Relaxed).min(self.rate_lease.len() - 1);
+        let gi = t
+            .group
+            .load(Ordering::Relaxed)
+            .min(self.rate_lease.len() - 1);
         let now = shared.nanos(tokio::time::Instant::now());
         let bs = t.burst_since.load(Ordering::Relaxed);
         let burst_ok = bs == 0 || now.saturating_sub(bs - 1) < g.burst_window_ns;
@@ -454,40 +472,41 @@ impl Fleet {
             let t_us = gc.t as f64 / 1e3;
             let lease = self.rate_lease[gi];
             let have = f.rate_lease.load(Ordering::Relaxed);
-            let idle = now.saturating_sub(f.last_spend.load(Ordering::Relaxed)) > ns(self.cfg.idle_return);
+            let idle =
+                now.saturating_sub(f.last_spend.load(Ordering::Relaxed)) > ns(self.cfg.idle_return);
             let key = self.key(shared, t, "rate");
             let r = if idle_return && idle && have > 0 {
                 let back = f.rate_lease.swap(0, Ordering::Relaxed);
-                self.call(self.scripts.gcra(con, &key, t_us, tol as f64 / 1e3, 0, back))
-                    .await
-                    .map(|(_, level, _)| {
-                        f.rate_level.store(level * 1000, Ordering::Relaxed);
-                        f.rate_at.store(now, Ordering::Relaxed);
-                    })
+                self.call(
+                    self.scripts
+                        .gcra(con, &key, t_us, tol as f64 / 1e3, 0, back),
+                )
+                .await
+                .map(|(_, level, _)| {
+                    f.rate_level.store(level * 1000, Ordering::Relaxed);
+                    f.rate_at.store(now, Ordering::Relaxed);
+                })
             } else if have <= lease / 2 && now >= f.rate_retry_at.load(Ordering::Relaxed) {
                 let want = lease - have;
                 let unsynced = f.rate_unsynced.swap(0, Ordering::Relaxed);
-                self.call(self.scripts.gcra(
-                    con,
-                    &key,
-                    t_us,
-                    tol as f64 / 1e3,
-                    want + unsynced,
-                    0,
-                ))
+                self.call(
+                    self.scripts
+                        .gcra(con, &key, t_us, tol as f64 / 1e3, want + unsynced, 0),
+                )
                 .await
                 .map(|(granted, level, wait)| {
-                        let granted = granted.saturating_sub(unsynced);
-                        f.rate_lease.fetch_add(granted.min(want), Ordering::Relaxed);
-                        f.rate_level.store(level.saturating_mul(1000), Ordering::Relaxed);
-                        f.rate_at.store(now, Ordering::Relaxed);
-                        let retry = if granted < want {
-                            now.saturating_add(wait.saturating_mul(1000))
-                        } else {
-                            0
-                        };
-                        f.rate_retry_at.store(retry, Ordering::Relaxed);
-                    })
+                    let granted = granted.saturating_sub(unsynced);
+                    f.rate_lease.fetch_add(granted.min(want), Ordering::Relaxed);
+                    f.rate_level
+                        .store(level.saturating_mul(1000), Ordering::Relaxed);
+                    f.rate_at.store(now, Ordering::Relaxed);
+                    let retry = if granted < want {
+                        now.saturating_add(wait.saturating_mul(1000))
+                    } else {
+                        0
+                    };
+                    f.rate_retry_at.store(retry, Ordering::Relaxed);
+                })
             } else {
                 Ok(())
             };
@@ -497,10 +516,14 @@ impl Fleet {
             let pending = f.units_pending.swap(0, Ordering::Relaxed);
             let key = self.key(shared, t, "units");
             let r = self
-                .call(self.scripts.gcra(con, &key, gc.t as f64 / 1e3, 1e18, pending, 0))
+                .call(
+                    self.scripts
+                        .gcra(con, &key, gc.t as f64 / 1e3, 1e18, pending, 0),
+                )
                 .await
                 .map(|(_, level, _)| {
-                    f.units_level.store(level.saturating_mul(1000), Ordering::Relaxed);
+                    f.units_level
+                        .store(level.saturating_mul(1000), Ordering::Relaxed);
                     f.units_at.store(now, Ordering::Relaxed);
                 });
             if r.is_err() {
@@ -533,8 +556,10 @@ impl Fleet {
                     ))
                     .await
                     .map(|(granted, others)| {
-                        f.conc_held.store(granted.min(u32::MAX as u64) as u32, Ordering::Relaxed);
-                        f.conc_others.store(others.min(u32::MAX as u64) as u32, Ordering::Relaxed);
+                        f.conc_held
+                            .store(granted.min(u32::MAX as u64) as u32, Ordering::Relaxed);
+                        f.conc_others
+                            .store(others.min(u32::MAX as u64) as u32, Ordering::Relaxed);
                         f.conc_renewed.store(now, Ordering::Relaxed);
                     });
                 check(r)?;
@@ -647,21 +672,26 @@ async fn run(weak: Weak<Shared>) {
                 }
             }
         }
-        let mut batch: Vec<Arc<Tenant>> = std::mem::take(
-            &mut *fleet.queue.lock().unwrap_or_else(|p| p.into_inner()),
-        );
+        let mut batch: Vec<Arc<Tenant>> =
+            std::mem::take(&mut *fleet.queue.lock().unwrap_or_else(|p| p.into_inner()));
         let now = tokio::time::Instant::now();
-        let maintenance = now.saturating_duration_since(last_maintenance)
-            >= fleet.cfg.maintenance_interval;
+        let maintenance =
+            now.saturating_duration_since(last_maintenance) >= fleet.cfg.maintenance_interval;
         if maintenance {
             last_maintenance = now;
-            batch.extend(shared.registry.all().filter(|t| {
-                let f = &t.fleet;
-                f.rate_lease.load(Ordering::Relaxed) > 0
-                    || f.units_pending.load(Ordering::Relaxed) > 0
-                    || f.conc_held.load(Ordering::Relaxed) > 0
-                    || t.in_flight.load(Ordering::Relaxed) > 0
-            }).cloned());
+            batch.extend(
+                shared
+                    .registry
+                    .all()
+                    .filter(|t| {
+                        let f = &t.fleet;
+                        f.rate_lease.load(Ordering::Relaxed) > 0
+                            || f.units_pending.load(Ordering::Relaxed) > 0
+                            || f.conc_held.load(Ordering::Relaxed) > 0
+                            || t.in_flight.load(Ordering::Relaxed) > 0
+                    })
+                    .cloned(),
+            );
         }
         let n = shared.nanos(now);
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut waiting)

@@ -37,6 +37,8 @@ use std::fmt;
 /// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
+// Configuration, moved once into the builder: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum QuotaStore {
     /// Buckets in this process only (the default): each replica enforces the whole quota on
     /// its own.

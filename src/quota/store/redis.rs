@@ -237,7 +237,11 @@ impl RedisStore {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let pos = |f: &str, d: Duration| {
             if d.is_zero() {
-                Err(ConfigError::new(format!("store.redis.{f}"), d, "must be > 0"))
+                Err(ConfigError::new(
+                    format!("store.redis.{f}"),
+                    d,
+                    "must be > 0",
+                ))
             } else {
                 Ok(())
             }
@@ -405,7 +409,12 @@ impl fmt::Display for StoreError {
         if self.kind == StoreErrorKind::Unavailable {
             write!(f, "quota store unavailable (fail-closed): {}", self.message)
         } else {
-            write!(f, "quota store error ({}): {}", self.kind.as_str(), self.message)
+            write!(
+                f,
+                "quota store error ({}): {}",
+                self.kind.as_str(),
+                self.message
+            )
         }
     }
 }
@@ -608,7 +617,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("redis://:s3cret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(
+            redact("redis://:s3cret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
         assert_eq!(redact("redis://host:6379/"), "redis://host:6379/");
         let s = RedisStore::new("redis://:s3cret@127.0.0.1:6379/").unwrap();
         assert!(!format!("{s:?}").contains("s3cret"));
