@@ -368,3 +368,171 @@ impl StoreState for QuotaHandle {
             .to_string()
     }
 }
+
+fn tenant_req() -> http::Request<()> {
+    http::Request::builder()
+        .header("x-tenant", "acme")
+        .body(())
+        .expect("request")
+}
+
+/// A replica that holds every concurrency slot and crashes (its stack dropped, its handlers
+/// aborted, nothing returned to Redis): its slots free themselves after the lease TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_concurrency_slots_expire() {
+    let server = RedisServer::start();
+    let ttl = Duration::from_millis(300);
+    let build = |id: &str| {
+        QuotaLayer::builder()
+            .group(QuotaGroup::new("free").concurrency(Limit::new(4)))
+            .store(
+                RedisStore::new(&server.url())
+                    .expect("url")
+                    .prefix("fleet-d")
+                    .replica_id(id)
+                    .idle_return(Duration::from_millis(100))
+                    .lease_ttl(ttl),
+            )
+            .build(HeaderKey::x_tenant())
+            .expect("layer")
+    };
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let a_layer = build("a");
+    let a_handle = a_layer.handle();
+    let g = gate.clone();
+    let a =
+        ServiceBuilder::new()
+            .layer(a_layer)
+            .service(service_fn(move |_r: http::Request<()>| {
+                let g = g.clone();
+                async move {
+                    g.notified().await;
+                    Ok::<_, Infallible>("ok")
+                }
+            }));
+    let b_layer = build("b");
+    let b_handle = b_layer.handle();
+    let b =
+        ServiceBuilder::new()
+            .layer(b_layer)
+            .service(service_fn(|_r: http::Request<()>| async {
+                Ok::<_, Infallible>("ok")
+            }));
+    // Warm B up (its first request is decided on its local share and fetches a lease);
+    // idle, B gives its slot back after `idle_return`.
+    let _ = b.clone().oneshot(tenant_req()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A takes all 4 slots, one request at a time, each once A holds a fleet lease.
+    let mut held = Vec::new();
+    let t0 = Instant::now();
+    while held.len() < 4 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "A could not take 4 slots"
+        );
+        let a = a.clone();
+        let task = tokio::spawn(async move { a.oneshot(tenant_req()).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if task.is_finished() {
+            let r = task.await.expect("task");
+            assert!(
+                r.as_ref().err().is_some_and(|e| e.is::<QuotaExceeded>()),
+                "{r:?}"
+            );
+        } else {
+            held.push(task);
+        }
+    }
+    // B is refused while A's slots are leased (a fleet decision, not B's local share).
+    let t0 = Instant::now();
+    loop {
+        match b.clone().oneshot(tenant_req()).await {
+            Err(e) if e.is::<QuotaExceeded>() => break,
+            _ => {}
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "B was never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("A leased {}; B refused", a_handle.store_status().leased);
+    // A crashes: its stack and handlers are gone, its lease is not renewed.
+    for t in held {
+        t.abort();
+    }
+    drop(a);
+    drop(a_handle);
+    let crashed = Instant::now();
+    loop {
+        if b.clone().oneshot(tenant_req()).await.is_ok() {
+            break;
+        }
+        assert!(
+            crashed.elapsed() < Duration::from_secs(3),
+            "A's slots never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let freed = crashed.elapsed();
+    println!("A's slots free after {freed:?} (lease ttl {ttl:?})");
+    // Renewed every ttl / 3, the lease cannot have expired before ttl * 2 / 3 passed.
+    assert!(
+        freed >= ttl / 2,
+        "freed after {freed:?}, before the lease expired"
+    );
+    assert!(!b_handle.store_status().degraded);
+}
+
+/// Units (LLM tokens) reported on one replica count against the tenant on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_reported_on_one_replica_count_fleet_wide() {
+    let server = RedisServer::start();
+    let build = |id: &str| {
+        QuotaLayer::builder()
+            .group(
+                QuotaGroup::new("free")
+                    .units(Limit::new(300))
+                    .period(Duration::from_secs(60)),
+            )
+            .store(
+                RedisStore::new(&server.url())
+                    .expect("url")
+                    .prefix("fleet-e")
+                    .replica_id(id),
+            )
+            .build(HeaderKey::x_tenant())
+            .expect("layer")
+    };
+    let a = ServiceBuilder::new().layer(build("a")).service(service_fn(
+        |r: http::Request<()>| async move {
+            if let Some(u) = r.extensions().get::<tower_pressure::quota::QuotaUsage>() {
+                u.record(100);
+            }
+            Ok::<_, Infallible>("ok")
+        },
+    ));
+    let b = ServiceBuilder::new().layer(build("b")).service(service_fn(
+        |_r: http::Request<()>| async { Ok::<_, Infallible>("ok") },
+    ));
+    // B alone: fine.
+    assert!(b.clone().oneshot(tenant_req()).await.is_ok());
+    // A's requests spend 400 tokens of the fleet's 300 per minute (A is refused by itself
+    // once its own reading shows the debt).
+    for _ in 0..4 {
+        let _ = a.clone().oneshot(tenant_req()).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let t0 = Instant::now();
+    let e = loop {
+        match b.clone().oneshot(tenant_req()).await {
+            Err(e) => break e,
+            Ok(_) => {}
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "B never saw A's units"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let q = e.downcast_ref::<QuotaExceeded>().expect("QuotaExceeded");
+    println!("B refused: {q}");
+    assert_eq!(q.resource(), tower_pressure::quota::QuotaResource::Units);
+}

@@ -292,6 +292,7 @@ impl Fleet {
         let n = t.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         let permit = Permit(t.clone());
         if let Some(l) = g.cfg.concurrency {
+            f.last_spend.store(now, Ordering::Relaxed);
             let held = f.conc_held.load(Ordering::Relaxed);
             let cap = if burst_ok { l.burst } else { l.hard };
             if u64::from(n) + self.conc_step[gi] / 2 >= u64::from(held) {
@@ -535,10 +536,18 @@ impl Fleet {
             let step = self.conc_step[gi];
             let in_flight = u64::from(t.in_flight.load(Ordering::Relaxed));
             let held = u64::from(f.conc_held.load(Ordering::Relaxed));
-            let want = in_flight + step;
+            let idle = in_flight == 0
+                && now.saturating_sub(f.last_spend.load(Ordering::Relaxed))
+                    > ns(self.cfg.idle_return);
+            // An idle replica gives its slots back; a busy one holds a step of headroom.
+            let want = if idle { 0 } else { in_flight + step };
             let renew_due = now.saturating_sub(f.conc_renewed.load(Ordering::Relaxed))
                 >= ns(self.cfg.lease_ttl) / 3;
-            if want > held || renew_due || held > want + step {
+            if want > held
+                || (renew_due && held > 0)
+                || held > want + step
+                || (want == 0 && held > 0)
+            {
                 let cap = if burst_ok { l.burst } else { l.hard };
                 let keys = (
                     self.key(shared, t, "conc:slots"),
@@ -689,6 +698,9 @@ async fn run(weak: Weak<Shared>) {
                             || f.units_pending.load(Ordering::Relaxed) > 0
                             || f.conc_held.load(Ordering::Relaxed) > 0
                             || t.in_flight.load(Ordering::Relaxed) > 0
+                            // Units are reported by every replica: read the fleet's level.
+                            || (f.seen.load(Ordering::Relaxed)
+                                && shared.group_of(t).units.is_some())
                     })
                     .cloned(),
             );
