@@ -535,3 +535,70 @@ async fn units_reported_on_one_replica_count_fleet_wide() {
     println!("B refused: {q}");
     assert_eq!(q.resource(), tower_pressure::quota::QuotaResource::Units);
 }
+
+/// With nothing listening on the store's port the store goes degraded at once; fail-closed
+/// refuses with a typed `StoreError` (503 through the crate's rejection mapping), fail-open
+/// admits everything, and the default local share enforces `limit / replicas`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_modes_when_redis_is_unreachable() {
+    use tower_pressure::quota::FallbackMode;
+    let url = format!("redis://127.0.0.1:{}/", redis_support::free_port());
+    let build =
+        |mode| {
+            let layer = QuotaLayer::builder()
+                .group(QuotaGroup::new("free").rate(Limit::new(30)))
+                .store(
+                    RedisStore::new(&url)
+                        .expect("url")
+                        .expected_replicas(3)
+                        .fallback(mode),
+                )
+                .build(HeaderKey::x_tenant())
+                .expect("layer");
+            let h = layer.handle();
+            let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+                |_r: http::Request<()>| async { Ok::<_, Infallible>("ok") },
+            ));
+            (svc, h)
+        };
+    for mode in [
+        FallbackMode::FailClosed,
+        FallbackMode::FailOpen,
+        FallbackMode::LocalShare,
+    ] {
+        let (svc, h) = build(mode);
+        let t0 = Instant::now();
+        while !h.store_status().degraded {
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "{mode:?}: never degraded"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (mut ok, mut over, mut failed) = (0, 0, 0);
+        for _ in 0..50 {
+            match svc.clone().oneshot(tenant_req()).await {
+                Ok(_) => ok += 1,
+                Err(e) if e.is::<QuotaExceeded>() => over += 1,
+                Err(e) => {
+                    let s = e.downcast_ref::<StoreError>().expect("typed StoreError");
+                    assert_eq!(s.kind(), StoreErrorKind::Unavailable);
+                    let r = tower_pressure::rejection::Rejection::from_error(&*e);
+                    assert_eq!(r.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+                    failed += 1;
+                }
+            }
+        }
+        println!(
+            "{mode:?}: {ok} admitted, {over} rejected, {failed} failed; {}",
+            h.store_status()
+        );
+        match mode {
+            FallbackMode::FailClosed => assert_eq!((ok, over, failed), (0, 0, 50)),
+            FallbackMode::FailOpen => assert_eq!((ok, over, failed), (50, 0, 0)),
+            // The local share of 30 is 10 (its GCRA tolerance: 10 at once).
+            _ => assert_eq!((ok, over, failed), (10, 40, 0)),
+        }
+        assert_eq!(h.section_store_state(), "degraded");
+    }
+}
