@@ -85,6 +85,8 @@ impl Event {
                 QuotaEventKind::HardLimitExceeded { .. } => "quota_hard_limit_exceeded",
                 QuotaEventKind::Suspended { .. } => "quota_suspended",
                 QuotaEventKind::Resumed => "quota_resumed",
+                QuotaEventKind::StoreDegraded { .. } => "quota_store_degraded",
+                QuotaEventKind::StoreRecovered => "quota_store_recovered",
             },
             Event::Fallback(_) => "fallback_used",
             Event::Custom(_) => "custom",
@@ -294,6 +296,15 @@ pub enum QuotaEventKind {
     },
     /// A suspension ended (reported at the tenant's first request after it).
     Resumed,
+    /// The fleet store (Redis) failed: the layer now decides on its fallback mode. `tenant`
+    /// and `group` are `"*"` when the whole store is unreachable, or name the tenant whose
+    /// keys held a bad value.
+    StoreDegraded {
+        /// What failed (the store error's text).
+        reason: Arc<str>,
+    },
+    /// The fleet store answers again: fleet accounting resumed.
+    StoreRecovered,
 }
 
 /// Something an adaptive concurrency limiter did.
@@ -671,6 +682,12 @@ fn trace_event(event: &Event) {
             }
             QuotaEventKind::Resumed => {
                 tracing::info!(target: T, kind = "quota_resumed", tenant = %e.tenant, group = %e.group, "tenant resumed");
+            }
+            QuotaEventKind::StoreDegraded { reason } => {
+                tracing::warn!(target: T, kind = "quota_store_degraded", tenant = %e.tenant, group = %e.group, reason = %reason, "quota store degraded: fallback mode");
+            }
+            QuotaEventKind::StoreRecovered => {
+                tracing::info!(target: T, kind = "quota_store_recovered", tenant = %e.tenant, group = %e.group, "quota store recovered: fleet accounting resumed");
             }
         },
         Event::Fallback(e) => {

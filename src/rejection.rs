@@ -14,6 +14,7 @@
 //! | [`QuotaExceeded`] | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` | `quota_exceeded` |
 //! | [`AttemptTimedOut`], `tower::timeout::error::Elapsed` | 504 | `DEADLINE_EXCEEDED` | `timeout` |
 //! | [`BodyTooLarge`](crate::retry::http::BodyTooLarge) (feature `http`) | 413 | `RESOURCE_EXHAUSTED` | `body_too_large` |
+//! | `quota::StoreError` (feature `redis`: Redis down, fallback fail-closed) | 503 | `UNAVAILABLE` | `quota_store_unavailable` |
 //! | anything else | 500 | `INTERNAL` / `UNKNOWN` | `internal` |
 //!
 //! The message of an unknown error is logged, never sent to the client.
@@ -93,6 +94,16 @@ impl Rejection {
                     reason: "quota_exceeded",
                     message: q.to_string(),
                     grpc: GrpcCode::ResourceExhausted,
+                };
+            }
+            #[cfg(feature = "redis")]
+            if let Some(q) = e.downcast_ref::<crate::quota::StoreError>() {
+                return Rejection {
+                    status: q.status_code(),
+                    retry_after: None,
+                    reason: "quota_store_unavailable",
+                    message: q.to_string(),
+                    grpc: GrpcCode::Unavailable,
                 };
             }
             if let Some(t) = e.downcast_ref::<AttemptTimedOut>() {

@@ -8,6 +8,7 @@ use crate::event::EventBus;
 use crate::{ConfigError, PressureLevel};
 
 use super::gcra::Gcra;
+use super::store::QuotaStore;
 
 /// What happens when a tenant crosses a limit's hard limit (the seed's enforcement actions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +199,20 @@ pub(crate) struct GroupRt {
     pub(crate) burst_window_ns: u64,
 }
 
+impl GroupRt {
+    /// Precomputes the tolerances of a validated group.
+    pub(crate) fn new(g: QuotaGroup) -> Self {
+        Self {
+            rate: g.rate.map(|l| Gcra::new(l.soft, l.hard, l.burst, g.period)),
+            units: g
+                .units
+                .map(|l| Gcra::new(l.soft, l.hard, l.burst, g.period)),
+            burst_window_ns: g.burst_window.as_nanos().min(u64::MAX as u128) as u64,
+            cfg: g,
+        }
+    }
+}
+
 /// Validated configuration shared by the layer and its handle.
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -209,6 +224,7 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) concurrency_retry_after: Duration,
     pub(crate) events: EventBus,
+    pub(crate) store: QuotaStore,
 }
 
 /// Builds a [`QuotaLayer`](super::QuotaLayer); see the [module docs](super).
@@ -222,6 +238,7 @@ pub struct QuotaLayerBuilder {
     idle_timeout: Duration,
     concurrency_retry_after: Duration,
     events: EventBus,
+    store: QuotaStore,
 }
 
 impl Default for QuotaLayerBuilder {
@@ -235,6 +252,7 @@ impl Default for QuotaLayerBuilder {
             idle_timeout: Duration::from_secs(600),
             concurrency_retry_after: Duration::from_secs(1),
             events: EventBus::default(),
+            store: QuotaStore::InProcess,
         }
     }
 }
@@ -280,6 +298,13 @@ impl QuotaLayerBuilder {
     /// The bus events are emitted on (e.g. `monitor.events().clone()`).
     pub fn events(mut self, bus: EventBus) -> Self {
         self.events = bus;
+        self
+    }
+
+    /// Where the buckets live (default [`QuotaStore::InProcess`]); with the `redis` feature,
+    /// a [`RedisStore`](super::RedisStore) shares them across a fleet of replicas.
+    pub fn store(mut self, store: impl Into<QuotaStore>) -> Self {
+        self.store = store.into();
         self
     }
 
@@ -340,14 +365,7 @@ impl QuotaLayerBuilder {
                 ));
             }
             let _ = i;
-            groups.push(GroupRt {
-                rate: g.rate.map(|l| Gcra::new(l.soft, l.hard, l.burst, g.period)),
-                units: g
-                    .units
-                    .map(|l| Gcra::new(l.soft, l.hard, l.burst, g.period)),
-                burst_window_ns: g.burst_window.as_nanos().min(u64::MAX as u128) as u64,
-                cfg: g,
-            });
+            groups.push(GroupRt::new(g));
         }
         let find = |name: &str| groups.iter().position(|g| &*g.cfg.name == name);
         let default_group = match &self.default_group {
@@ -371,6 +389,7 @@ impl QuotaLayerBuilder {
             idle_timeout: self.idle_timeout,
             concurrency_retry_after: self.concurrency_retry_after,
             events: self.events,
+            store: self.store,
         })
     }
 }

@@ -14,8 +14,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::BoxError;
 
-use super::error::QuotaExceeded;
-use super::state::Permit;
+use super::state::{Permit, Refused};
 
 pin_project! {
     #[project = DelayProj]
@@ -29,7 +28,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Called { #[pin] fut: F },
-        Rejected { err: Option<QuotaExceeded> },
+        Rejected { err: Option<Refused> },
     }
 }
 
@@ -63,7 +62,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn rejected(err: QuotaExceeded) -> Self {
+    pub(crate) fn rejected(err: Refused) -> Self {
         Self {
             kind: Kind::Rejected { err: Some(err) },
             delay: Delay::None,

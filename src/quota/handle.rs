@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use crate::status::{StatusProvider, StatusSection};
 
 use super::state::Shared;
+use super::store::{Store, StoreStatus};
 use super::tenant::{MINUTES, Tenant};
 
 /// One tenant's usage over the last hour (per-minute buckets).
@@ -140,6 +141,46 @@ impl QuotaHandle {
         v
     }
 
+    /// The state of the layer's store: in-process, or Redis (degraded or not, round trips,
+    /// errors, admissions leased to this replica).
+    ///
+    /// ```
+    /// use tower_pressure::quota::{HeaderKey, Limit, QuotaGroup, QuotaLayer};
+    ///
+    /// let layer = QuotaLayer::builder()
+    ///     .group(QuotaGroup::new("free").rate(Limit::new(10)))
+    ///     .build(HeaderKey::x_tenant())?;
+    /// assert!(!layer.handle().store_status().degraded);
+    /// # Ok::<(), tower_pressure::ConfigError>(())
+    /// ```
+    pub fn store_status(&self) -> StoreStatus {
+        match &self.shared.store {
+            Store::Local => StoreStatus::in_process(),
+            #[cfg(feature = "redis")]
+            Store::Fleet(f) => f.status(&self.shared),
+        }
+    }
+
+    /// The last error of the Redis store, typed (`None` for the in-process store or while no
+    /// error happened).
+    ///
+    /// ```
+    /// use tower_pressure::quota::{HeaderKey, Limit, QuotaGroup, QuotaLayer};
+    ///
+    /// let layer = QuotaLayer::builder()
+    ///     .group(QuotaGroup::new("free").rate(Limit::new(10)))
+    ///     .build(HeaderKey::x_tenant())?;
+    /// assert!(layer.handle().store_error().is_none());
+    /// # Ok::<(), tower_pressure::ConfigError>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn store_error(&self) -> Option<super::store::StoreError> {
+        match &self.shared.store {
+            Store::Local => None,
+            Store::Fleet(f) => f.last_error(),
+        }
+    }
+
     /// Tenants tracked.
     pub fn tenants(&self) -> usize {
         self.shared.registry.len()
@@ -198,12 +239,47 @@ impl QuotaHandle {
 
 impl StatusProvider for QuotaHandle {
     fn section(&self) -> StatusSection {
-        let mut s = StatusSection::new("quota", "quota").gauge(
-            "tower_pressure_quota_tenants",
-            "Tenants tracked by the quota layer.",
-            &[],
-            self.tenants() as f64,
-        );
+        let st = self.store_status();
+        let mut s = StatusSection::new("quota", "quota")
+            .info("store", st.kind)
+            .info("store_state", if st.degraded { "degraded" } else { "ok" })
+            .gauge(
+                "tower_pressure_quota_tenants",
+                "Tenants tracked by the quota layer.",
+                &[],
+                self.tenants() as f64,
+            )
+            .gauge(
+                "tower_pressure_quota_store_degraded",
+                "1 while the quota store is unreachable and the layer runs on its fallback.",
+                &[("store", st.kind)],
+                if st.degraded { 1.0 } else { 0.0 },
+            );
+        if let Some(fb) = st.fallback {
+            s = s
+                .info("store_fallback", fb)
+                .counter(
+                    "tower_pressure_quota_store_round_trips_total",
+                    "Round trips to the quota store.",
+                    &[("store", st.kind)],
+                    st.round_trips as f64,
+                )
+                .counter(
+                    "tower_pressure_quota_store_errors_total",
+                    "Failed round trips to the quota store.",
+                    &[("store", st.kind)],
+                    st.errors as f64,
+                )
+                .gauge(
+                    "tower_pressure_quota_store_leased",
+                    "Admissions leased to this replica and not yet spent.",
+                    &[("store", st.kind)],
+                    st.leased as f64,
+                );
+            if let Some(e) = &st.last_error {
+                s = s.info("store_last_error", e);
+            }
+        }
         for u in self.report() {
             let l = [("tenant", u.tenant.as_str()), ("group", u.group.as_str())];
             s = s

@@ -29,12 +29,15 @@ impl QuotaLayerBuilder {
     /// Validates the configuration and builds the layer with tenant key extractor `key`.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the offending field.
+    /// A [`ConfigError`] naming the offending field; with a Redis store, also when no tokio
+    /// runtime is running (the store's background task is spawned here).
     pub fn build<K>(self, key: K) -> Result<QuotaLayer<K>, ConfigError> {
-        Ok(QuotaLayer {
-            key,
-            shared: Arc::new(Shared::new(self.build_config()?)),
-        })
+        let shared = Arc::new(Shared::new(self.build_config()?)?);
+        #[cfg(feature = "redis")]
+        if let super::store::Store::Fleet(f) = &shared.store {
+            f.start(Arc::downgrade(&shared))?;
+        }
+        Ok(QuotaLayer { key, shared })
     }
 }
 

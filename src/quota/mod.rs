@@ -41,6 +41,7 @@ mod key;
 mod layer;
 mod service;
 mod state;
+pub mod store;
 mod tenant;
 mod usage;
 
@@ -51,4 +52,7 @@ pub use key::{ExtensionKey, HeaderKey, TenantId, TenantKey};
 pub use layer::QuotaLayer;
 pub use service::Quota;
 pub use state::{QuotaState, QuotaStatus};
+#[cfg(feature = "redis")]
+pub use store::{FallbackMode, RedisStore, StoreError, StoreErrorKind};
+pub use store::{QuotaStore, StoreStatus};
 pub use usage::QuotaUsage;

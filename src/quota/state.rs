@@ -12,6 +12,7 @@ use crate::event::{Event, QuotaEvent, QuotaEventKind};
 use super::config::{Config, EnforcementAction, GroupRt, Limit};
 use super::error::{QuotaExceeded, QuotaResource};
 use super::gcra::Gcra;
+use super::store::Store;
 use super::tenant::{Registry, Tenant};
 
 /// Aggregated soft/hard events are emitted at most this often per tenant.
@@ -46,6 +47,33 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) overflow: Arc<Tenant>,
     pub(crate) epoch: Instant,
+    pub(crate) store: Store,
+}
+
+/// Why a request was refused.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// Over a quota.
+    Quota(QuotaExceeded),
+    /// The fleet store is unreachable and the fallback mode is fail-closed.
+    #[cfg(feature = "redis")]
+    Store(super::store::StoreError),
+}
+
+impl From<QuotaExceeded> for Refused {
+    fn from(e: QuotaExceeded) -> Self {
+        Self::Quota(e)
+    }
+}
+
+impl From<Refused> for tower::BoxError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Quota(e) => e.into(),
+            #[cfg(feature = "redis")]
+            Refused::Store(e) => e.into(),
+        }
+    }
 }
 
 /// An admitted request.
@@ -69,14 +97,14 @@ impl Drop for Permit {
     }
 }
 
-struct Ctx<'a> {
-    shared: &'a Shared,
-    tenant: &'a Arc<Tenant>,
-    group: &'a GroupRt,
-    key: &'a str,
-    now: u64,
-    status: Option<QuotaStatus>,
-    degrade: Option<PressureLevel>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) tenant: &'a Arc<Tenant>,
+    pub(crate) group: &'a GroupRt,
+    pub(crate) key: &'a str,
+    pub(crate) now: u64,
+    pub(crate) status: Option<QuotaStatus>,
+    pub(crate) degrade: Option<PressureLevel>,
 }
 
 impl Ctx<'_> {
@@ -117,7 +145,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn emit(&self, kind: QuotaEventKind) {
+    pub(crate) fn emit(&self, kind: QuotaEventKind) {
         self.shared.cfg.events.emit(Event::Quota(QuotaEvent {
             tenant: Arc::from(self.key),
             group: self.group.cfg.name.clone(),
@@ -127,7 +155,7 @@ impl Ctx<'_> {
     }
 
     /// Level-based classification below the limit; tracks the burst window.
-    fn classify(&mut self, resource: QuotaResource, soft: bool, burst: bool) {
+    pub(crate) fn classify(&mut self, resource: QuotaResource, soft: bool, burst: bool) {
         if burst {
             self.mark(resource, QuotaState::Burst);
             // Start of a burst: the first burst admission wins the CAS.
@@ -152,7 +180,7 @@ impl Ctx<'_> {
     }
 
     /// Over the applicable limit: apply the action.
-    fn over(
+    pub(crate) fn over(
         &mut self,
         resource: QuotaResource,
         limit: Limit,
@@ -234,14 +262,24 @@ impl Ctx<'_> {
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: Config) -> Self {
+    /// The shared state; a Redis store is created here but started (its background task
+    /// spawned) by the layer's `build`, once the state is behind its `Arc`.
+    pub(crate) fn new(cfg: Config) -> Result<Self, crate::ConfigError> {
         let overflow = Arc::new(Tenant::new(Arc::from("overflow"), cfg.default_group));
-        Self {
+        let store = match &cfg.store {
+            super::store::QuotaStore::InProcess => Store::Local,
+            #[cfg(feature = "redis")]
+            super::store::QuotaStore::Redis(r) => {
+                Store::Fleet(Arc::new(super::store::Fleet::new(&cfg, r.clone())?))
+            }
+        };
+        Ok(Self {
             registry: Registry::new(cfg.max_tenants, cfg.idle_timeout),
             overflow,
             epoch: Instant::now(),
+            store,
             cfg,
-        }
+        })
     }
 
     pub(crate) fn nanos(&self, at: Instant) -> u64 {
@@ -274,7 +312,7 @@ impl Shared {
         key: &str,
         at: Instant,
         deadline: Option<Instant>,
-    ) -> Result<Admitted, QuotaExceeded> {
+    ) -> Result<Admitted, Refused> {
         let now = self.nanos(at);
         let tenant = self.tenant(key, now);
         let group = self.group_of(tenant);
@@ -289,7 +327,12 @@ impl Shared {
             status: None,
             degrade: None,
         };
-        let r = self.decide(&mut cx, deadline.map(|d| self.nanos(d)));
+        let deadline = deadline.map(|d| self.nanos(d));
+        let r = match &self.store {
+            Store::Local => self.decide(&mut cx, deadline).map_err(Refused::from),
+            #[cfg(feature = "redis")]
+            Store::Fleet(f) => f.decide(&mut cx, deadline),
+        };
         if r.is_err() {
             tenant.rejected.fetch_add(1, Ordering::Relaxed);
         }
@@ -299,30 +342,13 @@ impl Shared {
     /// Checks, in order: suspension, units debt, rate (charged on admission), concurrency
     /// (reserved last). A request refused by a later check keeps the rate cell it was
     /// charged: the tenant did send it.
-    fn decide(&self, cx: &mut Ctx<'_>, deadline: Option<u64>) -> Result<Admitted, QuotaExceeded> {
+    pub(crate) fn decide(
+        &self,
+        cx: &mut Ctx<'_>,
+        deadline: Option<u64>,
+    ) -> Result<Admitted, QuotaExceeded> {
         let (t, g, now) = (cx.tenant, cx.group, cx.now);
-        // Suspension: value is (end + 1), 0 when not suspended. Acquire pairs with the
-        // Release store in `over`.
-        let su = t.suspended_until.load(Ordering::Acquire);
-        if su != 0 {
-            if now < su - 1 {
-                return Err(QuotaExceeded::new(
-                    Arc::from(cx.key),
-                    QuotaResource::Rate,
-                    0,
-                    Duration::from_nanos(su - 1 - now),
-                    true,
-                ));
-            }
-            if t.suspended_until
-                .compare_exchange(su, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                cx.emit(QuotaEventKind::Resumed);
-            }
-        }
-        let bs = t.burst_since.load(Ordering::Relaxed);
-        let burst_ok = bs == 0 || now.saturating_sub(bs - 1) < g.burst_window_ns;
+        let burst_ok = Self::suspension_and_burst(cx)?;
         let delay_budget = |l: &Limit| match l.action {
             EnforcementAction::Throttle { max_delay } => {
                 let d = max_delay.as_nanos().min(u64::MAX as u128) as u64;
@@ -350,6 +376,16 @@ impl Shared {
                 delay_budget(&l),
             )?);
         }
+        Self::finish(cx, burst_ok, Duration::from_nanos(delay))
+    }
+
+    /// The concurrency check of the in-process store (reserved last) and the admission.
+    fn finish(
+        cx: &mut Ctx<'_>,
+        burst_ok: bool,
+        delay: Duration,
+    ) -> Result<Admitted, QuotaExceeded> {
+        let (t, g) = (cx.tenant, cx.group);
         // Every request holds an in-flight permit (the registry never evicts a busy
         // tenant). Relaxed is enough for the count itself: the reservation is the atomic
         // increment, and a request over the limit gives its increment back (so concurrent
@@ -360,7 +396,7 @@ impl Shared {
             let n = u64::from(n);
             let cap = if burst_ok { l.burst } else { l.hard };
             if n > cap {
-                let retry = self.cfg.concurrency_retry_after;
+                let retry = cx.shared.cfg.concurrency_retry_after;
                 cx.over(QuotaResource::Concurrency, l, cap, retry)?;
             } else {
                 cx.classify(QuotaResource::Concurrency, n > l.soft, n > l.hard);
@@ -368,11 +404,39 @@ impl Shared {
         }
         Ok(Admitted {
             permit,
-            delay: Duration::from_nanos(delay),
+            delay,
             status: cx.status,
             degrade: cx.degrade,
             units: g.cfg.units.is_some(),
         })
+    }
+
+    /// Checks the tenant's suspension (ending it when due) and says whether the tenant may
+    /// still use its burst limit.
+    pub(crate) fn suspension_and_burst(cx: &mut Ctx<'_>) -> Result<bool, QuotaExceeded> {
+        let (t, g, now) = (cx.tenant, cx.group, cx.now);
+        // Suspension: value is (end + 1), 0 when not suspended. Acquire pairs with the
+        // Release store in `over`.
+        let su = t.suspended_until.load(Ordering::Acquire);
+        if su != 0 {
+            if now < su - 1 {
+                return Err(QuotaExceeded::new(
+                    Arc::from(cx.key),
+                    QuotaResource::Rate,
+                    0,
+                    Duration::from_nanos(su - 1 - now),
+                    true,
+                ));
+            }
+            if t.suspended_until
+                .compare_exchange(su, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                cx.emit(QuotaEventKind::Resumed);
+            }
+        }
+        let bs = t.burst_since.load(Ordering::Relaxed);
+        Ok(bs == 0 || now.saturating_sub(bs - 1) < g.burst_window_ns)
     }
 
     /// Charges `units` custom units to `tenant`.
@@ -380,8 +444,14 @@ impl Shared {
         let now = self.nanos(at);
         tenant.units.fetch_add(units, Ordering::Relaxed);
         tenant.bucket(now).units.fetch_add(units, Ordering::Relaxed);
-        if let Some(g) = self.group_of(tenant).units.as_ref() {
-            g.charge(&tenant.units_tat, now, units);
+        match &self.store {
+            Store::Local => {
+                if let Some(g) = self.group_of(tenant).units.as_ref() {
+                    g.charge(&tenant.units_tat, now, units);
+                }
+            }
+            #[cfg(feature = "redis")]
+            Store::Fleet(f) => f.charge(self, tenant, units, now),
         }
     }
 }

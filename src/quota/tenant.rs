@@ -55,6 +55,9 @@ pub(crate) struct Tenant {
     /// Last use, ns since epoch (written at most once a second).
     pub(crate) last_used: crate::sync::AtomicU64,
     pub(crate) history: [Bucket; MINUTES],
+    /// Leases and fleet readings of the Redis store.
+    #[cfg(feature = "redis")]
+    pub(crate) fleet: super::store::FleetCell,
 }
 
 impl Tenant {
@@ -76,6 +79,8 @@ impl Tenant {
             units: AtomicU64::new(0),
             last_used: crate::sync::AtomicU64::new(0),
             history: std::array::from_fn(|_| Bucket::default()),
+            #[cfg(feature = "redis")]
+            fleet: super::store::FleetCell::default(),
         }
     }
 
@@ -125,6 +130,10 @@ impl Tenant {
         for b in &self.history {
             b.minute.store(0, Ordering::Relaxed);
         }
+        // A re-keyed tenant starts without leases: what the old tenant held is left to
+        // expire in Redis (concurrency) or is simply not spent (rate cells).
+        #[cfg(feature = "redis")]
+        self.fleet.reset();
         self.last_used.store(now, Ordering::Relaxed);
     }
 }

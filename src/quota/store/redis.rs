@@ -1,0 +1,639 @@
+//! The Redis store's configuration, its Lua scripts and its typed errors.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use crate::ConfigError;
+
+/// What a quota layer does while its Redis store is unreachable (or a tenant's keys hold a
+/// bad value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FallbackMode {
+    /// Each replica enforces its share of every limit on its own: `limit / replicas`
+    /// (rounded up, at least 1), with the in-process algorithm. The default: the fleet as a
+    /// whole stays near its quota while Redis is down.
+    #[default]
+    LocalShare,
+    /// Admit every request (quotas are not enforced until Redis answers again).
+    FailOpen,
+    /// Refuse every request with [`StoreError`] (`503`): no request is admitted that the
+    /// fleet could not account for.
+    FailClosed,
+}
+
+impl FallbackMode {
+    /// `"local-share"`, `"fail-open"` or `"fail-closed"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LocalShare => "local-share",
+            Self::FailOpen => "fail-open",
+            Self::FailClosed => "fail-closed",
+        }
+    }
+}
+
+/// Fleet-wide quotas in Redis (feature `redis`).
+///
+/// # How it works
+///
+/// * **Rate and units** are GCRA buckets in Redis (one key per tenant and resource holding
+///   the theoretical arrival time, in microseconds of the *server's* clock, so replicas'
+///   clocks do not matter). One Lua script, sent once with `SCRIPT LOAD` and run by its SHA
+///   (`EVALSHA`, with the `NOSCRIPT` fallback of [`redis::Script`]), takes a **lease** of up
+///   to `n` cells atomically: as many as fit under the tolerance, charged to the bucket at
+///   once. The same script returns unused cells and charges units reported after the fact.
+/// * **Concurrency** slots are leased per replica: a hash of `replica -> slots` and a sorted
+///   set of `replica -> expiry`. The script first purges replicas whose lease expired (a
+///   crashed replica's slots free themselves after `lease_ttl`), then grants up to the
+///   limit. Replicas renew their lease every `lease_ttl / 3`.
+/// * **The request path makes no round trip.** It spends leased cells and slots with
+///   atomics; a background task (spawned when the layer is built) refills a tenant's lease
+///   when it runs below half, returns what an idle tenant holds, flushes units and renews
+///   concurrency leases. A tenant seen for the first time is decided on the local share
+///   until its first lease arrives.
+///
+/// # Error bound
+///
+/// Cells are charged to the fleet bucket when leased, so the fleet never admits more than
+/// GCRA allows *counting leased cells as spent*: over any interval, fleet-wide admissions
+/// are at most the limit's allowance for that interval **plus the cells outstanding in
+/// leases at its start** (at most `replicas * 1.5 * lease` where `lease =
+/// max(1, ceil(hard * lease_fraction))`, the part of earlier leases spent late). Cells
+/// leased and never spent (a replica that crashed) make the fleet admit *less*, never more.
+/// Soft, hard and burst limits are checked against the fleet's bucket level reported with
+/// each lease; the enforcement action applies when a replica's lease is empty and Redis has
+/// no room. While degraded on [`FallbackMode::LocalShare`] the fleet admits at most the sum
+/// of the replicas' shares.
+///
+/// # When Redis is down, slow or wrong
+///
+/// No request waits on Redis: the request path only reads atomics. Every Redis call of the
+/// background task is bounded by `timeout` (default 25 ms). A failed or slow call marks the
+/// store **degraded**: requests are decided on the [`FallbackMode`] (no request ever waits
+/// for Redis), a [`QuotaEventKind::StoreDegraded`](crate::event::QuotaEventKind) event is
+/// emitted and the quota status shows `store_state: degraded`. The background task probes
+/// Redis every `probe_interval` and goes back to fleet accounting by itself when it answers
+/// (event `StoreRecovered`). A reply of the wrong shape, or a key holding something else
+/// than the store wrote (wrong type, garbage), is a [`StoreError`] for that tenant, which is
+/// then decided on the fallback mode until its keys are usable again: never a panic.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), tower::BoxError> {
+/// use std::time::Duration;
+/// use tower_pressure::quota::{FallbackMode, HeaderKey, Limit, QuotaGroup, QuotaLayer, RedisStore};
+///
+/// let store = RedisStore::new("redis://127.0.0.1:6379/")?
+///     .expected_replicas(3)
+///     .timeout(Duration::from_millis(25))
+///     .fallback(FallbackMode::LocalShare);
+/// let layer = QuotaLayer::builder()
+///     .group(QuotaGroup::new("free").rate(Limit::new(100)))
+///     .store(store)
+///     .build(HeaderKey::x_tenant())?;
+/// println!("{}", layer.handle().store_status());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    pub(crate) client: redis::Client,
+    pub(crate) url_display: Arc<str>,
+    pub(crate) prefix: Arc<str>,
+    pub(crate) replica: Arc<str>,
+    pub(crate) replicas: u64,
+    pub(crate) fallback: FallbackMode,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) probe_interval: Duration,
+    pub(crate) maintenance_interval: Duration,
+    pub(crate) idle_return: Duration,
+    pub(crate) lease_fraction: f64,
+    pub(crate) lease_ttl: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password: only its host part is shown.
+        f.debug_struct("RedisStore")
+            .field("url", &self.url_display)
+            .field("prefix", &self.prefix)
+            .field("replica", &self.replica)
+            .field("replicas", &self.replicas)
+            .field("fallback", &self.fallback)
+            .field("timeout", &self.timeout)
+            .field("lease_fraction", &self.lease_fraction)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis server at `url` (`redis://host:port/db`, `rediss://` needs the
+    /// redis crate's TLS features). Defaults: expected replicas 3, fallback
+    /// [`FallbackMode::LocalShare`], timeout 5 ms, probe every 100 ms, leases of 2 % of a
+    /// limit, concurrency leases expiring after 10 s, key prefix `tower-pressure`, replica
+    /// id random.
+    ///
+    /// ```
+    /// use tower_pressure::quota::RedisStore;
+    /// assert!(RedisStore::new("redis://127.0.0.1:6379/").is_ok());
+    /// assert!(RedisStore::new("http://nope").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ConfigError`] on `url` when it is not a Redis URL.
+    pub fn new(url: &str) -> Result<Self, ConfigError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| ConfigError::new("store.redis.url", redact(url), e.to_string()))?;
+        Ok(Self {
+            client,
+            url_display: Arc::from(redact(url)),
+            prefix: Arc::from("tower-pressure"),
+            replica: Arc::from(format!("replica-{:016x}", fastrand::u64(..))),
+            replicas: 3,
+            fallback: FallbackMode::LocalShare,
+            timeout: Duration::from_millis(25),
+            connect_timeout: Duration::from_millis(100),
+            probe_interval: Duration::from_millis(100),
+            maintenance_interval: Duration::from_millis(20),
+            idle_return: Duration::from_secs(1),
+            lease_fraction: 0.02,
+            lease_ttl: Duration::from_secs(10),
+        })
+    }
+
+    /// How many replicas share the quota: each one's local share while degraded is
+    /// `limit / replicas` (default 3).
+    pub fn expected_replicas(mut self, n: u64) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    /// What happens while Redis is unreachable (default [`FallbackMode::LocalShare`]).
+    pub fn fallback(mut self, mode: FallbackMode) -> Self {
+        self.fallback = mode;
+        self
+    }
+
+    /// The longest any Redis call may take before the store counts as degraded (default
+    /// 25 ms). Requests never wait on Redis at all (their wait budget is zero): this bounds
+    /// how long a replica keeps deciding on a silent store's last leases before it
+    /// switches to its fallback.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// The longest a (re)connection attempt may take (default 100 ms).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How often a degraded store probes Redis (default 100 ms).
+    pub fn probe_interval(mut self, d: Duration) -> Self {
+        self.probe_interval = d;
+        self
+    }
+
+    /// The share of a limit leased to a replica at a time (default 0.02: 2 %; at least one
+    /// cell). Larger leases mean fewer round trips and a larger error bound.
+    pub fn lease_fraction(mut self, f: f64) -> Self {
+        self.lease_fraction = f;
+        self
+    }
+
+    /// How long a replica's concurrency lease lives without renewal (default 10 s): the
+    /// slots of a replica that crashed are free again after this.
+    pub fn lease_ttl(mut self, d: Duration) -> Self {
+        self.lease_ttl = d;
+        self
+    }
+
+    /// A tenant idle this long returns its unused rate cells (default 1 s).
+    pub fn idle_return(mut self, d: Duration) -> Self {
+        self.idle_return = d;
+        self
+    }
+
+    /// The prefix of every key (default `tower-pressure`): keys are
+    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry` (the braces keep a
+    /// tenant's keys in one Redis Cluster slot).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Arc::from(prefix);
+        self
+    }
+
+    /// This replica's id in concurrency leases (default random; set it to the pod name to
+    /// make `HGETALL` readable).
+    pub fn replica_id(mut self, id: &str) -> Self {
+        self.replica = Arc::from(id);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let pos = |f: &str, d: Duration| {
+            if d.is_zero() {
+                Err(ConfigError::new(
+                    format!("store.redis.{f}"),
+                    d,
+                    "must be > 0",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        pos("timeout", self.timeout)?;
+        pos("connect_timeout", self.connect_timeout)?;
+        pos("probe_interval", self.probe_interval)?;
+        pos("idle_return", self.idle_return)?;
+        if self.lease_ttl < Duration::from_millis(100) {
+            return Err(ConfigError::new(
+                "store.redis.lease_ttl",
+                self.lease_ttl,
+                "must be >= 100ms",
+            ));
+        }
+        if self.replicas == 0 {
+            return Err(ConfigError::new(
+                "store.redis.expected_replicas",
+                0,
+                "must be > 0",
+            ));
+        }
+        if !(self.lease_fraction > 0.0 && self.lease_fraction <= 1.0) {
+            return Err(ConfigError::new(
+                "store.redis.lease_fraction",
+                self.lease_fraction,
+                "must be in (0, 1]",
+            ));
+        }
+        if self.prefix.is_empty() || self.replica.is_empty() {
+            return Err(ConfigError::new(
+                "store.redis.prefix",
+                &*self.prefix,
+                "prefix and replica id must not be empty",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(self.probe_interval)
+    }
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+/// What went wrong with the Redis store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// Could not connect, or the connection broke.
+    Unreachable,
+    /// Redis did not answer within the store's timeout.
+    Timeout,
+    /// A key holds something the store did not write (wrong type, not a number).
+    BadState,
+    /// A reply of the wrong shape.
+    BadReply,
+    /// Any other error reply from Redis.
+    Server,
+    /// The store is degraded and the fallback mode is fail-closed: the request was refused.
+    Unavailable,
+}
+
+impl StoreErrorKind {
+    /// A short name (`"unreachable"`, `"timeout"`, `"bad_state"`, `"bad_reply"`, `"server"`,
+    /// `"unavailable"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::BadState => "bad_state",
+            Self::BadReply => "bad_reply",
+            Self::Server => "server",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// An error of the Redis quota store: a failed round trip (kept as
+/// [`QuotaHandle::store_error`](crate::quota::QuotaHandle::store_error)), or a request
+/// refused because the store is degraded and the fallback is
+/// [`FallbackMode::FailClosed`] (composed as [`tower::BoxError`]; `503`).
+///
+/// ```
+/// use tower_pressure::quota::{StoreError, StoreErrorKind};
+/// let e: tower::BoxError = StoreError::unavailable("connection refused").into();
+/// let e = e.downcast_ref::<StoreError>().unwrap();
+/// assert_eq!(e.kind(), StoreErrorKind::Unavailable);
+/// assert_eq!(e.status_code(), http::StatusCode::SERVICE_UNAVAILABLE);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: Arc<str>,
+}
+
+impl StoreError {
+    pub(crate) fn new(kind: StoreErrorKind, message: impl Into<Arc<str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// A fail-closed refusal, with the reason the store is degraded.
+    pub fn unavailable(reason: &str) -> Self {
+        Self::new(StoreErrorKind::Unavailable, reason)
+    }
+    /// What went wrong.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+    /// The details (Redis's error text, or what was expected).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// `503 Service Unavailable`.
+    pub fn status_code(&self) -> http::StatusCode {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    /// Classifies a redis crate error.
+    pub(crate) fn from_redis(e: &redis::RedisError) -> Self {
+        let text = e.to_string();
+        let kind = if e.is_timeout() {
+            StoreErrorKind::Timeout
+        } else if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+        {
+            StoreErrorKind::Unreachable
+        } else if text.contains("WRONGTYPE") || text.contains("TPBADSTATE") {
+            StoreErrorKind::BadState
+        } else if matches!(e.kind(), redis::ErrorKind::Parse) {
+            StoreErrorKind::BadReply
+        } else {
+            StoreErrorKind::Server
+        };
+        Self::new(kind, text)
+    }
+
+    /// Whether the whole store is unusable (as opposed to one tenant's keys).
+    pub(crate) fn is_store_wide(&self) -> bool {
+        matches!(
+            self.kind,
+            StoreErrorKind::Unreachable | StoreErrorKind::Timeout | StoreErrorKind::Server
+        )
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == StoreErrorKind::Unavailable {
+            write!(f, "quota store unavailable (fail-closed): {}", self.message)
+        } else {
+            write!(
+                f,
+                "quota store error ({}): {}",
+                self.kind.as_str(),
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// GCRA in Redis. KEYS[1]: the bucket (theoretical arrival time in µs of the server clock,
+/// stored with three decimals). ARGV: emission interval T (µs), tolerance (µs), cells
+/// wanted, cells returned. Grants as many of the wanted cells as fit under the tolerance
+/// (a charge passes a huge tolerance, a read wants 0). Returns
+/// `{granted, level after (µs), wait until the rest would fit (µs)}`.
+const GCRA_LUA: &str = r"
+local T = tonumber(ARGV[1])
+local tol = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local ret = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local raw = redis.call('GET', KEYS[1])
+local tat = now
+if raw then
+  tat = tonumber(raw)
+  if not tat then return redis.error_reply('TPBADSTATE ' .. KEYS[1] .. ' is not a number') end
+end
+if tat < now then tat = now end
+if ret > 0 then tat = math.max(now, tat - ret * T) end
+local free = math.floor((tol - (tat - now)) / T)
+if free < 0 then free = 0 end
+local g = want
+if g > free then g = free end
+tat = tat + g * T
+local ttl = math.ceil((tat - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', ttl)
+local wait = 0
+if g < want then wait = (tat - now) + (want - g) * T - tol end
+if wait < 0 then wait = 0 end
+return {g, math.floor(tat - now), math.ceil(wait)}
+";
+
+/// Concurrency leases. KEYS[1]: hash replica -> slots, KEYS[2]: zset replica -> expiry
+/// (ms of the server clock). ARGV: replica, slots wanted, cap, ttl (ms). Purges expired
+/// replicas, then grants this replica up to `cap - others`. Returns `{granted, others}`.
+const CONC_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local want = tonumber(ARGV[2])
+local cap = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, r in ipairs(dead) do redis.call('HDEL', KEYS[1], r) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local all = redis.call('HGETALL', KEYS[1])
+local others = 0
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    local n = tonumber(all[i + 1])
+    if not n then return redis.error_reply('TPBADSTATE ' .. KEYS[1] .. ' holds a non-number') end
+    others = others + n
+  end
+end
+local g = want
+if others + g > cap then g = cap - others end
+if g < 0 then g = 0 end
+if g > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], g)
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl * 2)
+  redis.call('PEXPIRE', KEYS[2], ttl * 2)
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return {g, others}
+";
+
+/// The scripts, hashed once (`Script::new` computes the SHA; `invoke_async` runs `EVALSHA`
+/// and loads the script on `NOSCRIPT`).
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    gcra: Script,
+    conc: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            gcra: Script::new(GCRA_LUA),
+            conc: Script::new(CONC_LUA),
+        }
+    }
+
+    /// Loads both scripts (`SCRIPT LOAD`), so later calls are plain `EVALSHA`s.
+    pub(crate) async fn load(&self, con: &mut ConnectionManager) -> Result<(), StoreError> {
+        self.gcra
+            .load_async(con)
+            .await
+            .map_err(|e| StoreError::from_redis(&e))?;
+        self.conc
+            .load_async(con)
+            .await
+            .map_err(|e| StoreError::from_redis(&e))?;
+        Ok(())
+    }
+
+    /// One GCRA call: `(granted, level_us, wait_us)`.
+    pub(crate) async fn gcra(
+        &self,
+        con: &mut ConnectionManager,
+        key: &str,
+        t_us: f64,
+        tol_us: f64,
+        want: u64,
+        ret: u64,
+    ) -> Result<(u64, u64, u64), StoreError> {
+        let v: Value = self
+            .gcra
+            .key(key)
+            .arg(t_us)
+            .arg(tol_us)
+            .arg(want)
+            .arg(ret)
+            .invoke_async(con)
+            .await
+            .map_err(|e| StoreError::from_redis(&e))?;
+        let [g, level, wait] = ints::<3>(&v)?;
+        Ok((g, level, wait))
+    }
+
+    /// One concurrency lease call: `(granted, others)`.
+    pub(crate) async fn conc(
+        &self,
+        con: &mut ConnectionManager,
+        keys: (&str, &str),
+        replica: &str,
+        want: u64,
+        cap: u64,
+        ttl_ms: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let v: Value = self
+            .conc
+            .key(keys.0)
+            .key(keys.1)
+            .arg(replica)
+            .arg(want)
+            .arg(cap)
+            .arg(ttl_ms)
+            .invoke_async(con)
+            .await
+            .map_err(|e| StoreError::from_redis(&e))?;
+        let [g, others] = ints::<2>(&v)?;
+        Ok((g, others))
+    }
+}
+
+/// An array of exactly `N` non-negative integers, or a typed error naming what came.
+pub(crate) fn ints<const N: usize>(v: &Value) -> Result<[u64; N], StoreError> {
+    let bad = || {
+        StoreError::new(
+            StoreErrorKind::BadReply,
+            format!("expected an array of {N} non-negative integers, got {v:?}"),
+        )
+    };
+    let Value::Array(items) = v else {
+        return Err(bad());
+    };
+    if items.len() != N {
+        return Err(bad());
+    }
+    let mut out = [0u64; N];
+    for (o, item) in out.iter_mut().zip(items) {
+        *o = match item {
+            Value::Int(i) if *i >= 0 => *i as u64,
+            _ => return Err(bad()),
+        };
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_of_the_wrong_shape_are_typed_errors() {
+        assert_eq!(
+            ints::<2>(&Value::Array(vec![Value::Int(1), Value::Int(2)])).ok(),
+            Some([1, 2])
+        );
+        for v in [
+            Value::Nil,
+            Value::Int(3),
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Int(1), Value::Int(-1)]),
+            Value::Array(vec![Value::Int(1), Value::BulkString(b"x".to_vec())]),
+        ] {
+            let e = ints::<2>(&v).unwrap_err();
+            assert_eq!(e.kind(), StoreErrorKind::BadReply, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://:s3cret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact("redis://host:6379/"), "redis://host:6379/");
+        let s = RedisStore::new("redis://:s3cret@127.0.0.1:6379/").unwrap();
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let s = RedisStore::new("redis://127.0.0.1/").unwrap();
+        let e = s.clone().lease_fraction(0.0).validate().unwrap_err();
+        assert!(e.to_string().contains("lease_fraction"), "{e}");
+        let e = s.clone().expected_replicas(0).validate().unwrap_err();
+        assert!(e.to_string().contains("expected_replicas"), "{e}");
+        let e = s.timeout(Duration::ZERO).validate().unwrap_err();
+        assert!(e.to_string().contains("timeout"), "{e}");
+    }
+}

@@ -1,0 +1,604 @@
+//! Fleet-wide quotas against a real `redis-server` started here on a free loopback port:
+//! three replicas (three independent `QuotaLayer` stacks, each with its own Redis
+//! connection) share one tenant's quota; Redis is killed and restarted mid-run; a key holding
+//! garbage gives a typed error and the fallback.
+//!
+//! Real time (real network I/O): assertions are on counts and states, bounds are generous.
+
+mod redis_support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis_support::RedisServer;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
+use tower_pressure::quota::{
+    HeaderKey, Limit, QuotaExceeded, QuotaGroup, QuotaHandle, QuotaLayer, RedisStore, StoreError,
+    StoreErrorKind,
+};
+
+const BUDGET: Duration = Duration::from_millis(25);
+
+type Svc = BoxCloneSyncService<http::Request<()>, &'static str, BoxError>;
+
+fn replica(url: &str, prefix: &str, id: &str, rate: u64) -> (Svc, QuotaHandle) {
+    let store = RedisStore::new(url)
+        .expect("url")
+        .expected_replicas(3)
+        .timeout(BUDGET)
+        .prefix(prefix)
+        .replica_id(id);
+    let layer = QuotaLayer::builder()
+        .group(QuotaGroup::new("free").rate(Limit::new(rate)))
+        .store(store)
+        .build(HeaderKey::x_tenant())
+        .expect("layer");
+    let handle = layer.handle();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_r: http::Request<()>| async {
+                Ok::<_, Infallible>("ok")
+            }));
+    (BoxCloneSyncService::new(svc), handle)
+}
+
+#[derive(Default)]
+struct Counts {
+    sent: AtomicU64,
+    admitted: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+    max_wait_us: AtomicU64,
+}
+
+impl Counts {
+    fn total(&self) -> (u64, u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.admitted.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Hammers `svc` for tenant `acme` until `stop`, counting every outcome.
+async fn hammer(svc: Svc, counts: Arc<Counts>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let req = http::Request::builder()
+            .header("x-tenant", "acme")
+            .body(())
+            .expect("request");
+        let t0 = Instant::now();
+        counts.sent.fetch_add(1, Ordering::Relaxed);
+        let r = svc.clone().oneshot(req).await;
+        let waited = t0.elapsed().as_micros() as u64;
+        counts.max_wait_us.fetch_max(waited, Ordering::Relaxed);
+        match r {
+            Ok(_) => counts.admitted.fetch_add(1, Ordering::Relaxed),
+            Err(e) if e.is::<QuotaExceeded>() => counts.rejected.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                assert!(e.is::<StoreError>(), "untyped error: {e}");
+                counts.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        // About 1000 requests per second per hammer (tokio's timer granularity): far above
+        // the quota, without starving the 2-core machine.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn start_hammers(
+    svcs: &[Svc],
+    per: usize,
+) -> (
+    Vec<Arc<Counts>>,
+    Arc<AtomicBool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counts = Vec::new();
+    let mut tasks = Vec::new();
+    for s in svcs {
+        let c = Arc::new(Counts::default());
+        for _ in 0..per {
+            tasks.push(tokio::spawn(hammer(s.clone(), c.clone(), stop.clone())));
+        }
+        counts.push(c);
+    }
+    (counts, stop, tasks)
+}
+
+fn sum(counts: &[Arc<Counts>]) -> (u64, u64, u64, u64) {
+    counts.iter().map(|c| c.total()).fold((0, 0, 0, 0), |a, b| {
+        (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_quota_within_five_percent() {
+    let server = RedisServer::start();
+    let rate = 400;
+    let replicas: Vec<_> = (0..3)
+        .map(|i| replica(&server.url(), "fleet-a", &format!("r{i}"), rate))
+        .collect();
+    let svcs: Vec<Svc> = replicas.iter().map(|r| r.0.clone()).collect();
+    let start = Instant::now();
+    let (counts, stop, tasks) = start_hammers(&svcs, 3);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("hammer task");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let (sent, admitted, rejected, failed) = sum(&counts);
+    // GCRA allows `rate` at once (the tolerance of one period) plus `rate` per second.
+    let quota = rate as f64 + rate as f64 * elapsed;
+    let err = (admitted as f64 - quota) / quota * 100.0;
+    for (i, c) in counts.iter().enumerate() {
+        println!(
+            "replica {i}: admitted {}",
+            c.admitted.load(Ordering::Relaxed)
+        );
+    }
+    println!(
+        "fleet: sent {sent} = admitted {admitted} + rejected {rejected} + failed {failed}; \
+         quota {quota:.0} over {elapsed:.2} s; error {err:+.2} %"
+    );
+    for (_, h) in &replicas {
+        let s = h.store_status();
+        println!(
+            "store: {s} round trips {} errors {}",
+            s.round_trips, s.errors
+        );
+        assert!(!s.degraded, "{s:?}");
+    }
+    assert_eq!(sent, admitted + rejected + failed);
+    assert_eq!(failed, 0);
+    assert!(
+        err.abs() <= 5.0,
+        "fleet admitted {admitted}, quota {quota:.0}: {err:+.2} %"
+    );
+    // Every replica got a real part of it (the quota is shared, not taken by one).
+    for c in &counts {
+        assert!(c.admitted.load(Ordering::Relaxed) as f64 > quota * 0.1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_replicas_serve_their_share_then_resume() {
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let url = server.url();
+    let rate = 300;
+    let replicas: Vec<_> = (0..3)
+        .map(|i| replica(&url, "fleet-b", &format!("r{i}"), rate))
+        .collect();
+    let svcs: Vec<Svc> = replicas.iter().map(|r| r.0.clone()).collect();
+    let (counts, stop, tasks) = start_hammers(&svcs, 3);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = sum(&counts);
+
+    // Kill Redis: every replica goes degraded (local share), nobody waits.
+    server.kill();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(5);
+    while !replicas.iter().all(|(_, h)| h.store_status().degraded) {
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not notice Redis was down"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let noticed = killed.elapsed();
+    let down_start = sum(&counts);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let down_end = sum(&counts);
+    let down_admitted = down_end.1 - down_start.1;
+    for (_, h) in &replicas {
+        let e = h.store_error().expect("a typed store error");
+        assert!(
+            matches!(
+                e.kind(),
+                StoreErrorKind::Unreachable | StoreErrorKind::Timeout
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            h.section_store_state(),
+            "degraded",
+            "the status snapshot shows the store degraded"
+        );
+    }
+
+    // Restart on the same port: fleet accounting resumes by itself within 2 s.
+    let _server = RedisServer::start_on(port);
+    let restarted = Instant::now();
+    while replicas.iter().any(|(_, h)| h.store_status().degraded) {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(2),
+            "fleet accounting did not resume within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let resumed = restarted.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("hammer task");
+    }
+    let (sent, admitted, rejected, failed) = sum(&counts);
+    let max_wait = counts
+        .iter()
+        .map(|c| c.max_wait_us.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    println!(
+        "before kill: admitted {}; noticed down after {noticed:?}; while down (2 s): admitted \
+         {down_admitted} (local shares: 3 x {} / s); resumed {resumed:?} after restart",
+        before.1,
+        rate.div_ceil(3)
+    );
+    println!(
+        "sent {sent} = admitted {admitted} + rejected {rejected} + failed {failed}; \
+         max wait {max_wait} us (budget {BUDGET:?})"
+    );
+    assert_eq!(sent, admitted + rejected + failed);
+    // No request waited on Redis: the request path never calls it. The slack covers a
+    // loaded 2-core machine's scheduling, not any Redis wait.
+    assert!(
+        Duration::from_micros(max_wait) <= BUDGET + Duration::from_millis(500),
+        "a request waited {max_wait} us"
+    );
+    // While down, the replicas served on their local shares: about `rate` per second for
+    // the fleet (each share's own GCRA tolerance on top), never the unlimited 3x.
+    let share_allowance = 3.0 * (rate.div_ceil(3) as f64) * 3.0; // 2 s + one period of tolerance
+    assert!(down_admitted > 0, "nothing admitted while Redis was down");
+    assert!(
+        (down_admitted as f64) <= share_allowance * 1.05,
+        "admitted {down_admitted} while down, shares allow {share_allowance}"
+    );
+    for (_, h) in &replicas {
+        assert!(!h.store_status().degraded);
+        assert!(h.store_status().degradations >= 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_in_a_key_is_a_typed_error_and_the_tenant_falls_back() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    // The store's key for tenant acme of group free holds garbage, then a list.
+    let key = "fleet-c:{free/acme}:rate";
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg("not a number")
+        .query_async(&mut con)
+        .await
+        .expect("SET");
+    let (svc, handle) = replica(&server.url(), "fleet-c", "r0", 100);
+    let send = |n: usize| {
+        let svc = svc.clone();
+        async move {
+            let (mut ok, mut over) = (0, 0);
+            for _ in 0..n {
+                let req = http::Request::builder()
+                    .header("x-tenant", "acme")
+                    .body(())
+                    .expect("request");
+                match svc.clone().oneshot(req).await {
+                    Ok(_) => ok += 1,
+                    Err(e) if e.is::<QuotaExceeded>() => over += 1,
+                    Err(e) => panic!("untyped error: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (ok, over)
+        }
+    };
+    let (ok, over) = send(50).await;
+    let e = handle.store_error().expect("a typed store error");
+    println!("garbage: {e}; served {ok} admitted, {over} rejected on the local share");
+    assert_eq!(e.kind(), StoreErrorKind::BadState, "{e}");
+    assert!(ok > 0);
+    // One tenant's bad key does not degrade the store for everyone.
+    assert!(!handle.store_status().degraded);
+
+    let _: () = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .expect("DEL");
+    let _: () = redis::cmd("LPUSH")
+        .arg(key)
+        .arg("x")
+        .query_async(&mut con)
+        .await
+        .expect("LPUSH");
+    let (ok, _) = send(30).await;
+    let e = handle.store_error().expect("a typed store error");
+    println!("wrong type: {e}");
+    assert!(e.message().contains("WRONGTYPE"), "{e}");
+    assert_eq!(e.kind(), StoreErrorKind::BadState);
+    assert!(ok > 0);
+
+    // Clean key: the tenant goes back to fleet accounting (its bucket appears in Redis).
+    let _: () = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .expect("DEL");
+    let t0 = Instant::now();
+    loop {
+        send(5).await;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .expect("EXISTS");
+        if exists {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "tenant did not resume"
+        );
+    }
+}
+
+/// The quota section of the status snapshot, as an operator reads it.
+trait StoreState {
+    fn section_store_state(&self) -> String;
+}
+
+impl StoreState for QuotaHandle {
+    fn section_store_state(&self) -> String {
+        use tower_pressure::status::StatusProvider;
+        self.section()
+            .info_value("store_state")
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+fn tenant_req() -> http::Request<()> {
+    http::Request::builder()
+        .header("x-tenant", "acme")
+        .body(())
+        .expect("request")
+}
+
+/// A replica that holds every concurrency slot and crashes (its stack dropped, its handlers
+/// aborted, nothing returned to Redis): its slots free themselves after the lease TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_concurrency_slots_expire() {
+    let server = RedisServer::start();
+    let ttl = Duration::from_millis(300);
+    let build = |id: &str| {
+        QuotaLayer::builder()
+            .group(QuotaGroup::new("free").concurrency(Limit::new(4)))
+            .store(
+                RedisStore::new(&server.url())
+                    .expect("url")
+                    .prefix("fleet-d")
+                    .replica_id(id)
+                    .idle_return(Duration::from_millis(100))
+                    .lease_ttl(ttl),
+            )
+            .build(HeaderKey::x_tenant())
+            .expect("layer")
+    };
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let a_layer = build("a");
+    let a_handle = a_layer.handle();
+    let g = gate.clone();
+    let a =
+        ServiceBuilder::new()
+            .layer(a_layer)
+            .service(service_fn(move |_r: http::Request<()>| {
+                let g = g.clone();
+                async move {
+                    g.notified().await;
+                    Ok::<_, Infallible>("ok")
+                }
+            }));
+    let b_layer = build("b");
+    let b_handle = b_layer.handle();
+    let b =
+        ServiceBuilder::new()
+            .layer(b_layer)
+            .service(service_fn(|_r: http::Request<()>| async {
+                Ok::<_, Infallible>("ok")
+            }));
+    // Warm B up (its first request is decided on its local share and fetches a lease);
+    // idle, B gives its slot back after `idle_return`.
+    let _ = b.clone().oneshot(tenant_req()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A takes all 4 slots, one request at a time, each once A holds a fleet lease.
+    let mut held = Vec::new();
+    let t0 = Instant::now();
+    while held.len() < 4 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "A could not take 4 slots"
+        );
+        let a = a.clone();
+        let task = tokio::spawn(async move { a.oneshot(tenant_req()).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if task.is_finished() {
+            let r = task.await.expect("task");
+            assert!(
+                r.as_ref().err().is_some_and(|e| e.is::<QuotaExceeded>()),
+                "{r:?}"
+            );
+        } else {
+            held.push(task);
+        }
+    }
+    // B is refused while A's slots are leased (a fleet decision, not B's local share).
+    let t0 = Instant::now();
+    loop {
+        match b.clone().oneshot(tenant_req()).await {
+            Err(e) if e.is::<QuotaExceeded>() => break,
+            _ => {}
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "B was never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("A leased {}; B refused", a_handle.store_status().leased);
+    // A crashes: its stack and handlers are gone, its lease is not renewed.
+    for t in held {
+        t.abort();
+    }
+    drop(a);
+    drop(a_handle);
+    let crashed = Instant::now();
+    loop {
+        if b.clone().oneshot(tenant_req()).await.is_ok() {
+            break;
+        }
+        assert!(
+            crashed.elapsed() < Duration::from_secs(3),
+            "A's slots never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let freed = crashed.elapsed();
+    println!("A's slots free after {freed:?} (lease ttl {ttl:?})");
+    // Renewed every ttl / 3, the lease cannot have expired before ttl * 2 / 3 passed.
+    assert!(
+        freed >= ttl / 2,
+        "freed after {freed:?}, before the lease expired"
+    );
+    assert!(!b_handle.store_status().degraded);
+}
+
+/// Units (LLM tokens) reported on one replica count against the tenant on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_reported_on_one_replica_count_fleet_wide() {
+    let server = RedisServer::start();
+    let build = |id: &str| {
+        QuotaLayer::builder()
+            .group(
+                QuotaGroup::new("free")
+                    .units(Limit::new(300))
+                    .period(Duration::from_secs(60)),
+            )
+            .store(
+                RedisStore::new(&server.url())
+                    .expect("url")
+                    .prefix("fleet-e")
+                    .replica_id(id),
+            )
+            .build(HeaderKey::x_tenant())
+            .expect("layer")
+    };
+    let a = ServiceBuilder::new().layer(build("a")).service(service_fn(
+        |r: http::Request<()>| async move {
+            if let Some(u) = r.extensions().get::<tower_pressure::quota::QuotaUsage>() {
+                u.record(100);
+            }
+            Ok::<_, Infallible>("ok")
+        },
+    ));
+    let b = ServiceBuilder::new().layer(build("b")).service(service_fn(
+        |_r: http::Request<()>| async { Ok::<_, Infallible>("ok") },
+    ));
+    // B alone: fine.
+    assert!(b.clone().oneshot(tenant_req()).await.is_ok());
+    // A's requests spend 400 tokens of the fleet's 300 per minute (A is refused by itself
+    // once its own reading shows the debt).
+    for _ in 0..4 {
+        let _ = a.clone().oneshot(tenant_req()).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let t0 = Instant::now();
+    let e = loop {
+        if let Err(e) = b.clone().oneshot(tenant_req()).await {
+            break e;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "B never saw A's units"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let q = e.downcast_ref::<QuotaExceeded>().expect("QuotaExceeded");
+    println!("B refused: {q}");
+    assert_eq!(q.resource(), tower_pressure::quota::QuotaResource::Units);
+}
+
+/// With nothing listening on the store's port the store goes degraded at once; fail-closed
+/// refuses with a typed `StoreError` (503 through the crate's rejection mapping), fail-open
+/// admits everything, and the default local share enforces `limit / replicas`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_modes_when_redis_is_unreachable() {
+    use tower_pressure::quota::FallbackMode;
+    let url = format!("redis://127.0.0.1:{}/", redis_support::free_port());
+    let build =
+        |mode| {
+            let layer = QuotaLayer::builder()
+                .group(QuotaGroup::new("free").rate(Limit::new(30)))
+                .store(
+                    RedisStore::new(&url)
+                        .expect("url")
+                        .expected_replicas(3)
+                        .fallback(mode),
+                )
+                .build(HeaderKey::x_tenant())
+                .expect("layer");
+            let h = layer.handle();
+            let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+                |_r: http::Request<()>| async { Ok::<_, Infallible>("ok") },
+            ));
+            (svc, h)
+        };
+    for mode in [
+        FallbackMode::FailClosed,
+        FallbackMode::FailOpen,
+        FallbackMode::LocalShare,
+    ] {
+        let (svc, h) = build(mode);
+        let t0 = Instant::now();
+        while !h.store_status().degraded {
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "{mode:?}: never degraded"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (mut ok, mut over, mut failed) = (0, 0, 0);
+        for _ in 0..50 {
+            match svc.clone().oneshot(tenant_req()).await {
+                Ok(_) => ok += 1,
+                Err(e) if e.is::<QuotaExceeded>() => over += 1,
+                Err(e) => {
+                    let s = e.downcast_ref::<StoreError>().expect("typed StoreError");
+                    assert_eq!(s.kind(), StoreErrorKind::Unavailable);
+                    let r = tower_pressure::rejection::Rejection::from_error(&*e);
+                    assert_eq!(r.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+                    failed += 1;
+                }
+            }
+        }
+        println!(
+            "{mode:?}: {ok} admitted, {over} rejected, {failed} failed; {}",
+            h.store_status()
+        );
+        match mode {
+            FallbackMode::FailClosed => assert_eq!((ok, over, failed), (0, 0, 50)),
+            FallbackMode::FailOpen => assert_eq!((ok, over, failed), (50, 0, 0)),
+            // The local share of 30 is 10 (its GCRA tolerance: 10 at once).
+            _ => assert_eq!((ok, over, failed), (10, 40, 0)),
+        }
+        assert_eq!(h.section_store_state(), "degraded");
+    }
+}
