@@ -39,7 +39,7 @@
 //! # Transport and protection
 //!
 //! The same as the [webhook sink](super::webhook): each post goes through this crate's
-//! [`RetryLayer`](crate::retry::RetryLayer) and [`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer)
+//! `RetryLayer` and `CircuitBreakerLayer`
 //! (named `alertmanager`, on a private event bus), with a per-attempt timeout, over a
 //! [`GuardedConnector`](super::GuardedConnector) that refuses loopback, private and
 //! link-local destinations unless
