@@ -648,6 +648,18 @@ impl StatusProvider for AlertManager {
                 &[],
                 stats.events_processed as f64,
             )
+            .gauge(
+                "tower_pressure_alerts_active",
+                "Alerts fired whose condition has not cleared.",
+                &[],
+                stats.active as f64,
+            )
+            .counter(
+                "tower_pressure_alerts_resolved_total",
+                "Active alerts whose condition cleared.",
+                &[],
+                stats.resolved as f64,
+            )
             .counter(
                 "tower_pressure_alert_events_lagged_total",
                 "Events lost because the alert manager fell behind.",

@@ -728,10 +728,19 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
             }
         };
         assert!(name_ok(&name, true), "bad name {name}");
-        assert!(typed.contains_key(&name), "sample before TYPE: {name}");
+        // A summary's `_sum` and `_count` samples belong to the summary's family.
+        let family = ["_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|b| typed.get(*b).map(String::as_str) == Some("summary"))
+            })
+            .unwrap_or(&name)
+            .to_string();
+        assert!(typed.contains_key(&family), "sample before TYPE: {name}");
         assert_eq!(
             current.as_deref(),
-            Some(name.as_str()),
+            Some(family.as_str()),
             "family {name} not contiguous"
         );
         samples.push((name, labels, value));

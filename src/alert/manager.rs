@@ -1,5 +1,6 @@
 //! [`AlertManager`]: consumes the event bus on its own task and turns events into alerts.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -48,6 +49,7 @@ struct Inner {
     monitor: Option<PressureMonitor>,
     processed: AtomicU64,
     lagged: AtomicU64,
+    resolved: AtomicU64,
     _stop: Option<oneshot::Sender<()>>,
 }
 
@@ -57,6 +59,60 @@ struct State {
     limiter: RateLimiter,
     history: AlertHistory,
     watches: Vec<Watch>,
+    active: BTreeMap<ActiveKey, Active>,
+    /// Most active alerts tracked (the rate limiter's entry count); firings past it are
+    /// delivered but not tracked, so they never resolve.
+    active_capacity: usize,
+    untracked: u64,
+}
+
+type ActiveKey = (Arc<str>, Option<Arc<str>>);
+
+/// One active alert: its first firing (the start time), the last firing, whether any sink
+/// was handed it, and how it resolves by time.
+struct Active {
+    alert: Alert,
+    last: Instant,
+    delivered: bool,
+    resolve_after: Option<Duration>,
+}
+
+fn active_key(a: &Alert) -> ActiveKey {
+    (a.rule.clone(), a.key.clone())
+}
+
+/// Records a firing in the active set: a new activation, or a refresh of `last`.
+fn track(
+    st_active: &mut BTreeMap<ActiveKey, Active>,
+    cap: usize,
+    untracked: &mut u64,
+    alert: Alert,
+    delivered: bool,
+    resolve_after: Option<Duration>,
+    now: Instant,
+) {
+    let key = active_key(&alert);
+    if let Some(a) = st_active.get_mut(&key) {
+        a.last = now;
+        if delivered && !a.delivered {
+            a.delivered = true;
+            a.alert = alert;
+        }
+        return;
+    }
+    if st_active.len() >= cap {
+        *untracked += 1;
+        return;
+    }
+    st_active.insert(
+        key,
+        Active {
+            alert,
+            last: now,
+            delivered,
+            resolve_after,
+        },
+    );
 }
 
 /// A seed-001 style threshold watch on one monitor signal.
@@ -78,6 +134,12 @@ pub struct ManagerStats {
     pub events_lagged: u64,
     /// Alerts suppressed by rate limits.
     pub suppressed: u64,
+    /// Alerts active now (fired, not yet resolved); see [`rules`](super::rules#resolution).
+    pub active: u64,
+    /// Active alerts resolved since start (delivered or not).
+    pub resolved: u64,
+    /// Firings not tracked as active because the active set was full.
+    pub untracked: u64,
 }
 
 impl fmt::Debug for AlertManager {
@@ -108,6 +170,7 @@ impl AlertManager {
     pub fn process_event(&self, event: &Event) -> Vec<Alert> {
         self.inner.processed.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
+        let mut resolved = Vec::new();
         let out = {
             let mut st = self.lock();
             let State {
@@ -115,40 +178,162 @@ impl AlertManager {
                 ctx,
                 limiter,
                 history,
+                active,
+                active_capacity,
+                untracked,
                 ..
             } = &mut *st;
             ctx.observe(event);
+            // First the alerts this event clears, so that a rule that fires and clears on
+            // the same kind of event starts afresh.
+            active.retain(|_, a| {
+                let clears = rules
+                    .iter()
+                    .find(|r| r.name() == &*a.alert.rule)
+                    .is_some_and(|r| r.clears(event, ctx, &a.alert));
+                if clears {
+                    resolved.push((a.delivered, a.alert.clone().resolved_at(now)));
+                }
+                !clears
+            });
             let mut out = Vec::new();
             for rule in rules.iter() {
-                if let Some(alert) = rule.evaluate(event, ctx) {
-                    admit(
-                        limiter,
-                        history,
-                        rule.interval(&alert),
-                        alert,
-                        now,
-                        &mut out,
-                    );
+                if let Some(mut alert) = rule.evaluate(event, ctx) {
+                    let interval = rule.interval(&alert);
+                    if rule.clears(event, ctx, &alert) {
+                        // A notice: its condition ended as it was reported.
+                        alert.ended_at = Some(alert.at);
+                        admit(limiter, history, interval, alert, now, &mut out);
+                    } else {
+                        let copy = alert.clone();
+                        let delivered = admit(limiter, history, interval, alert, now, &mut out);
+                        track(
+                            active,
+                            *active_capacity,
+                            untracked,
+                            copy,
+                            delivered,
+                            rule.resolve_timeout(),
+                            now,
+                        );
+                    }
                 }
             }
             out
         };
+        self.finish_resolved(resolved);
         self.deliver(&out);
         out
     }
 
+    /// Counts resolved alerts and hands those any sink had seen to every sink's `resolve`.
+    fn finish_resolved(&self, resolved: Vec<(bool, Alert)>) {
+        for (delivered, a) in resolved {
+            self.inner.resolved.fetch_add(1, Ordering::Relaxed);
+            if delivered {
+                for s in &self.inner.sinks {
+                    s.resolve(&a);
+                }
+            }
+        }
+    }
+
+    /// Resolves the alerts whose rule resolves by time ([`Rule::resolve_after`]) and that
+    /// have not fired again for that long; returns them. The manager's task does this every
+    /// second.
+    pub fn check_resolutions(&self) -> Vec<Alert> {
+        let now = Instant::now();
+        let mut resolved = Vec::new();
+        {
+            let mut st = self.lock();
+            st.active.retain(|_, a| {
+                let due = a
+                    .resolve_after
+                    .is_some_and(|d| now.saturating_duration_since(a.last) >= d);
+                if due {
+                    resolved.push((a.delivered, a.alert.clone().resolved_at(now)));
+                }
+                !due
+            });
+        }
+        let out = resolved.iter().map(|(_, a)| a.clone()).collect();
+        self.finish_resolved(resolved);
+        out
+    }
+
+    /// Resolves the active alert of `rule` with `key` now (an operator's or a program's
+    /// word that the condition cleared). Returns `false` when no such alert is active.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tower_pressure::alert::{Alert, AlertManager, Severity};
+    ///
+    /// let alerts = AlertManager::builder().tracing(false).build()?;
+    /// let disk = Alert::new(Severity::Error, "disk_full", "disk full").with_key("/var");
+    /// alerts.raise("disk", disk, Duration::from_secs(60));
+    /// assert_eq!(alerts.active_alerts().len(), 1);
+    /// assert!(alerts.resolve("disk", Some("/var")));
+    /// assert!(alerts.active_alerts().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn resolve(&self, rule: &str, key: Option<&str>) -> bool {
+        let now = Instant::now();
+        let k: ActiveKey = (Arc::from(rule), key.map(Arc::from));
+        let removed = self.lock().active.remove(&k);
+        match removed {
+            Some(a) => {
+                self.finish_resolved(vec![(a.delivered, a.alert.resolved_at(now))]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The active alerts (fired, condition not cleared), each as first fired.
+    pub fn active_alerts(&self) -> Vec<Alert> {
+        self.lock()
+            .active
+            .values()
+            .map(|a| a.alert.clone())
+            .collect()
+    }
+
     /// Delivers `alert` as if a rule named `rule` had produced it (rate-limited per
-    /// (rule, key) with `interval`). Returns `false` when it was suppressed.
+    /// (rule, key) with `interval`). Returns `false` when it was suppressed. The alert is
+    /// active until [`resolve`](Self::resolve)d, or resolves as the rule of that name does
+    /// (5 minutes without a new firing when there is no such rule).
     pub fn raise(&self, rule: &str, mut alert: Alert, interval: Duration) -> bool {
         alert.rule = Arc::from(rule);
         let now = Instant::now();
         let mut out = Vec::with_capacity(1);
         {
             let mut st = self.lock();
+            let resolve_after = match st.rules.iter().find(|r| r.name() == rule) {
+                Some(r) => r.resolve_timeout(),
+                None => Some(super::rules::DEFAULT_RESOLVE_AFTER),
+            };
             let State {
-                limiter, history, ..
+                limiter,
+                history,
+                active,
+                active_capacity,
+                untracked,
+                ..
             } = &mut *st;
-            admit(limiter, history, interval, alert, now, &mut out);
+            let copy = alert.clone();
+            let delivered = admit(limiter, history, interval, alert, now, &mut out);
+            if !copy.is_resolved() {
+                track(
+                    active,
+                    *active_capacity,
+                    untracked,
+                    copy,
+                    delivered,
+                    resolve_after,
+                    now,
+                );
+            }
         }
         self.deliver(&out);
         !out.is_empty()
@@ -190,10 +375,14 @@ impl AlertManager {
 
     /// The manager's own counters.
     pub fn stats(&self) -> ManagerStats {
+        let st = self.lock();
         ManagerStats {
             events_processed: self.inner.processed.load(Ordering::Relaxed),
             events_lagged: self.inner.lagged.load(Ordering::Relaxed),
-            suppressed: self.lock().limiter.suppressed_total(),
+            suppressed: st.limiter.suppressed_total(),
+            active: st.active.len() as u64,
+            resolved: self.inner.resolved.load(Ordering::Relaxed),
+            untracked: st.untracked,
         }
     }
 
@@ -235,18 +424,35 @@ impl AlertManager {
         };
         let now = Instant::now();
         let mut out = Vec::new();
+        let mut resolved = Vec::new();
         {
             let mut st = self.lock();
             let State {
                 limiter,
                 history,
                 watches,
+                active,
+                active_capacity,
+                untracked,
                 ..
             } = &mut *st;
             for w in watches.iter() {
                 let Some(v) = monitor.reading(w.signal) else {
                     continue;
                 };
+                let name = monitor.signal_name(w.signal);
+                // Back at or under a level's threshold: that level's alert clears.
+                for (threshold, level) in [(w.warning, "warning"), (w.critical, "critical")] {
+                    if v <= threshold {
+                        let k: ActiveKey = (
+                            Arc::from("watch"),
+                            Some(Arc::from(format!("{name}/{level}"))),
+                        );
+                        if let Some(a) = active.remove(&k) {
+                            resolved.push((a.delivered, a.alert.resolved_at(now)));
+                        }
+                    }
+                }
                 let (severity, threshold, level) = if v > w.critical {
                     (Severity::Critical, w.critical, "critical")
                 } else if v > w.warning {
@@ -254,7 +460,6 @@ impl AlertManager {
                 } else {
                     continue;
                 };
-                let name = monitor.signal_name(w.signal);
                 let mut a = Alert::new(
                     severity,
                     "resource_threshold",
@@ -266,9 +471,20 @@ impl AlertManager {
                 .with_field("threshold", threshold)
                 .at_time(now);
                 a.rule = Arc::from("watch");
-                admit(limiter, history, intervals::WATCH, a, now, &mut out);
+                let copy = a.clone();
+                let delivered = admit(limiter, history, intervals::WATCH, a, now, &mut out);
+                track(
+                    active,
+                    *active_capacity,
+                    untracked,
+                    copy,
+                    delivered,
+                    None,
+                    now,
+                );
             }
         }
+        self.finish_resolved(resolved);
         self.deliver(&out);
         out
     }
@@ -281,14 +497,15 @@ fn admit(
     mut alert: Alert,
     now: Instant,
     out: &mut Vec<Alert>,
-) {
+) -> bool {
     match limiter.check(&alert.rule, alert.key.as_deref(), interval, now) {
         Decision::Deliver { suppressed } => {
             alert.suppressed = suppressed;
             history.record(alert.clone(), now);
             out.push(alert);
+            true
         }
-        Decision::Suppress => {}
+        Decision::Suppress => false,
     }
 }
 
@@ -303,6 +520,9 @@ async fn run(
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         i
     });
+    let second = Duration::from_secs(1);
+    let mut resolutions = tokio::time::interval_at(Instant::now() + second, second);
+    resolutions.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let watch_tick = async {
             match tick.as_mut() {
@@ -331,6 +551,10 @@ async fn run(
             _ = watch_tick => {
                 let Some(inner) = weak.upgrade() else { return };
                 AlertManager { inner }.check_watches();
+            }
+            _ = resolutions.tick() => {
+                let Some(inner) = weak.upgrade() else { return };
+                AlertManager { inner }.check_resolutions();
             }
         }
     }
@@ -543,6 +767,9 @@ impl AlertManagerBuilder {
             limiter: RateLimiter::new(self.limiter_entries),
             history: AlertHistory::new(self.history, self.recent, Instant::now()),
             watches: self.watches,
+            active: BTreeMap::new(),
+            active_capacity: self.limiter_entries,
+            untracked: 0,
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let started = bus.is_some();
@@ -552,6 +779,7 @@ impl AlertManagerBuilder {
             monitor: self.monitor,
             processed: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
+            resolved: AtomicU64::new(0),
             _stop: started.then_some(stop_tx),
         });
         if let (Some(bus), Some(rt)) = (bus, runtime) {

@@ -5,7 +5,9 @@
 //!   closures), rate-limits them per (rule, key) with counts of what was suppressed ("12 more
 //!   since last report"), keeps a bounded [`AlertHistory`] with the seed's
 //!   [`AlertSummary`], and delivers to any combination of sinks: [`TracingSink`] (default),
-//!   [`StdoutSink`], [`CallbackSink`] and, with features `http` + `serde`, `WebhookSink`.
+//!   [`StdoutSink`], [`CallbackSink`], with features `http` + `serde` `WebhookSink`, and with
+//!   feature `alertmanager` `AlertmanagerSink` (Prometheus Alertmanager's v2 API: active
+//!   alerts resent, resolved ones sent with `endsAt`).
 //! * [`AlertLayer`] observes every call of the service it wraps: totals, successes,
 //!   failures, success rate, latency average, peak and percentiles from a fixed-memory
 //!   lock-free histogram, in flight; per key (executor id, route) through a
@@ -38,6 +40,8 @@
 //! # drop(alerts); Ok(()) }
 //! ```
 
+#[cfg(feature = "alertmanager")]
+pub mod alertmanager;
 pub mod future;
 pub mod history;
 mod layer;
@@ -51,6 +55,8 @@ mod types;
 #[cfg(all(feature = "http", feature = "serde"))]
 pub mod webhook;
 
+#[cfg(feature = "alertmanager")]
+pub use alertmanager::{AlertmanagerError, AlertmanagerSink, AlertmanagerSinkBuilder};
 pub use history::{AlertHistory, AlertRecord, AlertSummary, BySeverity};
 pub use layer::{AlertLayer, AlertLayerBuilder, ServiceMetrics};
 pub use manager::{AlertManager, AlertManagerBuilder, ManagerStats};

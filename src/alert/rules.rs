@@ -16,6 +16,29 @@
 //!
 //! Exactly one of `resource` and `pressure` fires for a given level change, so a rise is
 //! reported once.
+//!
+//! # Resolution
+//!
+//! An alert stays *active* in the [`AlertManager`](super::AlertManager) (per rule and key)
+//! until its condition clears; then the manager hands it, with its end time, to every sink's
+//! [`AlertSink::resolve`](super::AlertSink::resolve) (the Alertmanager sink posts it once with
+//! `endsAt`). A rule says when its alerts clear with [`Rule::resolve_when`] (an event that
+//! ends the condition) or [`Rule::resolve_after`] (no new firing for a while: for alerts
+//! about events rather than states). The defaults:
+//!
+//! | rule              | resolves when                                                   |
+//! |-------------------|-----------------------------------------------------------------|
+//! | `degradation`     | degradation ends                                                |
+//! | `resource`        | the level falls below High                                      |
+//! | `pressure`        | the level falls below the alert's level                         |
+//! | `breaker_opened`  | that breaker closes (closed, disabled, metrics only, or reset)  |
+//! | `breakers_open`   | fewer than `min` breakers are open                              |
+//! | `service`         | the service (and key) recovers; its `service_recovered` notice is delivered already resolved |
+//! | `retry_budget`, `shed`, `custom`, user rules | 5 minutes without a new firing (Alertmanager's default `resolve_timeout`) |
+//! | watches           | the signal is back at or under the alert's threshold            |
+//!
+//! A rule whose `resolve_when` is true for the very event that produced an alert makes that
+//! alert a notice: delivered already resolved and never active.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -31,6 +54,11 @@ use crate::pressure::Signal;
 
 type EvalFn = dyn Fn(&Event, &RuleContext) -> Option<Alert> + Send + Sync;
 type IntervalFn = dyn Fn(&Alert) -> Duration + Send + Sync;
+type ResolveFn = dyn Fn(&Event, &RuleContext, &Alert) -> bool + Send + Sync;
+
+/// How long an alert of a rule without [`Rule::resolve_when`] stays active without a new
+/// firing: 5 minutes, Alertmanager's default `resolve_timeout`.
+pub const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(5 * 60);
 
 /// State the manager keeps across events for rules that need more than one event
 /// (for example "several breakers open").
@@ -102,6 +130,8 @@ pub struct Rule {
     name: Arc<str>,
     eval: Arc<EvalFn>,
     interval: Arc<IntervalFn>,
+    resolve: Option<Arc<ResolveFn>>,
+    resolve_after: Option<Duration>,
 }
 
 impl fmt::Debug for Rule {
@@ -158,7 +188,58 @@ impl Rule {
             name: name.into(),
             eval: Arc::new(f),
             interval: Arc::new(|_| Duration::from_secs(300)),
+            resolve: None,
+            resolve_after: Some(DEFAULT_RESOLVE_AFTER),
         }
+    }
+
+    /// Says when an active alert of this rule clears: `f(event, context, alert)` is asked for
+    /// every event while the alert is active. Replaces the
+    /// [`resolve_after`](Self::resolve_after) timeout (call that afterwards to have both).
+    /// See the [module docs](self#resolution).
+    ///
+    /// ```
+    /// use tower_pressure::alert::{Alert, Rule, RuleContext, Severity};
+    /// use tower_pressure::event::{CustomEvent, Event};
+    ///
+    /// let rule = Rule::new("disk", |e: &Event| match e {
+    ///     Event::Custom(c) if &*c.kind == "disk_full" => {
+    ///         Some(Alert::new(Severity::Error, "disk_full", "disk full"))
+    ///     }
+    ///     _ => None,
+    /// })
+    /// .resolve_when(|e: &Event, _: &RuleContext, _: &Alert| {
+    ///     matches!(e, Event::Custom(c) if &*c.kind == "disk_ok")
+    /// });
+    /// let ctx = RuleContext::default();
+    /// let full = rule.evaluate(&Event::Custom(CustomEvent::new("disk_full", "")), &ctx).unwrap();
+    /// assert!(rule.clears(&Event::Custom(CustomEvent::new("disk_ok", "")), &ctx, &full));
+    /// assert_eq!(rule.resolve_timeout(), None);
+    /// ```
+    pub fn resolve_when<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Event, &RuleContext, &Alert) -> bool + Send + Sync + 'static,
+    {
+        self.resolve = Some(Arc::new(f));
+        self.resolve_after = None;
+        self
+    }
+
+    /// Resolves an active alert of this rule when it has not fired again for `d` (default
+    /// [`DEFAULT_RESOLVE_AFTER`] for rules without [`resolve_when`](Self::resolve_when)).
+    pub fn resolve_after(mut self, d: Duration) -> Self {
+        self.resolve_after = Some(d);
+        self
+    }
+
+    /// `true` when `event` clears `alert` (an alert this rule produced).
+    pub fn clears(&self, event: &Event, ctx: &RuleContext, alert: &Alert) -> bool {
+        self.resolve.as_ref().is_some_and(|f| f(event, ctx, alert))
+    }
+
+    /// How long an alert stays active without a new firing, if the rule resolves by time.
+    pub fn resolve_timeout(&self) -> Option<Duration> {
+        self.resolve_after
     }
 
     /// Rate-limits this rule's alerts to one per `interval` per key (zero: no limit).
@@ -223,6 +304,7 @@ impl Rule {
             _ => None,
         })
         .every(intervals::DEGRADATION)
+        .resolve_when(|e, _, _| matches!(e, Event::Degradation(d) if !d.active))
     }
 
     /// `resource`: memory or CPU drove the level up to High or Critical (WARNING), keyed by
@@ -255,6 +337,9 @@ impl Rule {
             _ => None,
         })
         .every(intervals::RESOURCE)
+        .resolve_when(
+            |e, _, _| matches!(e, Event::PressureChanged(p) if p.to < PressureLevel::High),
+        )
     }
 
     /// `pressure`: every other rise of the level; Elevated is INFO, High and Critical are
@@ -297,6 +382,13 @@ impl Rule {
                 .unwrap_or_default();
             intervals::PRESSURE[level.index()]
         })
+        .resolve_when(|e, _, a| match e {
+            Event::PressureChanged(p) => a
+                .field("level")
+                .and_then(|l| l.parse::<PressureLevel>().ok())
+                .is_some_and(|level| p.to < level),
+            _ => false,
+        })
     }
 
     /// `breaker_opened`: a breaker moved to OPEN or FORCED_OPEN (WARNING), keyed by breaker.
@@ -326,6 +418,20 @@ impl Rule {
             _ => None,
         })
         .every(intervals::BREAKER)
+        .resolve_when(|e, _, a| match e {
+            Event::Breaker(b) => {
+                let closed = match &b.kind {
+                    BreakerEventKind::StateTransition { to, .. } => matches!(
+                        to,
+                        CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly
+                    ),
+                    BreakerEventKind::Reset => true,
+                    _ => false,
+                };
+                closed && a.key() == Some(&*breaker_id(&b.breaker, b.key.as_deref()))
+            }
+            _ => false,
+        })
     }
 
     /// `breakers_open`: at least `min` breakers are open at once (ERROR).
@@ -352,6 +458,7 @@ impl Rule {
             _ => None,
         })
         .every(intervals::BREAKER)
+        .resolve_when(move |e, ctx, _| matches!(e, Event::Breaker(_)) && ctx.open_breakers() < min)
     }
 
     /// `service`: an `AlertLayer` crossed its error-rate or latency threshold (WARNING) or
@@ -392,6 +499,13 @@ impl Rule {
             _ => None,
         })
         .every(intervals::SERVICE)
+        .resolve_when(|e, _, a| match e {
+            Event::Service(s) if matches!(s.kind, ServiceEventKind::Recovered) => {
+                let prefix = format!("{}:", breaker_id(&s.name, s.key.as_deref()));
+                a.key().is_some_and(|k| k.starts_with(&prefix))
+            }
+            _ => false,
+        })
     }
 
     /// `retry_budget`: a retry budget refused retries (WARNING), keyed by retry layer.

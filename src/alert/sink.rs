@@ -37,8 +37,19 @@ pub struct SinkStats {
 pub trait AlertSink: Send + Sync + 'static {
     /// A short name for status pages (`"tracing"`, `"webhook"`).
     fn name(&self) -> &str;
-    /// Delivers one alert. Called on the manager's task: must not block.
+    /// Delivers one alert. Called on the manager's task: must not block. An alert that is
+    /// already [resolved](Alert::is_resolved) when delivered is a notice whose condition
+    /// ended as it was reported (a service recovered).
     fn deliver(&self, alert: &Alert);
+    /// The condition of an alert this sink was [delivered](AlertSink::deliver) has cleared;
+    /// `alert` is that alert (its `at` is when it started) with
+    /// [`ended_at`](Alert::ended_at) set. Called once per activation, on the manager's task:
+    /// must not block. The default does nothing (notification sinks report firings only);
+    /// the Alertmanager sink posts the alert with `endsAt`. See
+    /// [`rules`](super::rules#resolution).
+    fn resolve(&self, alert: &Alert) {
+        let _ = alert;
+    }
     /// Counters, if the sink keeps any.
     fn stats(&self) -> Option<SinkStats> {
         None

@@ -279,3 +279,176 @@ async fn manager_consumes_the_bus_and_watches() {
     assert_eq!(watch.len(), 1);
     assert_eq!(watch[0].severity(), Severity::Critical);
 }
+
+/// A sink recording firings and resolutions.
+#[derive(Clone, Default)]
+struct Recorder {
+    fired: Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    resolved: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl AlertSink for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+    fn deliver(&self, a: &Alert) {
+        self.fired
+            .lock()
+            .unwrap()
+            .push((a.kind().to_string(), a.is_resolved()));
+    }
+    fn resolve(&self, a: &Alert) {
+        assert!(a.is_resolved());
+        assert!(a.ended_at().unwrap() >= a.at());
+        self.resolved.lock().unwrap().push(a.kind().to_string());
+    }
+}
+
+fn recorded() -> (AlertManager, Recorder) {
+    let r = Recorder::default();
+    let m = AlertManager::builder()
+        .tracing(false)
+        .sink(r.clone())
+        .build()
+        .unwrap();
+    (m, r)
+}
+
+fn service(kind: ServiceEventKind) -> Event {
+    Event::Service(ServiceEvent::new(
+        Arc::from("api"),
+        None,
+        kind,
+        Instant::now(),
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_alert_resolves_when_that_breaker_closes() {
+    let (m, r) = recorded();
+    m.process_event(&breaker("db", CircuitState::Open));
+    assert_eq!(m.active_alerts().len(), 1);
+    // Another breaker closing, or this one going half-open, does not clear it.
+    m.process_event(&breaker("cache", CircuitState::Closed));
+    m.process_event(&breaker("db", CircuitState::HalfOpen));
+    assert_eq!(m.active_alerts().len(), 1);
+    assert!(r.resolved.lock().unwrap().is_empty());
+    tokio::time::advance(Duration::from_secs(3)).await;
+    m.process_event(&breaker("db", CircuitState::Closed));
+    assert!(m.active_alerts().is_empty());
+    assert_eq!(*r.resolved.lock().unwrap(), vec!["breaker_opened"]);
+    assert_eq!(m.stats().resolved, 1);
+    // Closing again resolves nothing more.
+    m.process_event(&breaker("db", CircuitState::Closed));
+    assert_eq!(r.resolved.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pressure_alerts_resolve_as_the_level_falls() {
+    let (m, r) = recorded();
+    m.process_event(&pressure(
+        PressureLevel::Critical,
+        PressureLevel::Emergency,
+        Signal::Custom(0),
+    ));
+    assert_eq!(m.active_alerts().len(), 1);
+    // Still at or above Emergency? No: any fall below the alert's level clears it.
+    m.process_event(&pressure(
+        PressureLevel::Emergency,
+        PressureLevel::Critical,
+        Signal::Custom(0),
+    ));
+    assert!(m.active_alerts().is_empty());
+    assert_eq!(*r.resolved.lock().unwrap(), vec!["pressure_emergency"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn service_recovery_resolves_symptoms_and_is_a_resolved_notice() {
+    let (m, r) = recorded();
+    m.process_event(&service(ServiceEventKind::ErrorRateExceeded {
+        rate: 60.0,
+        threshold: 50.0,
+    }));
+    assert_eq!(m.active_alerts().len(), 1);
+    m.process_event(&service(ServiceEventKind::Recovered));
+    assert!(m.active_alerts().is_empty(), "{:?}", m.active_alerts());
+    assert_eq!(*r.resolved.lock().unwrap(), vec!["error_rate_exceeded"]);
+    let fired = r.fired.lock().unwrap().clone();
+    assert_eq!(
+        fired,
+        vec![
+            ("error_rate_exceeded".to_string(), false),
+            ("service_recovered".to_string(), true)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn event_alerts_resolve_after_five_quiet_minutes() {
+    let (m, r) = recorded();
+    m.process_event(&Event::Custom(CustomEvent::new("deploy", "v2")));
+    tokio::time::advance(Duration::from_secs(200)).await;
+    m.process_event(&Event::Custom(CustomEvent::new("deploy", "v3")));
+    tokio::time::advance(Duration::from_secs(200)).await;
+    // 400 s after the first firing but 200 s after the last: still active.
+    assert!(m.check_resolutions().is_empty());
+    tokio::time::advance(Duration::from_secs(100)).await;
+    let gone = m.check_resolutions();
+    assert_eq!(gone.len(), 1);
+    assert!(gone[0].is_resolved());
+    assert_eq!(*r.resolved.lock().unwrap(), vec!["deploy"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn suppressed_activation_is_tracked_but_never_resolved_to_sinks() {
+    let (m, r) = recorded();
+    m.process_event(&breaker("db", CircuitState::Open));
+    m.process_event(&breaker("db", CircuitState::Closed));
+    // Reopens within the rate limit: suppressed, active, but no sink saw it.
+    m.process_event(&breaker("db", CircuitState::Open));
+    assert_eq!(m.active_alerts().len(), 1);
+    m.process_event(&breaker("db", CircuitState::Closed));
+    assert_eq!(r.resolved.lock().unwrap().len(), 1);
+    assert_eq!(r.fired.lock().unwrap().len(), 1);
+    assert_eq!(m.stats().resolved, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn breakers_open_and_degradation_resolve() {
+    let (m, r) = recorded();
+    m.process_event(&breaker("a", CircuitState::Open));
+    m.process_event(&breaker("b", CircuitState::Open));
+    m.process_event(&Event::Degradation(DegradationEvent {
+        level: PressureLevel::High,
+        active: true,
+        at: Instant::now(),
+    }));
+    let mut kinds: Vec<_> = m
+        .active_alerts()
+        .iter()
+        .map(|a| a.kind().to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            "breaker_opened",
+            "breaker_opened",
+            "breakers_open",
+            "degradation_started"
+        ]
+    );
+    m.process_event(&breaker("a", CircuitState::Closed));
+    m.process_event(&Event::Degradation(DegradationEvent {
+        level: PressureLevel::Normal,
+        active: false,
+        at: Instant::now(),
+    }));
+    let mut res = r.resolved.lock().unwrap().clone();
+    res.sort();
+    assert_eq!(
+        res,
+        vec!["breaker_opened", "breakers_open", "degradation_started"]
+    );
+    assert_eq!(m.active_alerts().len(), 1);
+}

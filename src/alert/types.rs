@@ -86,6 +86,7 @@ pub struct Alert {
     pub(crate) at: Instant,
     pub(crate) rule: Arc<str>,
     pub(crate) suppressed: u64,
+    pub(crate) ended_at: Option<Instant>,
 }
 
 impl Alert {
@@ -100,6 +101,7 @@ impl Alert {
             at: Instant::now(),
             rule: Arc::from(""),
             suppressed: 0,
+            ended_at: None,
         }
     }
 
@@ -160,6 +162,34 @@ impl Alert {
     /// previous one was delivered ("12 more since").
     pub fn suppressed(&self) -> u64 {
         self.suppressed
+    }
+
+    /// `true` once the alert's condition has cleared: the [`AlertManager`](super::AlertManager)
+    /// passes resolved alerts to [`AlertSink::resolve`](super::AlertSink::resolve), and
+    /// delivers alerts that end as they are reported (a "recovered" notice) already resolved.
+    ///
+    /// ```
+    /// use tokio::time::Instant;
+    /// use tower_pressure::alert::{Alert, Severity};
+    /// let a = Alert::new(Severity::Warning, "breaker_opened", "db opened");
+    /// assert!(!a.is_resolved());
+    /// let now = Instant::now();
+    /// let a = a.resolved_at(now);
+    /// assert_eq!(a.ended_at(), Some(now));
+    /// ```
+    pub fn is_resolved(&self) -> bool {
+        self.ended_at.is_some()
+    }
+
+    /// When the condition cleared (`None` while it holds).
+    pub fn ended_at(&self) -> Option<Instant> {
+        self.ended_at
+    }
+
+    /// Marks the alert resolved at `at`.
+    pub fn resolved_at(mut self, at: Instant) -> Self {
+        self.ended_at = Some(at);
+        self
     }
 
     /// The message with the suppression note appended when alerts were suppressed:

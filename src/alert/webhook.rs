@@ -113,7 +113,8 @@ pub type WebhookClient =
 /// The protected stack every delivery goes through (see the [module docs](self)), boxed
 /// once at build time (one allocation per delivery for the boxed future; off any request
 /// path).
-type Protected = BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<()>, BoxError>;
+pub(super) type Protected =
+    BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<()>, BoxError>;
 
 /// The concrete stack before boxing.
 type Stack =
@@ -362,14 +363,15 @@ impl WebhookSinkBuilder {
         self
     }
 
-    /// Validates the configuration, builds the protection stack and starts the delivery
-    /// task.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming `url` (not http(s), unparsable, `https` with the default
-    /// client), `timeout`, `max_attempts`, `backoff`, `queue_capacity`,
-    /// `breaker_failure_threshold`, `breaker_wait`, or `runtime` outside a tokio runtime.
-    pub fn build(self) -> Result<WebhookSink, ConfigError> {
+    /// Replaces the URL (the Alertmanager sink derives it from its base URL).
+    #[cfg(feature = "alertmanager")]
+    pub(super) fn set_url(&mut self, url: String) {
+        self.url = url;
+    }
+
+    /// Validates the transport settings and builds the protected stack (retry, breaker and
+    /// timeout named `name`, on a private bus); shared with the Alertmanager sink.
+    pub(super) fn transport(self, name: &'static str) -> Result<Transport, ConfigError> {
         let target = Target::parse(&self.url)?;
         if self.timeout.is_zero() {
             return Err(ConfigError::new("timeout", self.timeout, "must be > 0"));
@@ -424,7 +426,7 @@ impl WebhookSinkBuilder {
         let bus = EventBus::new(16);
         let monitor = self.monitor.unwrap_or_else(|| PressureMonitor::manual().0);
         let retry = RetryLayer::http(monitor)
-            .name("webhook")
+            .name(name)
             .max_attempts(self.max_attempts)
             .backoff(
                 Backoff::exponential(self.backoff, 2.0)
@@ -435,7 +437,7 @@ impl WebhookSinkBuilder {
             .event_bus(bus.clone())
             .build()?;
         let breaker_layer = CircuitBreakerLayer::builder()
-            .name("webhook")
+            .name(name)
             .failure_threshold(self.breaker_failures)
             .wait_duration(self.breaker_wait)
             .permitted_calls_in_half_open(1)
@@ -449,9 +451,35 @@ impl WebhookSinkBuilder {
             .unwrap_or_else(|| WebhookSink::default_client(self.allow_private, self.timeout));
         let stack: Stack = retry.layer(breaker_layer.layer(Timeout::new(client, self.timeout)));
         let svc: Protected = BoxCloneSyncService::new(stack);
+        Ok(Transport {
+            svc,
+            target: Arc::new(target),
+            retry,
+            breaker,
+            capacity: self.capacity,
+            handle,
+        })
+    }
+
+    /// Validates the configuration, builds the protection stack and starts the delivery
+    /// task.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming `url` (not http(s), unparsable, `https` with the default
+    /// client), `timeout`, `max_attempts`, `backoff`, `queue_capacity`,
+    /// `breaker_failure_threshold`, `breaker_wait`, or `runtime` outside a tokio runtime.
+    pub fn build(self) -> Result<WebhookSink, ConfigError> {
+        let Transport {
+            svc,
+            target,
+            retry,
+            breaker,
+            capacity,
+            handle,
+        } = self.transport("webhook")?;
         let queue = Arc::new(Queue {
             items: Mutex::new(VecDeque::new()),
-            capacity: self.capacity,
+            capacity,
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             seq: AtomicU64::new(0),
@@ -464,7 +492,7 @@ impl WebhookSinkBuilder {
         let worker = Worker {
             queue: queue.clone(),
             svc,
-            target: Arc::new(target),
+            target,
         };
         handle.spawn(worker.run());
         Ok(WebhookSink {
@@ -537,14 +565,25 @@ fn payload(a: &Alert, id: &str) -> Result<Bytes, serde_json::Error> {
     serde_json::to_vec(&p).map(Bytes::from)
 }
 
+/// The validated target and the protected stack of a sink, built by
+/// [`WebhookSinkBuilder::transport`]: shared by the webhook and Alertmanager sinks.
+pub(super) struct Transport {
+    pub(super) svc: Protected,
+    pub(super) target: Arc<Target>,
+    pub(super) retry: RetryLayer<HttpClassifier>,
+    pub(super) breaker: CircuitBreakerHandle,
+    pub(super) capacity: usize,
+    pub(super) handle: tokio::runtime::Handle,
+}
+
 /// A parsed, validated destination.
-struct Target {
+pub(super) struct Target {
     /// The URI sent (userinfo removed, query kept).
-    uri: Uri,
+    pub(super) uri: Uri,
     /// `Authorization: Basic ...` from the userinfo, if any.
-    auth: Option<http::HeaderValue>,
+    pub(super) auth: Option<http::HeaderValue>,
     /// scheme://host[:port]/path, for logs.
-    redacted: Arc<str>,
+    pub(super) redacted: Arc<str>,
     https: bool,
 }
 
@@ -603,7 +642,7 @@ impl Target {
 }
 
 /// The URL with userinfo, query and fragment removed, for messages about unparsable input.
-fn redact_str(url: &str) -> String {
+pub(super) fn redact_str(url: &str) -> String {
     let cut = url.find(['?', '#']).unwrap_or(url.len());
     let url = &url[..cut];
     match url.split_once("://") {
@@ -737,7 +776,7 @@ impl Worker {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
