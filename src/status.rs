@@ -475,7 +475,10 @@ impl StatusProvider for PressureMonitor {
         let mut s = StatusSection::new("pressure", "pressure")
             .info("level", level)
             .info("driver", self.signal_name(snap.driver()))
-            .info("degradation_active", level > crate::PressureLevel::Normal)
+            .info(
+                "degradation_active",
+                level > crate::pressure::PressureLevel::Normal,
+            )
             .gauge(
                 "tower_pressure_level",
                 "Pressure level: 0 normal, 1 elevated, 2 high, 3 critical, 4 emergency.",

@@ -46,10 +46,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Alert, Severity};
-use crate::PressureLevel;
 use crate::event::{
     BreakerEventKind, CircuitState, ConcurrencyEventKind, Event, RetryEventKind, ServiceEventKind,
 };
+use crate::pressure::PressureLevel;
 use crate::pressure::Signal;
 
 type EvalFn = dyn Fn(&Event, &RuleContext) -> Option<Alert> + Send + Sync;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::PressureLevel;
+use crate::pressure::PressureLevel;
 
 /// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq)]

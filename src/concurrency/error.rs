@@ -4,7 +4,8 @@ use std::fmt;
 use std::time::Duration;
 
 use super::policy::ShedReason;
-use crate::{PressureLevel, Priority};
+use crate::pressure::PressureLevel;
+use crate::priority::Priority;
 
 /// A request was refused by an adaptive concurrency limiter. Returned at once, from the
 /// response future, boxed into `tower::BoxError`: test with `err.is::<Overloaded>()`.

@@ -196,7 +196,9 @@ fn poll_wait(w: Pin<&mut Wait>, cx: &mut Context<'_>) -> Poll<Option<Permit>> {
         return Poll::Ready(r.ok());
     }
     ready!(proj.sleep.poll(cx));
-    proj.shared
-        .count_shed(crate::Priority::Critical, ShedReason::QueueTimeout);
+    proj.shared.count_shed(
+        crate::priority::Priority::Critical,
+        ShedReason::QueueTimeout,
+    );
     Poll::Ready(None)
 }

@@ -4,8 +4,9 @@
 use std::fmt;
 
 use crate::error::{ConfigError, check_range};
+use crate::pressure::PressureLevel;
 use crate::pressure::Signal;
-use crate::{PressureLevel, Priority};
+use crate::priority::Priority;
 
 /// The lowest class admitted at each pressure level, and the factor applied to the learned
 /// limit at each level.

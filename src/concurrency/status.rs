@@ -1,6 +1,6 @@
 //! The adaptive limiter on the status page.
 
-use crate::Priority;
+use crate::priority::Priority;
 use crate::status::{StatusProvider, StatusSection};
 
 use super::AdaptiveConcurrencyHandle;

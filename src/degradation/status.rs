@@ -13,7 +13,7 @@
 //! | `tower_pressure_degradation_simplified` | gauge | 1 when simplified methods are asked for |
 
 use super::layer::DegradationLayer;
-use crate::Constraints;
+use crate::constraints::Constraints;
 use crate::pressure::PressureLevel;
 use crate::status::{StatusProvider, StatusSection};
 

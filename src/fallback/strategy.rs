@@ -18,8 +18,8 @@ use tower_service::Service;
 
 use super::future::{QueueFuture, ServiceFuture};
 use super::trigger::retry_after;
-use crate::Constraints;
 use crate::circuit_breaker::KeyExtractor;
+use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
 use crate::keyed::{Keyed, KeyedEntry};
 use crate::status::StatusSection;

@@ -19,7 +19,7 @@ use super::layer::Shared;
 use super::policy::{Failed, StopReason};
 use super::pushback::Pushback;
 use super::service::Prototype;
-use crate::Constraints;
+use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
 use crate::event::{Event, RetryEvent, RetryEventKind};
 use crate::lane::Lane;

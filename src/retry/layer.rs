@@ -13,10 +13,10 @@ use super::classify::DefaultClassifier;
 use super::policy::RetryPolicy;
 use super::service::Prototype;
 use super::service::Retry;
-use crate::PressureLevel;
 use crate::error::ConfigError;
 use crate::event::EventBus;
 use crate::lane::{Lanes, lane_count};
+use crate::pressure::PressureLevel;
 use crate::pressure::PressureMonitor;
 use std::sync::Mutex;
 

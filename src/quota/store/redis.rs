@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// What a quota layer does while its Redis store is unreachable (or a tenant's keys hold a
 /// bad value).
