@@ -91,6 +91,7 @@ pub mod quota;
 pub mod rejection;
 pub mod retry;
 pub mod route;
+mod section;
 pub mod stack;
 pub mod status;
 mod sync;

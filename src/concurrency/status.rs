@@ -1,7 +1,7 @@
 //! The adaptive limiter on the status page.
 
 use crate::priority::Priority;
-use crate::status::{StatusProvider, StatusSection};
+use crate::section::{StatusProvider, StatusSection};
 
 use super::AdaptiveConcurrencyHandle;
 

@@ -15,7 +15,7 @@
 use super::layer::DegradationLayer;
 use crate::constraints::Constraints;
 use crate::pressure::PressureLevel;
-use crate::status::{StatusProvider, StatusSection};
+use crate::section::{StatusProvider, StatusSection};
 
 fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }

@@ -13,7 +13,7 @@ use super::trigger::{AnyError, FailedResponse};
 use crate::error::ConfigError;
 use crate::event::{Event, EventBus, FallbackEvent};
 use crate::rejection::Rejection;
-use crate::status::{StatusProvider, StatusSection};
+use crate::section::{StatusProvider, StatusSection};
 
 /// Answers for a failing primary service: an alternate provider, a response built from the
 /// error, the last good response, or a second try after the rate limit's wait. See the

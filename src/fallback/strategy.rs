@@ -22,7 +22,7 @@ use crate::circuit_breaker::KeyExtractor;
 use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
 use crate::keyed::{Keyed, KeyedEntry};
-use crate::status::StatusSection;
+use crate::section::StatusSection;
 
 /// What every strategy tells about itself, independent of the request type.
 pub trait StrategyInfo: Send + Sync + 'static {
