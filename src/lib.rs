@@ -83,6 +83,7 @@ pub mod fallback;
 pub mod health;
 mod keyed;
 mod lane;
+mod outcome;
 pub mod pressure;
 pub mod priority;
 #[cfg(feature = "http")]
@@ -95,6 +96,7 @@ mod section;
 pub mod stack;
 pub mod status;
 mod sync;
+mod target;
 pub mod timeout;
 
 #[doc(hidden)]

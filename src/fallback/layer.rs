@@ -12,7 +12,7 @@ use super::strategy::{CacheFallback, QueueFallback, ServiceFallback, StrategyInf
 use super::trigger::{AnyError, FailedResponse};
 use crate::error::ConfigError;
 use crate::event::{Event, EventBus, FallbackEvent};
-use crate::rejection::Rejection;
+use crate::outcome::local_rejection;
 use crate::section::{StatusProvider, StatusSection};
 
 /// Answers for a failing primary service: an alternate provider, a response built from the
@@ -111,15 +111,16 @@ impl<St: StrategyInfo, T, M> Shared<St, T, M> {
     }
 }
 
-/// A short reason for events: `"status 503"`, or the [`Rejection`] reason (`"circuit_open"`,
+/// A short reason for events: `"status 503"`, or the
+/// [`Rejection`](crate::rejection::Rejection) reason (`"circuit_open"`,
 /// `"overloaded"`, `"timeout"`, ...), or `"error"` for application errors.
 fn failure_reason(failure: &BoxError) -> Arc<str> {
     if let Some(f) = failure.downcast_ref::<FailedResponse>() {
         return Arc::from(f.to_string().trim_start_matches("primary answered "));
     }
-    match Rejection::from_error(&**failure).reason() {
-        "internal" => Arc::from("error"),
-        r => Arc::from(r),
+    match local_rejection(&**failure) {
+        None => Arc::from("error"),
+        Some(r) => Arc::from(r.reason),
     }
 }
 

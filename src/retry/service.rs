@@ -153,7 +153,7 @@ fn replay_copy<Req: Clone>(req: &Req) -> Option<Req> {
 #[cold]
 #[inline(never)]
 fn reroute_copy<Req: Clone + HasExtensions>(req: &Req) -> Option<Req> {
-    if crate::route::has_fallback(req) {
+    if crate::target::has_fallback(req) {
         Some(req.clone())
     } else {
         None
