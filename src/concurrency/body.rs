@@ -4,7 +4,7 @@ use http_body::Body;
 
 use super::error::Overloaded;
 use super::future::Finish;
-use super::service::BodyEnd;
+use super::mode::BodyEnd;
 use super::state::Permit;
 
 /// A response body that holds the request's concurrency slot until the body ends (or is

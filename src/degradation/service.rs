@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::layer::Shared;
+use super::shared::Shared;
 use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
 use crate::pressure::PressureLevel;

@@ -15,10 +15,9 @@ use tower_service::Service;
 
 use super::classify::{Classify, Verdict};
 use super::error::AttemptTimedOut;
-use super::layer::Shared;
 use super::policy::{Failed, StopReason};
 use super::pushback::Pushback;
-use super::service::Prototype;
+use super::shared::{Prototype, Shared};
 use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
 use crate::event::{Event, RetryEvent, RetryEventKind};
