@@ -13,18 +13,29 @@
 
 mod alertmanager_support;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use alertmanager_support::AlertmanagerServer;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_pressure::alert::{AlertManager, AlertmanagerSink};
+use tower_pressure::alert::{
+    Alert, AlertLayer, AlertManager, AlertmanagerError, AlertmanagerSink, Severity,
+};
 use tower_pressure::circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer, CircuitState};
 use tower_pressure::event::EventBus;
+use tower_pressure::status::StatusRegistry;
 
 /// `GET url` on the Alertmanager, parsed as JSON (bounded: 10 s).
 async fn get_json(url: &str) -> Value {
@@ -45,7 +56,7 @@ async fn get_json(url: &str) -> Value {
 async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: Future<Output = Option<T>>,
 {
     for _ in 0..300 {
         if let Some(v) = probe().await {
@@ -279,4 +290,302 @@ async fn active_alert_is_resent_on_the_interval() {
     assert_eq!(r.sink.active(), 1);
     // Still one alert: a resend is the same alert again, not a new one.
     assert_eq!(breaker_alerts(&am, "").await.len(), 1);
+}
+
+// ------------------------------------------------- error paths against loopback servers
+
+/// How the fake Alertmanager answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Mode {
+    /// `200`, the body recorded.
+    Ok = 0,
+    /// `500 Internal Server Error`, the body recorded.
+    Error = 1,
+    /// Bytes that are not HTTP, then the connection closed.
+    Garbage = 2,
+    /// Accepts and reads, never answers.
+    Hang = 3,
+}
+
+/// A real hyper server on 127.0.0.1 answering as its `Mode` (switchable); sends every
+/// request body it answered (200 or 500) to the receiver, with the status it gave.
+struct FakeAm {
+    addr: std::net::SocketAddr,
+    mode: Arc<AtomicU8>,
+    bodies: mpsc::UnboundedReceiver<(u16, Value)>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl FakeAm {
+    fn set(&self, m: Mode) {
+        self.mode.store(m as u8, Ordering::SeqCst);
+    }
+}
+
+async fn fake_alertmanager(mode: Mode) -> FakeAm {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let m = Arc::new(AtomicU8::new(mode as u8));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (mode2, conns) = (m.clone(), connections.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            conns.fetch_add(1, Ordering::SeqCst);
+            let (tx, mode) = (tx.clone(), mode2.clone());
+            tokio::spawn(async move {
+                match mode.load(Ordering::SeqCst) {
+                    2 => {
+                        let mut buf = [0u8; 4096];
+                        let _ = stream.read(&mut buf).await;
+                        let _ = stream.write_all(b"this is not HTTP at all\r\n\r\n").await;
+                        return;
+                    }
+                    3 => {
+                        let mut buf = [0u8; 4096];
+                        let _ = stream.read(&mut buf).await;
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return;
+                    }
+                    _ => {}
+                }
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (tx, mode) = (tx.clone(), mode.clone());
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            let status = if mode.load(Ordering::SeqCst) == Mode::Error as u8 {
+                                500
+                            } else {
+                                200
+                            };
+                            let _ = tx.send((status, json));
+                            let mut resp = http::Response::new(Full::new(Bytes::new()));
+                            *resp.status_mut() =
+                                http::StatusCode::from_u16(status).expect("status");
+                            Ok::<_, hyper::Error>(resp)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    FakeAm {
+        addr,
+        mode: m,
+        bodies: rx,
+        connections,
+    }
+}
+
+/// A sink to `base` with one attempt per post and a short timeout, an `AlertManager`
+/// delivering to it, and a status registry showing both.
+fn failing_stack(
+    base: String,
+    resend: Duration,
+) -> (AlertmanagerSink, AlertManager, StatusRegistry) {
+    let sink = AlertmanagerSink::builder(base)
+        .service("checkout")
+        .instance("replica-0")
+        .resend_interval(resend)
+        .allow_private_destinations(true)
+        .max_attempts(1)
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("sink");
+    let alerts = AlertManager::builder()
+        .tracing(false)
+        .sink(sink.clone())
+        .build()
+        .expect("alert manager");
+    let registry = StatusRegistry::new();
+    registry.register(alerts.clone());
+    (sink, alerts, registry)
+}
+
+fn disk_full(key: &str) -> Alert {
+    Alert::new(Severity::Error, "disk_full", "disk full").with_key(key.to_string())
+}
+
+/// A request through an `AlertLayer` completes on its first poll (the sink's trouble never
+/// reaches the request path).
+fn request_completes_at_once() {
+    let mut svc = ServiceBuilder::new()
+        .layer(AlertLayer::new("protected"))
+        .service(service_fn(|x: u32| async move { Ok::<_, Infallible>(x) }));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut fut = std::pin::pin!(svc.call(7));
+    assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(7))));
+}
+
+/// The next error the sink broadcasts (bounded: 30 s).
+async fn next_error(rx: &mut broadcast::Receiver<AlertmanagerError>) -> AlertmanagerError {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("an error within 30 s")
+        .expect("error channel open")
+}
+
+/// `tower_pressure_alert_sink_failed_total{sink="alertmanager"}` on the status page.
+fn failed_metric(registry: &StatusRegistry) -> Option<f64> {
+    registry.snapshot().section("alerts")?.metric_value(
+        "tower_pressure_alert_sink_failed_total",
+        &[("sink", "alertmanager")],
+    )
+}
+
+#[tokio::test]
+async fn status_500_is_a_typed_error_counted_and_never_blocks_a_request() {
+    let mut am = fake_alertmanager(Mode::Error).await;
+    let (sink, alerts, registry) =
+        failing_stack(format!("http://{}", am.addr), Duration::from_secs(3600));
+    let mut errors = sink.errors();
+    assert!(alerts.raise("disk", disk_full("/var"), Duration::ZERO));
+    request_completes_at_once();
+    let e = next_error(&mut errors).await;
+    assert_eq!(
+        e,
+        AlertmanagerError::Status {
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            alerts: 1
+        }
+    );
+    assert!(e.to_string().contains("500"), "{e}");
+    assert_eq!(sink.last_error(), Some(e));
+    // The post did reach the server, as a v2 postableAlert list.
+    let (status, body) = am.bodies.recv().await.expect("a post");
+    assert_eq!(status, 500);
+    assert_eq!(body[0]["labels"]["alertname"], "disk_full");
+    let s = sink.stats();
+    assert_eq!((s.delivered, s.failed), (0, 1), "{s:?}");
+    // Not dropped: still active, to be resent.
+    assert_eq!(sink.active(), 1);
+    assert_eq!(s.queued, 1, "{s:?}");
+    assert_eq!(failed_metric(&registry), Some(1.0));
+    request_completes_at_once();
+}
+
+#[tokio::test]
+async fn garbage_reply_is_a_transport_error_without_credentials() {
+    let am = fake_alertmanager(Mode::Garbage).await;
+    let (sink, alerts, registry) = failing_stack(
+        format!("http://ops:s3cret@{}", am.addr),
+        Duration::from_secs(3600),
+    );
+    let mut errors = sink.errors();
+    assert!(alerts.raise("disk", disk_full("/var"), Duration::ZERO));
+    request_completes_at_once();
+    let e = next_error(&mut errors).await;
+    let AlertmanagerError::Transport { message, alerts: n } = &e else {
+        panic!("expected a transport error, got {e:?}");
+    };
+    assert_eq!(*n, 1);
+    assert!(!message.is_empty());
+    let shown = format!("{e} {e:?} {sink:?}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("ops:"),
+        "{shown}"
+    );
+    assert!(am.connections.load(Ordering::SeqCst) >= 1);
+    assert_eq!(sink.stats().failed, 1);
+    assert_eq!(sink.active(), 1);
+    assert_eq!(failed_metric(&registry), Some(1.0));
+}
+
+#[tokio::test]
+async fn hanging_alertmanager_times_out_as_a_transport_error() {
+    let am = fake_alertmanager(Mode::Hang).await;
+    let (sink, alerts, registry) =
+        failing_stack(format!("http://{}", am.addr), Duration::from_secs(3600));
+    let mut errors = sink.errors();
+    assert!(alerts.raise("disk", disk_full("/var"), Duration::ZERO));
+    // While the post hangs, requests are not held.
+    request_completes_at_once();
+    let e = next_error(&mut errors).await;
+    let AlertmanagerError::Transport { message, alerts: 1 } = &e else {
+        panic!("expected a transport error for one alert, got {e:?}");
+    };
+    assert!(
+        message.contains("timed out") || message.contains("timeout"),
+        "{message}"
+    );
+    assert_eq!(sink.stats().failed, 1);
+    assert_eq!(failed_metric(&registry), Some(1.0));
+    request_completes_at_once();
+}
+
+#[tokio::test]
+async fn failed_resolved_alert_is_kept_and_sent_with_the_next_post() {
+    let mut am = fake_alertmanager(Mode::Error).await;
+    let (sink, alerts, _registry) =
+        failing_stack(format!("http://{}", am.addr), Duration::from_secs(3600));
+    let mut errors = sink.errors();
+    assert!(alerts.raise("disk", disk_full("/var"), Duration::ZERO));
+    next_error(&mut errors).await;
+    assert!(alerts.resolve("disk", Some("/var")));
+    // The resolved post fails too...
+    let e = next_error(&mut errors).await;
+    assert!(
+        matches!(e, AlertmanagerError::Status { alerts: 1, .. }),
+        "{e:?}"
+    );
+    // ...and is kept, not dropped, and not retried in a loop: with nothing new to send and
+    // the resend tick an hour away, the sink makes no further post.
+    let posts = sink.posts();
+    assert_eq!(posts, 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sink.posts(),
+        posts,
+        "a failed resolved alert was retried in a loop"
+    );
+    let s = sink.stats();
+    assert_eq!((s.failed, s.dropped, s.queued), (2, 0, 1), "{s:?}");
+    assert_eq!(sink.active(), 0);
+
+    // Alertmanager is back; the next post (a new alert) carries the resolved one along.
+    am.set(Mode::Ok);
+    assert!(alerts.raise("disk", disk_full("/data"), Duration::ZERO));
+    let body = loop {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), am.bodies.recv())
+            .await
+            .expect("a post within 30 s")
+            .expect("server running");
+        if status == 200 {
+            break body;
+        }
+    };
+    let posted = body.as_array().expect("a list of alerts");
+    assert_eq!(posted.len(), 2, "{body:#}");
+    let resolved = posted
+        .iter()
+        .find(|a| a["labels"]["key"] == "/var")
+        .expect("the resolved alert");
+    let active = posted
+        .iter()
+        .find(|a| a["labels"]["key"] == "/data")
+        .expect("the new alert");
+    // The resolved one ended in the past (as it cleared); the active one is valid for 4 h
+    // (4 x the resend interval): its endsAt is later.
+    assert!(
+        resolved["endsAt"].as_str() < active["endsAt"].as_str(),
+        "{body:#}"
+    );
+    assert!(resolved["startsAt"].as_str() <= resolved["endsAt"].as_str());
+    // The reply reaches the sink after the server recorded the body.
+    let s = wait_for("the post counted", || async {
+        let s = sink.stats();
+        (s.delivered == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        (s.delivered, s.failed, s.dropped, s.queued),
+        (2, 2, 0, 1),
+        "{s:?}"
+    );
 }
