@@ -10,6 +10,8 @@
 //! * `inbound`: `ResilienceStack::inbound(monitor)` (alert → degradation → adaptive concurrency);
 //! * `outbound`: `ResilienceStack::outbound(monitor)` (alert → retry → degradation → breaker →
 //!   30 s timeout);
+//! * `outbound_coarse`: the same with `tower_pressure::clock::CoarseClock` (1 ms) running, so
+//!   the stack's two clock reads are atomic loads of the last tick;
 //! * `tower`: tower's `LoadShed > Timeout > ConcurrencyLimit > Retry` (never-retry policy);
 //! * `tower_resilience`: tower-resilience 0.13's `Retry > CircuitBreaker > Bulkhead >
 //!   AdaptiveLimiter` (AIMD).
@@ -56,6 +58,7 @@ fn clock_reads(case: Case) -> &'static str {
         Case::Bare => "0",
         Case::Inbound => "2 (1 call + 1 completion, shared)",
         Case::Outbound => "2 + 1/32 (shared)",
+        Case::OutboundCoarse => "0 (2 atomic loads)",
         Case::Tower => "1",
         Case::TowerResilience => "-",
     }
@@ -181,7 +184,9 @@ fn count_mode(which: &str) {
         .unwrap_or(20_000);
     let rt = runtime();
     let Some(case) = Case::ALL.into_iter().find(|c| c.id() == which) else {
-        eprintln!("STACK_COUNT: one of bare, inbound, outbound, tower, tower_resilience");
+        eprintln!(
+            "STACK_COUNT: one of bare, inbound, outbound, outbound_coarse, tower, tower_resilience"
+        );
         return;
     };
     with_service!(case, |svc| {
@@ -231,6 +236,11 @@ fn marginal_costs() {
                 "outbound - timeout",
                 time(&rt, &mut out().without_timeout().layer(bare())),
             ),
+            ("outbound, coarse clock", {
+                let _coarse = tower_pressure::clock::CoarseClock::start(Duration::from_millis(1))
+                    .expect("valid resolution");
+                time(&rt, &mut out().layer(bare()))
+            }),
             ("inbound", time(&rt, &mut inb().layer(bare()))),
             (
                 "inbound - alert",
@@ -267,6 +277,11 @@ fn marginal_costs() {
     let bare_ns = get("bare");
     println!(
         "\nwhat each layer adds inside its stack (1 thread, interleaved medians, ns per call):"
+    );
+    let coarse = get("outbound, coarse clock");
+    println!(
+        "  outbound with the coarse clock (1 ms): {coarse:.1} ({:+.0} over bare)",
+        coarse - bare_ns
     );
     for stack in ["outbound", "inbound"] {
         let whole = get(stack);

@@ -27,6 +27,14 @@
 //!
 //! Under the loom build the cells are off (loom runs its threads on one OS thread), and
 //! every layer reads the clock itself.
+//!
+//! # Exact or coarse
+//!
+//! By default every read is exact (`tokio::time::Instant::now()`, two per request for a whole
+//! stack). [`CoarseClock`] is the option for services where a millisecond of error does not
+//! matter: while a [`CoarseClockGuard`] lives, a read is one atomic load of the time a
+//! background thread last stored, at the resolution it was started with (as the `quanta`
+//! crate's `recent()` time works). What the trade costs is written on [`CoarseClock`].
 
 use std::time::Duration;
 
@@ -97,12 +105,233 @@ mod cells {
     pub(super) fn set_completing(_: bool) {}
 }
 
+/// The clock every layer reads: exact unless a [`CoarseClock`] is running.
+#[inline]
+fn read() -> Instant {
+    match coarse::now() {
+        Some(t) => t,
+        None => Instant::now(),
+    }
+}
+
+pub use coarse::{CoarseClock, CoarseClockGuard};
+
+/// The time as the layers read it: exact `tokio::time::Instant::now()`, or the last tick of a
+/// running [`CoarseClock`]. For measurements of your own that should agree with the layers'.
+///
+/// ```
+/// use tower_pressure::clock;
+/// let before = tokio::time::Instant::now();
+/// let t = clock::now(); // no coarse clock runs: an exact read
+/// assert!(t >= before && t <= tokio::time::Instant::now());
+/// ```
+#[inline]
+pub fn now() -> Instant {
+    read()
+}
+
+mod coarse {
+    //! The process-wide coarse clock: a thread stores the time since `BASE` every tick; a
+    //! read is one atomic load (0 means "off": reads are exact).
+
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use crate::error::ConfigError;
+
+    /// The time the ticks count from, set once by the first start.
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    /// Nanoseconds since `BASE` at the last tick, plus one; 0 while no coarse clock runs.
+    static TICK: AtomicU64 = AtomicU64::new(0);
+    /// Live guards; the ticker stops with the last one.
+    static USERS: AtomicUsize = AtomicUsize::new(0);
+    /// The running ticker's stop flag and resolution, if one runs. Only `start` and the
+    /// guards' `drop` take this lock; the request path never does.
+    static TICKER: Mutex<Option<(Arc<AtomicBool>, Duration)>> = Mutex::new(None);
+
+    #[cfg(not(tower_pressure_loom))]
+    #[inline]
+    pub(super) fn now() -> Option<Instant> {
+        let tick = TICK.load(Ordering::Acquire);
+        if tick == 0 {
+            return None;
+        }
+        // `BASE` is set before the first non-zero store (release/acquire on TICK).
+        BASE.get()
+            .map(|base| *base + Duration::from_nanos(tick - 1))
+    }
+
+    /// Loom runs every thread on one OS thread: reads stay exact there.
+    #[cfg(tower_pressure_loom)]
+    #[inline]
+    pub(super) fn now() -> Option<Instant> {
+        None
+    }
+
+    /// Stores the time since `base`. A tick (`first == false`) only moves a running clock
+    /// forward: a ticker that was told to stop just after its last check finds `TICK` at 0
+    /// and leaves it there, so it cannot turn the coarse clock back on with no ticker behind
+    /// it. Time never goes backwards either (a late store from an older ticker).
+    fn store(base: Instant, first: bool) {
+        let since = Instant::now().saturating_duration_since(base);
+        let next = u64::try_from(since.as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1);
+        let _ = TICK.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+            if cur == 0 && !first {
+                None
+            } else {
+                Some(cur.max(next))
+            }
+        });
+    }
+
+    /// A coarse clock for the layers' timing: reads cost one atomic load instead of a
+    /// `clock_gettime`, and are late by up to one resolution.
+    ///
+    /// Every layer of every stack in the process reads the same clock (the two reads per
+    /// request in [`crate::clock`]'s module docs: the call time and the completion time).
+    /// By default they are exact `tokio::time::Instant::now()` reads, about 20-30 ns each on
+    /// the machines we measure on. [`CoarseClock::start`] starts a thread that stores the
+    /// time every `resolution`; while the returned guard (or a clone) lives, a read returns
+    /// the last stored time. Drop the last guard and reads are exact again.
+    ///
+    /// # The trade
+    ///
+    /// * Latencies (breaker slow-call detection, adaptive-concurrency RTTs, alert latency
+    ///   percentiles, retry timings) are quantised to the resolution: with 1 ms, a 300 µs
+    ///   call reads as 0 or 1 ms. Keep the exact clock when the backend answers in well
+    ///   under ten resolutions (Vegas and Gradient2 learn from the RTT's small changes);
+    ///   take the coarse one for backends that answer in tens of milliseconds or more (HTTP
+    ///   APIs, LLM providers), where a millisecond is noise.
+    /// * Times are late by at most one resolution (more if the machine does not schedule the
+    ///   ticker thread): a timeout measured from the call time can fire up to that much
+    ///   early, a breaker's open wait can end up to that much late. Time never goes
+    ///   backwards.
+    /// * The ticker is an OS thread, not a tokio task, so a blocked runtime does not stall
+    ///   the clock. It follows the OS clock: under tokio's paused test clock
+    ///   (`start_paused`) keep the exact clock, which follows the paused time.
+    ///
+    /// A second `start` while a ticker runs shares it: the finer of the two resolutions is
+    /// not applied to the running ticker, which keeps its own (see
+    /// [`CoarseClock::resolution`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_pressure::clock::CoarseClock;
+    ///
+    /// let guard = CoarseClock::start(Duration::from_millis(1))?;
+    /// assert!(CoarseClock::is_running());
+    /// assert_eq!(CoarseClock::resolution(), Some(Duration::from_millis(1)));
+    /// drop(guard); // reads are exact again
+    ///
+    /// // A resolution of zero, or above one second, is refused.
+    /// assert!(CoarseClock::start(Duration::ZERO).is_err());
+    /// # Ok::<(), tower_pressure::ConfigError>(())
+    /// ```
+    #[derive(Debug, Clone, Copy)]
+    pub struct CoarseClock {
+        _private: (),
+    }
+
+    /// Keeps the coarse clock running; reads are exact again when the last guard (and its
+    /// clones) is dropped.
+    #[derive(Debug)]
+    #[must_use = "the coarse clock stops when the guard is dropped"]
+    pub struct CoarseClockGuard {
+        _private: (),
+    }
+
+    impl Clone for CoarseClockGuard {
+        fn clone(&self) -> Self {
+            USERS.fetch_add(1, Ordering::AcqRel);
+            Self { _private: () }
+        }
+    }
+
+    fn ticker() -> std::sync::MutexGuard<'static, Option<(Arc<AtomicBool>, Duration)>> {
+        // A poisoned lock only means a thread panicked while holding it; the data (a flag and
+        // a duration) is still whole.
+        TICKER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    impl CoarseClock {
+        /// Starts the coarse clock (or joins the running one) at `resolution`, which must be
+        /// more than zero and at most one second.
+        ///
+        /// # Errors
+        ///
+        /// [`ConfigError`] naming `coarse_clock.resolution` when it is out of range, or
+        /// `coarse_clock` when the OS refuses to start the thread.
+        pub fn start(resolution: Duration) -> Result<CoarseClockGuard, ConfigError> {
+            if resolution.is_zero() || resolution > Duration::from_secs(1) {
+                return Err(ConfigError::new(
+                    "coarse_clock.resolution",
+                    resolution,
+                    "must be greater than zero and at most 1 s",
+                ));
+            }
+            let mut running = ticker();
+            if running.is_none() {
+                let base = *BASE.get_or_init(Instant::now);
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = Arc::clone(&stop);
+                store(base, true);
+                std::thread::Builder::new()
+                    .name("tower-pressure-coarse-clock".into())
+                    .spawn(move || {
+                        while !flag.load(Ordering::Acquire) {
+                            std::thread::sleep(resolution);
+                            if !flag.load(Ordering::Acquire) {
+                                store(base, false);
+                            }
+                        }
+                    })
+                    .map_err(|e| {
+                        TICK.store(0, Ordering::Release);
+                        ConfigError::new("coarse_clock", e, "the ticker thread did not start")
+                    })?;
+                *running = Some((stop, resolution));
+            }
+            USERS.fetch_add(1, Ordering::AcqRel);
+            Ok(CoarseClockGuard { _private: () })
+        }
+
+        /// Whether reads are coarse right now.
+        pub fn is_running() -> bool {
+            TICK.load(Ordering::Acquire) != 0
+        }
+
+        /// The running ticker's resolution, if one runs.
+        pub fn resolution() -> Option<Duration> {
+            ticker().as_ref().map(|(_, r)| *r)
+        }
+    }
+
+    impl Drop for CoarseClockGuard {
+        fn drop(&mut self) {
+            let mut running = ticker();
+            if USERS.fetch_sub(1, Ordering::AcqRel) == 1 {
+                if let Some((stop, _)) = running.take() {
+                    stop.store(true, Ordering::Release);
+                }
+                TICK.store(0, Ordering::Release);
+            }
+        }
+    }
+}
+
 /// The current time: the open call scope's time if a layer outside this one already read
 /// it, otherwise a clock read. For a layer that needs the time of a call but does not time
 /// the response (so opens no scope of its own).
 #[inline]
 pub(crate) fn call_time() -> Instant {
-    cells::call().unwrap_or_else(Instant::now)
+    cells::call().unwrap_or_else(read)
 }
 
 /// `from + d`, or a point about 30 years ahead when that does not fit (what
@@ -158,7 +387,7 @@ pub(crate) fn shared_now() -> Instant {
     if cells::completing() {
         return done_time();
     }
-    Instant::now()
+    read()
 }
 
 /// The completion time of the current poll: the one a timing future inside already read, or
@@ -168,7 +397,7 @@ fn done_time() -> Instant {
     match cells::done() {
         Some(t) => t,
         None => {
-            let t = Instant::now();
+            let t = read();
             cells::set_done(Some(t));
             t
         }
@@ -219,7 +448,7 @@ impl CallScope {
         let stamp = match cells::call() {
             Some(at) => Stamp { at, owner: false },
             None => {
-                let at = Instant::now();
+                let at = read();
                 cells::set_call(Some(at));
                 Stamp { at, owner: true }
             }
@@ -278,7 +507,7 @@ impl Stamp {
 pub(crate) fn stamp() -> Stamp {
     match cells::call() {
         Some(at) => Stamp { at, owner: false },
-        None => Stamp::solo(Instant::now()),
+        None => Stamp::solo(read()),
     }
 }
 

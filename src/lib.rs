@@ -70,7 +70,7 @@ pub mod alert;
 pub mod body;
 pub mod builder;
 pub mod circuit_breaker;
-mod clock;
+pub mod clock;
 pub mod concurrency;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]

@@ -602,3 +602,104 @@ async fn fallback_modes_when_redis_is_unreachable() {
         assert_eq!(h.section_store_state(), "degraded");
     }
 }
+
+/// A `RedisStore` that loses its redis-server raises the `quota_store` alert (WARNING,
+/// `quota_store_degraded`, key `*`) in an `AlertManager` with the default rules on the
+/// layer's bus; the alert resolves when Redis answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_redis_raises_the_quota_store_alert_and_recovery_resolves_it() {
+    use tower_pressure::alert::{AlertManager, Severity};
+    use tower_pressure::event::EventBus;
+
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let bus = EventBus::new(1024);
+    let store = RedisStore::new(&server.url())
+        .expect("url")
+        .expected_replicas(1)
+        .timeout(BUDGET)
+        .prefix("fleet-alert")
+        .replica_id("r0");
+    let layer = QuotaLayer::builder()
+        .group(QuotaGroup::new("free").rate(Limit::new(1000)))
+        .store(store)
+        .events(bus.clone())
+        .build(HeaderKey::x_tenant())
+        .expect("layer");
+    let handle = layer.handle();
+    let alerts = AlertManager::builder()
+        .tracing(false)
+        .event_bus(bus)
+        .build()
+        .expect("alert manager");
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_r: http::Request<()>| async {
+                Ok::<_, Infallible>("ok")
+            }));
+    let store_alerts = || {
+        alerts
+            .active_alerts()
+            .into_iter()
+            .filter(|a| a.rule() == "quota_store")
+            .collect::<Vec<_>>()
+    };
+    // Requests keep flowing through every phase (the store notices failures in the
+    // background, whatever the traffic).
+    let send = || {
+        let svc = svc.clone();
+        async move {
+            let _ = svc.oneshot(tenant_req()).await;
+        }
+    };
+    for _ in 0..20 {
+        send().await;
+    }
+    assert!(!handle.store_status().degraded);
+    assert!(store_alerts().is_empty());
+
+    server.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let raised = loop {
+        if let Some(a) = store_alerts().pop() {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no quota_store alert within 10 s of losing Redis"
+        );
+        send().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(handle.store_status().degraded);
+    assert_eq!(raised.severity(), Severity::Warning);
+    assert_eq!(raised.kind(), "quota_store_degraded");
+    assert_eq!(raised.key(), Some("*"));
+    assert_eq!(raised.field("tenant"), Some("*"));
+    assert!(
+        raised.field("reason").is_some_and(|r| !r.is_empty()),
+        "{raised:?}"
+    );
+    assert_eq!(store_alerts().len(), 1, "one alert for the whole store");
+
+    // Redis is back: fleet accounting resumes and the alert resolves by itself.
+    let _server = RedisServer::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store_alerts().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the quota_store alert did not resolve within 10 s of Redis returning"
+        );
+        send().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!handle.store_status().degraded);
+    assert!(alerts.stats().resolved >= 1);
+    assert!(
+        alerts
+            .history()
+            .iter()
+            .any(|a| a.kind() == "quota_store_degraded")
+    );
+}

@@ -60,15 +60,18 @@ pub(crate) enum Case {
     Bare,
     Inbound,
     Outbound,
+    /// The outbound stack with the coarse clock (`CoarseClock`, 1 ms) running.
+    OutboundCoarse,
     Tower,
     TowerResilience,
 }
 
 impl Case {
-    pub(crate) const ALL: [Case; 5] = [
+    pub(crate) const ALL: [Case; 6] = [
         Case::Bare,
         Case::Inbound,
         Case::Outbound,
+        Case::OutboundCoarse,
         Case::Tower,
         Case::TowerResilience,
     ];
@@ -78,6 +81,7 @@ impl Case {
             Case::Bare => "bare",
             Case::Inbound => "inbound",
             Case::Outbound => "outbound",
+            Case::OutboundCoarse => "outbound_coarse",
             Case::Tower => "tower",
             Case::TowerResilience => "tower_resilience",
         }
@@ -88,6 +92,7 @@ impl Case {
             Case::Bare => "bare service_fn",
             Case::Inbound => "ResilienceStack::inbound",
             Case::Outbound => "ResilienceStack::outbound",
+            Case::OutboundCoarse => "ResilienceStack::outbound, CoarseClock 1 ms",
             Case::Tower => "tower LoadShed>Timeout>ConcLimit>Retry",
             Case::TowerResilience => "tower-resilience Retry>CB>Bulkhead>Adaptive",
         }
@@ -111,6 +116,14 @@ macro_rules! with_service {
                 $body
             }
             Case::Outbound => {
+                let $svc = tower_pressure::ResilienceStack::outbound(monitor.clone()).layer(bare());
+                $body
+            }
+            Case::OutboundCoarse => {
+                // The coarse clock runs while the case is measured, and stops after.
+                let _coarse =
+                    tower_pressure::clock::CoarseClock::start(std::time::Duration::from_millis(1))
+                        .expect("valid resolution");
                 let $svc = tower_pressure::ResilienceStack::outbound(monitor.clone()).layer(bare());
                 $body
             }

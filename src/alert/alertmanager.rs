@@ -33,8 +33,9 @@
 //! Prometheus' `--rules.alert.resend-delay` is 1 m), so Alertmanager never expires one that
 //! still holds. When the [`AlertManager`](super::AlertManager) says the condition cleared
 //! ([`AlertSink::resolve`], see [`rules`](super::rules#resolution)) the alert leaves the
-//! set and is posted once with `endsAt`. A resolved post that fails is kept (bounded) and
-//! tried again with the next post.
+//! set and is posted once with `endsAt`. A resolved post that fails is kept (bounded, the
+//! oldest dropped and counted first) and tried again with the next post, at the latest on the
+//! next resend tick: a failing Alertmanager is retried at that pace, never in a loop.
 //!
 //! # Transport and protection
 //!
@@ -172,6 +173,9 @@ type Key = (Arc<str>, Option<Arc<str>>);
 struct State {
     active: BTreeMap<Key, Entry>,
     resolved: VecDeque<Entry>,
+    /// Resolved alerts whose post failed: sent again with the next post (a new or changed
+    /// alert, a new resolved one, or the resend tick), never in a loop of their own.
+    retry: VecDeque<Entry>,
     /// An active alert was added or changed since the last post.
     dirty: bool,
 }
@@ -364,7 +368,7 @@ impl AlertmanagerSink {
             dropped: self.shared.dropped.load(Ordering::Relaxed),
             retried: self.retry.stats().retries,
             rejected: self.shared.rejected.load(Ordering::Relaxed),
-            queued: (st.active.len() + st.resolved.len()) as u64,
+            queued: (st.active.len() + st.resolved.len() + st.retry.len()) as u64,
         }
     }
 
@@ -700,7 +704,18 @@ impl Worker {
                 }
                 let send_active = (st.dirty || due) && !st.active.is_empty();
                 st.dirty = false;
-                let resolved: Vec<Entry> = st.resolved.drain(..).collect();
+                // Resolved alerts that failed before go along with any post, and on the
+                // resend tick; alone they never make the worker post again at once (a
+                // failing Alertmanager must not turn this loop into a busy one).
+                let send = send_active || !st.resolved.is_empty() || due;
+                let resolved: Vec<Entry> = if send {
+                    let State {
+                        retry, resolved, ..
+                    } = &mut *st;
+                    retry.drain(..).chain(resolved.drain(..)).collect()
+                } else {
+                    Vec::new()
+                };
                 let active: Vec<Entry> = if send_active {
                     st.active.values().cloned().collect()
                 } else {
@@ -807,7 +822,7 @@ impl Worker {
         self.fail(error, b.resolved);
     }
 
-    /// Counts, logs and broadcasts a failed post; keeps its resolved alerts for the next one
+    /// Counts, logs and broadcasts a failed post; keeps its resolved alerts for the next post
     /// (the active ones are resent anyway).
     fn fail(&self, error: AlertmanagerError, resolved: Vec<Entry>) {
         let n = match &error {
@@ -818,12 +833,13 @@ impl Worker {
         self.shared.failed.fetch_add(n as u64, Ordering::Relaxed);
         {
             let mut st = self.shared.lock();
-            for e in resolved.into_iter().rev() {
-                if st.resolved.len() >= self.shared.capacity {
+            // Oldest first, so that the bound drops the oldest.
+            for e in resolved {
+                if st.retry.len() >= self.shared.capacity {
+                    st.retry.pop_front();
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
                 }
-                st.resolved.push_front(e);
+                st.retry.push_back(e);
             }
         }
         // Only the redacted URL is logged: never userinfo or query.

@@ -13,6 +13,7 @@
 //! | `retry_budget`    | a retry budget refused retries             | WARNING  | 5 min                |
 //! | `shed`            | a concurrency limiter shed requests        | WARNING  | 5 min                |
 //! | `custom`          | a [`CustomEvent`](crate::event::CustomEvent) | INFO   | 1 min                |
+//! | `quota_store`     | the fleet quota store (Redis) failed: [`StoreDegraded`](crate::event::QuotaEventKind::StoreDegraded) | WARNING | 5 min |
 //!
 //! Exactly one of `resource` and `pressure` fires for a given level change, so a rise is
 //! reported once.
@@ -34,6 +35,7 @@
 //! | `breaker_opened`  | that breaker closes (closed, disabled, metrics only, or reset)  |
 //! | `breakers_open`   | fewer than `min` breakers are open                              |
 //! | `service`         | the service (and key) recovers; its `service_recovered` notice is delivered already resolved |
+//! | `quota_store`     | the store answers again for that tenant, or for the whole store ([`StoreRecovered`](crate::event::QuotaEventKind::StoreRecovered)) |
 //! | `retry_budget`, `shed`, `custom`, user rules | 5 minutes without a new firing (Alertmanager's default `resolve_timeout`) |
 //! | watches           | the signal is back at or under the alert's threshold            |
 //!
@@ -47,7 +49,8 @@ use std::time::Duration;
 
 use super::{Alert, Severity};
 use crate::event::{
-    BreakerEventKind, CircuitState, ConcurrencyEventKind, Event, RetryEventKind, ServiceEventKind,
+    BreakerEventKind, CircuitState, ConcurrencyEventKind, Event, QuotaEventKind, RetryEventKind,
+    ServiceEventKind,
 };
 use crate::pressure::PressureLevel;
 use crate::pressure::Signal;
@@ -156,6 +159,8 @@ pub mod intervals {
     pub const SERVICE: Duration = Duration::from_secs(5 * 60);
     /// Custom events: every minute.
     pub const CUSTOM: Duration = Duration::from_secs(60);
+    /// Quota store (Redis) degraded: every 5 minutes.
+    pub const QUOTA_STORE: Duration = Duration::from_secs(5 * 60);
     /// Threshold watches (seed 001's monitor): every 60 seconds.
     pub const WATCH: Duration = Duration::from_secs(60);
     /// Pressure alerts per level (Normal, Elevated, High, Critical, Emergency): 2 to 10
@@ -286,6 +291,7 @@ impl Rule {
             Rule::retry_budget(),
             Rule::shed(),
             Rule::custom(),
+            Rule::quota_store(),
         ]
     }
 
@@ -555,6 +561,60 @@ impl Rule {
         .every(intervals::SERVICE)
     }
 
+    /// `quota_store`: the fleet quota store failed (WARNING), alert kind
+    /// `quota_store_degraded`: the store is unreachable, slow or answers garbage, and the
+    /// quota layer decides on its fallback mode (see
+    /// [`RedisStore`](crate::quota::RedisStore) with feature `redis`). Keyed by tenant:
+    /// `*` when the whole store failed, else the tenant whose keys hold a bad value. Resolves
+    /// when the store answers again for that key
+    /// ([`StoreRecovered`](crate::event::QuotaEventKind::StoreRecovered)). 5 minutes per key.
+    ///
+    /// ```
+    /// use tower_pressure::alert::{AlertManager, Rule};
+    ///
+    /// assert_eq!(Rule::quota_store().name(), "quota_store");
+    /// // One of the defaults: every manager has it unless removed.
+    /// assert!(Rule::defaults().iter().any(|r| r.name() == "quota_store"));
+    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # rt.block_on(async {
+    /// let alerts = AlertManager::builder().remove_rule("quota_store").build().unwrap();
+    /// assert!(!alerts.rules().iter().any(|r| r == "quota_store"));
+    /// # });
+    /// ```
+    pub fn quota_store() -> Rule {
+        Rule::new("quota_store", |e| match e {
+            Event::Quota(q) => match &q.kind {
+                QuotaEventKind::StoreDegraded { reason } => {
+                    let message = if &*q.tenant == "*" {
+                        format!("quota store degraded: {reason}; quotas on their fallback mode")
+                    } else {
+                        format!(
+                            "quota store degraded for tenant {} ({}): {reason}; its quota on the fallback mode",
+                            q.tenant, q.group
+                        )
+                    };
+                    Some(
+                        Alert::new(Severity::Warning, "quota_store_degraded", message)
+                            .with_key(q.tenant.clone())
+                            .with_field("tenant", &q.tenant)
+                            .with_field("group", &q.group)
+                            .with_field("reason", reason)
+                            .at_time(q.at),
+                    )
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .every(intervals::QUOTA_STORE)
+        .resolve_when(|e, _, a| match e {
+            Event::Quota(q) => {
+                matches!(q.kind, QuotaEventKind::StoreRecovered) && a.key() == Some(&*q.tenant)
+            }
+            _ => false,
+        })
+    }
+
     /// `custom`: a user event becomes an INFO alert of the event's kind.
     pub fn custom() -> Rule {
         Rule::new("custom", |e| match e {
@@ -581,5 +641,85 @@ fn resource_kind(signal: Signal) -> Option<&'static str> {
         | Signal::ProcessRss => Some("memory"),
         Signal::Cpu | Signal::PsiCpu | Signal::CgroupPsiCpu => Some("cpu"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod quota_store_tests {
+    use std::sync::Arc;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::event::QuotaEvent;
+
+    fn quota(tenant: &str, kind: QuotaEventKind) -> Event {
+        Event::Quota(QuotaEvent {
+            tenant: Arc::from(tenant),
+            group: Arc::from(if tenant == "*" { "*" } else { "free" }),
+            kind,
+            at: Instant::now(),
+        })
+    }
+
+    fn degraded(tenant: &str) -> Event {
+        quota(
+            tenant,
+            QuotaEventKind::StoreDegraded {
+                reason: Arc::from("redis: connection refused"),
+            },
+        )
+    }
+
+    #[test]
+    fn fires_on_store_degraded_and_resolves_on_recovered_for_its_key() {
+        let rule = Rule::quota_store();
+        let ctx = RuleContext::default();
+        let a = rule.evaluate(&degraded("*"), &ctx).unwrap();
+        assert_eq!(a.severity(), Severity::Warning);
+        assert_eq!(a.kind(), "quota_store_degraded");
+        assert_eq!(a.rule(), "quota_store");
+        assert_eq!(a.key(), Some("*"));
+        assert_eq!(a.field("reason"), Some("redis: connection refused"));
+        assert!(
+            a.message().contains("connection refused"),
+            "{}",
+            a.message()
+        );
+        assert_eq!(rule.interval(&a), Duration::from_secs(300));
+        assert_eq!(rule.resolve_timeout(), None);
+        // Recovered: the whole store clears the store-wide alert, not a tenant's.
+        assert!(rule.clears(&quota("*", QuotaEventKind::StoreRecovered), &ctx, &a));
+        assert!(!rule.clears(&quota("acme", QuotaEventKind::StoreRecovered), &ctx, &a));
+        let t = rule.evaluate(&degraded("acme"), &ctx).unwrap();
+        assert_eq!(t.key(), Some("acme"));
+        assert_eq!(t.field("group"), Some("free"));
+        assert!(rule.clears(&quota("acme", QuotaEventKind::StoreRecovered), &ctx, &t));
+        assert!(!rule.clears(&quota("*", QuotaEventKind::StoreRecovered), &ctx, &t));
+        // Other quota events neither fire nor clear.
+        assert!(
+            rule.evaluate(&quota("acme", QuotaEventKind::Resumed), &ctx)
+                .is_none()
+        );
+        assert!(!rule.clears(&quota("*", QuotaEventKind::Resumed), &ctx, &a));
+        assert!(
+            rule.evaluate(&quota("*", QuotaEventKind::StoreRecovered), &ctx)
+                .is_none()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_default_manager_raises_and_resolves_it() {
+        let m = crate::alert::AlertManager::builder()
+            .tracing(false)
+            .build()
+            .unwrap();
+        let out = m.process_event(&degraded("*"));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind(), "quota_store_degraded");
+        assert_eq!(m.active_alerts().len(), 1);
+        m.process_event(&quota("*", QuotaEventKind::StoreRecovered));
+        assert!(m.active_alerts().is_empty());
+        assert_eq!(m.stats().resolved, 1);
     }
 }
