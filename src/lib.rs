@@ -58,6 +58,40 @@
 //! and hands that time outwards to the futures around it in the same poll. The
 //! [`timeout`] layer reads none: it arms its timer from the shared call time, and only when
 //! the response is not ready at once.
+//!
+//! # The shape of the crate
+//!
+//! Three levels, as tower and tower-http are built; imports point down only:
+//!
+//! ```text
+//!  lib.rs    crate docs and re-exports for users; nothing inside the crate imports a name
+//!            through it (crate::Constraints is written crate::constraints::Constraints)
+//! ───────────────────────────────────────────────────────────────────────────────────────
+//!  glue      rejection (any crate error -> 503/429/504 + Retry-After, gRPC codes)
+//!            route (fallback targets, ByRouteKey)   builder (ServiceBuilderExt)
+//!            stack (ResilienceStack)   status (StatusRegistry, Status, StatusService)
+//!            config/   health/   provider_limits/
+//! ──────────────────────────────── may import layers and core ──────────────────────────
+//!  layers    circuit_breaker/  retry/  concurrency/  degradation/  alert/  quota/
+//!            fallback/  timeout.rs          siblings: each imports only the core
+//!            (exception: alert/webhook.rs and alert/alertmanager.rs, HTTP clients
+//!            themselves, use retry and circuit_breaker)
+//! ──────────────────────────────── import only the core ────────────────────────────────
+//!  core      pressure/  constraints  priority  event  error  clock  lane  keyed
+//!            sync  body  section (StatusSection, Metric, StatusProvider)
+//!            outcome/ (CircuitOpen, Overloaded, QuotaExceeded, StoreError,
+//!                      AttemptTimedOut, Retryable, BodyTooLarge, pushback parsing)
+//!            target (RouteKey, FallbackKeys)           knows no layer
+//! ```
+//!
+//! Where one layer must recognise another layer's outcome (the fallback layer's
+//! [`fallback::is_circuit_open`], the retry layer rerouting after a local rejection), the
+//! small error type lives in the core's `outcome` module and each layer re-exports its own,
+//! so `tower_pressure::circuit_breaker::CircuitOpen` and `err.is::<CircuitOpen>()` are what
+//! they always were. Inside a layer folder imports run one way, `layer.rs` -> `service.rs` ->
+//! `future.rs`; the state they share lives in its own module (`shared.rs` or `state.rs`).
+//! Tests (`#[cfg(test)]`) may use anything. `scripts/check-layers.sh`, run by CI, fails on
+//! any import that breaks this shape.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(

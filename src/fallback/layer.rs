@@ -71,7 +71,7 @@ impl FallbackLayer<()> {
 
     /// Degrade: on a failure, answer `f(&error)`. Keeps nothing of the request: no clone,
     /// no cost on the success path. For a failed response (see [`Trigger`](super::Trigger))
-    /// the error is a [`FailedResponse`].
+    /// the error is a [`FailedResponse`](super::FailedResponse).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {

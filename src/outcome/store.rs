@@ -40,7 +40,7 @@ impl StoreErrorKind {
 /// An error of the Redis quota store: a failed round trip (kept as
 /// [`QuotaHandle::store_error`](crate::quota::QuotaHandle::store_error)), or a request
 /// refused because the store is degraded and the fallback is
-/// [`FallbackMode::FailClosed`] (composed as [`tower::BoxError`]; `503`).
+/// [`FallbackMode::FailClosed`](crate::quota::FallbackMode::FailClosed) (composed as [`tower::BoxError`]; `503`).
 ///
 /// ```
 /// use tower_pressure::quota::{StoreError, StoreErrorKind};
