@@ -10,8 +10,8 @@ use std::fmt;
 
 use tokio::time::Instant;
 
-use crate::Priority;
 use crate::pressure::{PressureLevel, Signal};
+use crate::priority::Priority;
 
 /// Request types that carry an [`http::Extensions`] map.
 ///

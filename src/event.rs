@@ -19,8 +19,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::Priority;
 use crate::pressure::{PressureLevel, Signal};
+use crate::priority::Priority;
 
 /// Something a layer did that operators may want to know about.
 #[derive(Debug, Clone)]

@@ -23,6 +23,7 @@
 //! `last_used` is written at most once per second per key on lookups (`Relaxed`: it is only
 //! an eviction hint).
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -210,6 +211,38 @@ impl<V: KeyedEntry> Keyed<V> {
         // Release: the reset state is visible to whoever finds the new hash.
         s.hash.store(h, Ordering::Release);
         Some(v)
+    }
+}
+
+/// Picks the key of a request (host, route, provider, executor id such as `"D3-Q3"`): the
+/// breaker key of the [circuit breaker](crate::circuit_breaker), and the cache key of the
+/// [fallback](crate::fallback)'s per-key strategies. Core, so both layers use it. `None` uses the layer's default breaker.
+///
+/// Implemented by [`NoKey`] (one breaker), by closures `Fn(&Req) -> Option<String>`, and with
+/// the `http` feature by [`HostKey`](crate::circuit_breaker::http::HostKey) and
+/// [`HeaderKey`](crate::circuit_breaker::http::HeaderKey) (which borrow and allocate nothing).
+pub trait KeyExtractor<Req> {
+    /// The request's key.
+    fn key<'a>(&self, req: &'a Req) -> Option<Cow<'a, str>>;
+}
+
+/// One breaker for every request (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoKey;
+
+impl<Req> KeyExtractor<Req> for NoKey {
+    #[inline(always)]
+    fn key<'a>(&self, _: &'a Req) -> Option<Cow<'a, str>> {
+        None
+    }
+}
+
+impl<F, Req> KeyExtractor<Req> for F
+where
+    F: Fn(&Req) -> Option<String>,
+{
+    fn key<'a>(&self, req: &'a Req) -> Option<Cow<'a, str>> {
+        self(req).map(Cow::Owned)
     }
 }
 

@@ -83,6 +83,7 @@ pub mod fallback;
 pub mod health;
 mod keyed;
 mod lane;
+mod outcome;
 pub mod pressure;
 pub mod priority;
 #[cfg(feature = "http")]
@@ -91,9 +92,11 @@ pub mod quota;
 pub mod rejection;
 pub mod retry;
 pub mod route;
+mod section;
 pub mod stack;
 pub mod status;
 mod sync;
+mod target;
 pub mod timeout;
 
 #[doc(hidden)]

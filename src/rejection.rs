@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use crate::circuit_breaker::CircuitOpen;
 use crate::concurrency::Overloaded;
+use crate::outcome::pushback::retry_after_secs;
 use crate::quota::QuotaExceeded;
 use crate::retry::AttemptTimedOut;
 
@@ -206,12 +207,6 @@ impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}): {}", self.status, self.reason, self.message)
     }
-}
-
-/// `d` as a `Retry-After` value in whole seconds: rounded up, at least 1 (a client told "0"
-/// retries at once). Every layer's HTTP mapping uses this one rounding.
-pub(crate) fn retry_after_secs(d: Duration) -> u64 {
-    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 fn json_string(out: &mut String, s: &str) {
@@ -434,5 +429,61 @@ mod tests {
         let res = error_response(&*err);
         assert_eq!(res.status(), 500);
         assert!(!res.body().contains("secret"));
+    }
+
+    #[test]
+    fn the_cores_recognition_agrees_with_from_error() {
+        use crate::outcome::local_rejection;
+        use crate::pressure::PressureLevel;
+        use crate::priority::Priority;
+        let secs = |s| Duration::from_secs(s);
+        #[allow(unused_mut)] // pushed to only with the `redis` and `http` features
+        let mut errors: Vec<tower::BoxError> = vec![
+            Box::new(CircuitOpen::new(
+                "b".into(),
+                None,
+                crate::circuit_breaker::RejectReason::Open,
+                secs(3),
+            )),
+            Box::new(Overloaded {
+                priority: Priority::Normal,
+                limit: 1,
+                in_flight: 1,
+                level: PressureLevel::High,
+                reason: crate::concurrency::ShedReason::LimitReached,
+                retry_after: secs(2),
+                status: 503,
+            }),
+            Box::new(QuotaExceeded::new(
+                "t".into(),
+                crate::quota::QuotaResource::Rate,
+                5,
+                secs(4),
+                false,
+            )),
+            Box::new(AttemptTimedOut::new(secs(1), 1)),
+            Box::new(tower::timeout::error::Elapsed::new()),
+            Box::new(Wrapper(Box::new(CircuitOpen::new(
+                "w".into(),
+                Some("k".into()),
+                crate::circuit_breaker::RejectReason::ForcedOpen,
+                secs(7),
+            )))),
+            "application error".into(),
+        ];
+        #[cfg(feature = "redis")]
+        errors.push(Box::new(crate::quota::StoreError::unavailable("down")));
+        #[cfg(feature = "http")]
+        errors.push(Box::new(crate::retry::http::BodyTooLarge::new(10)));
+        for err in &errors {
+            let r = Rejection::from_error(&**err);
+            match local_rejection(&**err) {
+                Some(l) => {
+                    assert_eq!(l.reason, r.reason(), "{err}");
+                    assert_eq!(l.retry_after, r.retry_after(), "{err}");
+                }
+                None => assert_eq!(r.reason(), "internal", "{err}"),
+            }
+        }
     }
 }

@@ -9,8 +9,8 @@ use crate::clock::{self, Stamp};
 use crate::lane::Lane;
 use pin_project_lite::pin_project;
 
-use super::layer::Shared;
-use super::service::Classify;
+use super::classify::Classify;
+use super::shared::Shared;
 
 /// Records the call's outcome when it completes, or a cancellation when dropped first.
 pub(crate) struct Recording {

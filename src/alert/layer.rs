@@ -5,9 +5,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower_layer::Layer;
 
-use super::metrics::{KeyTable, Metrics, MetricsSnapshot, NO_SLOT, Thresholds};
-use super::service::{AlertService, ErrorsAsFailures, FnKey, NoKey};
-use crate::clock::Stamp;
+use super::classify::ErrorsAsFailures;
+use super::metrics::{KeyTable, Metrics, MetricsSnapshot, Thresholds};
+use super::service::{AlertService, FnKey, NoKey};
+use super::shared::Shared;
 use crate::error::{ConfigError, check_range};
 use crate::event::EventBus;
 use crate::lane::{Lanes, lane_count};
@@ -32,57 +33,6 @@ impl<K, C> fmt::Debug for AlertLayer<K, C> {
         f.debug_struct("AlertLayer")
             .field("name", &self.shared.total.name)
             .finish_non_exhaustive()
-    }
-}
-
-pub(crate) struct Shared {
-    pub(crate) total: Metrics,
-    pub(crate) keys: KeyTable,
-    pub(crate) thresholds: Thresholds,
-    pub(crate) epoch: Instant,
-}
-
-impl Shared {
-    #[inline]
-    pub(crate) fn slot(&self, key: &str) -> u32 {
-        self.keys
-            .slot(key, &self.total.name, self.thresholds.window_ns)
-    }
-
-    #[inline]
-    pub(crate) fn start(&self, slot: u32, lane: usize) {
-        self.total.start(lane);
-        if slot != NO_SLOT
-            && let Some(m) = self.keys.get(slot)
-        {
-            m.start(lane);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn complete(&self, slot: u32, lane: usize, start: Stamp, failed: bool) {
-        // The completion time a timing layer inside this one already read, or a read.
-        let now = start.done();
-        let start = start.at;
-        let latency = now.saturating_duration_since(start).as_nanos() as u64;
-        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        self.total
-            .complete(lane, latency, failed, now_ns, &self.thresholds);
-        if slot != NO_SLOT
-            && let Some(m) = self.keys.get(slot)
-        {
-            m.complete(lane, latency, failed, now_ns, &self.thresholds);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn cancel(&self, slot: u32, lane: usize) {
-        self.total.cancel(lane);
-        if slot != NO_SLOT
-            && let Some(m) = self.keys.get(slot)
-        {
-            m.cancel(lane);
-        }
     }
 }
 

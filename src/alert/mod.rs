@@ -42,6 +42,7 @@
 
 #[cfg(feature = "alertmanager")]
 pub mod alertmanager;
+mod classify;
 pub mod future;
 pub mod history;
 mod layer;
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod rules;
 mod service;
+mod shared;
 pub mod sink;
 mod types;
 #[cfg(all(feature = "http", feature = "serde"))]
@@ -57,16 +59,14 @@ pub mod webhook;
 
 #[cfg(feature = "alertmanager")]
 pub use alertmanager::{AlertmanagerError, AlertmanagerSink, AlertmanagerSinkBuilder};
+pub use classify::{Classify, ErrorsAsFailures, ServerErrorsAsFailures};
 pub use history::{AlertHistory, AlertRecord, AlertSummary, BySeverity};
 pub use layer::{AlertLayer, AlertLayerBuilder, ServiceMetrics};
 pub use manager::{AlertManager, AlertManagerBuilder, ManagerStats};
 pub use metrics::MetricsSnapshot;
 pub use ratelimit::{Decision, RateLimiter};
 pub use rules::{Rule, RuleContext};
-pub use service::{
-    AlertService, Classify, ErrorsAsFailures, FnKey, HeaderKey, KeyExtractor, NoKey,
-    ServerErrorsAsFailures,
-};
+pub use service::{AlertService, FnKey, HeaderKey, KeyExtractor, NoKey};
 pub use sink::{AlertSink, CallbackSink, SinkStats, StdoutSink, TracingSink};
 pub use types::{Alert, Severity};
 #[cfg(all(feature = "http", feature = "serde"))]

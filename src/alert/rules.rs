@@ -48,11 +48,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Alert, Severity};
-use crate::PressureLevel;
 use crate::event::{
     BreakerEventKind, CircuitState, ConcurrencyEventKind, Event, QuotaEventKind, RetryEventKind,
     ServiceEventKind,
 };
+use crate::pressure::PressureLevel;
 use crate::pressure::Signal;
 
 type EvalFn = dyn Fn(&Event, &RuleContext) -> Option<Alert> + Send + Sync;

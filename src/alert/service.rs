@@ -5,9 +5,10 @@ use std::task::{Context, Poll};
 use crate::clock::CallScope;
 use tower_service::Service;
 
+use super::classify::Classify;
 use super::future::{Recording, ResponseFuture};
-use super::layer::Shared;
 use super::metrics::NO_SLOT;
+use super::shared::Shared;
 use crate::lane::Lanes;
 
 /// The service built by [`AlertLayer`](super::AlertLayer).
@@ -89,39 +90,6 @@ impl<B> KeyExtractor<http::Request<B>> for HeaderKey {
     #[inline]
     fn key<'a>(&self, req: &'a http::Request<B>) -> Option<&'a str> {
         req.headers().get(&self.0).and_then(|v| v.to_str().ok())
-    }
-}
-
-/// Decides whether a call failed.
-pub trait Classify<T, E> {
-    /// `true` when `result` counts as a failure.
-    fn is_failure(&self, result: &Result<T, E>) -> bool;
-}
-
-/// Every `Err` is a failure, every `Ok` a success (the default).
-#[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
-pub struct ErrorsAsFailures;
-
-impl<T, E> Classify<T, E> for ErrorsAsFailures {
-    #[inline]
-    fn is_failure(&self, result: &Result<T, E>) -> bool {
-        result.is_err()
-    }
-}
-
-/// For HTTP: `Err` and responses with a 5xx status are failures.
-#[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
-pub struct ServerErrorsAsFailures;
-
-impl<B, E> Classify<http::Response<B>, E> for ServerErrorsAsFailures {
-    #[inline]
-    fn is_failure(&self, result: &Result<http::Response<B>, E>) -> bool {
-        match result {
-            Ok(r) => r.status().is_server_error(),
-            Err(_) => true,
-        }
     }
 }
 

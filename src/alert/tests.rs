@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::PressureLevel;
 use crate::event::*;
+use crate::pressure::PressureLevel;
 use crate::pressure::Signal;
 
 fn pressure(from: PressureLevel, to: PressureLevel, signal: Signal) -> Event {
@@ -245,7 +245,7 @@ async fn user_rule_and_override() {
 
 #[tokio::test(start_paused = true)]
 async fn manager_consumes_the_bus_and_watches() {
-    let (monitor, manual) = crate::PressureMonitor::manual();
+    let (monitor, manual) = crate::pressure::PressureMonitor::manual();
     let m = AlertManager::builder()
         .tracing(false)
         .monitor(monitor.clone())

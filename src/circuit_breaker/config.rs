@@ -4,9 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::PressureLevel;
 use crate::error::{ConfigError, check_range};
 use crate::event::EventBus;
+use crate::pressure::PressureLevel;
 use crate::pressure::PressureMonitor;
 
 /// Which sliding window the failure and slow-call rates are computed over.

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::error::CircuitOpen;
 use super::lane::Breaker;
-use super::layer::Shared;
+use super::shared::Shared;
 use super::state::{Core, Now};
 use crate::event::{CircuitState, EventBus};
 

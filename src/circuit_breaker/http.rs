@@ -104,7 +104,7 @@ pub struct HostKey;
 
 impl<B> KeyExtractor<http::Request<B>> for HostKey {
     fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
-        if let Some(k) = crate::route::route_key(req.extensions()) {
+        if let Some(k) = crate::target::route_key(req.extensions()) {
             return Some(k);
         }
         if let Some(h) = req.uri().host() {
@@ -132,7 +132,7 @@ pub struct AuthorityKey;
 
 impl<B> KeyExtractor<http::Request<B>> for AuthorityKey {
     fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
-        if let Some(k) = crate::route::route_key(req.extensions()) {
+        if let Some(k) = crate::target::route_key(req.extensions()) {
             return Some(k);
         }
         if let Some(a) = req.uri().authority() {
@@ -153,7 +153,7 @@ pub struct HeaderKey(pub HeaderName);
 
 impl<B> KeyExtractor<http::Request<B>> for HeaderKey {
     fn key<'a>(&self, req: &'a http::Request<B>) -> Option<Cow<'a, str>> {
-        if let Some(k) = crate::route::route_key(req.extensions()) {
+        if let Some(k) = crate::target::route_key(req.extensions()) {
             return Some(k);
         }
         req.headers().get(&self.0)?.to_str().ok().map(Cow::Borrowed)
@@ -163,7 +163,7 @@ impl<B> KeyExtractor<http::Request<B>> for HeaderKey {
 /// `503 Service Unavailable` with `Retry-After` (whole seconds, rounded up, at least 1) for
 /// a [`CircuitOpen`].
 pub fn open_response<B: Default>(open: &CircuitOpen) -> http::Response<B> {
-    let secs = crate::rejection::retry_after_secs(open.retry_after());
+    let secs = crate::outcome::pushback::retry_after_secs(open.retry_after());
     let mut res = http::Response::new(B::default());
     *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     res.headers_mut()

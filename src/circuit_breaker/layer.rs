@@ -7,10 +7,11 @@ use tower_layer::Layer;
 use super::classify::ErrorsAsFailures;
 use super::config::{BreakerConfig, CircuitBreakerBuilder};
 use super::handle::CircuitBreakerHandle;
-use super::lane::{Breaker, breaker, lane_count};
+use super::lane::{breaker, lane_count};
 use super::registry::{NoKey, Registry};
 use super::service::CircuitBreaker;
-use super::state::{Core, Now};
+use super::shared::Shared;
+use super::state::Core;
 use crate::event::EventBus;
 use crate::pressure::PressureMonitor;
 
@@ -24,44 +25,6 @@ pub struct CircuitBreakerLayer<C = ErrorsAsFailures, K = NoKey> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) classifier: C,
     pub(crate) key: K,
-}
-
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) cfg: Arc<BreakerConfig>,
-    pub(crate) default: Arc<Breaker>,
-    pub(crate) registry: Option<Registry>,
-    pub(crate) bus: EventBus,
-    pub(crate) monitor: Option<PressureMonitor>,
-    pub(crate) epoch: Instant,
-    max_keys: usize,
-    idle: Duration,
-    /// Lanes per breaker ([`lane_count`], read once when the layer is built).
-    lanes: usize,
-}
-
-impl Shared {
-    pub(crate) fn make_breaker(&self, key: Option<Arc<str>>) -> Breaker {
-        breaker(Core::new(
-            self.cfg.clone(),
-            key,
-            self.bus.clone(),
-            self.monitor.clone(),
-            self.epoch,
-            self.lanes,
-        ))
-    }
-
-    /// The breaker for `key` (`None`: the default breaker).
-    #[inline]
-    pub(crate) fn breaker(&self, key: Option<&str>, now: &mut Now) -> &Arc<Breaker> {
-        match (key, &self.registry) {
-            (Some(k), Some(r)) => r
-                .get(k, now, |k| self.make_breaker(Some(k)))
-                .unwrap_or(&self.default),
-            _ => &self.default,
-        }
-    }
 }
 
 impl CircuitBreakerLayer {

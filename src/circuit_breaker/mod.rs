@@ -91,6 +91,7 @@ mod lane;
 mod layer;
 mod registry;
 mod service;
+mod shared;
 mod state;
 mod status;
 mod window;

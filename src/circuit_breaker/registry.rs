@@ -11,43 +11,13 @@
 //! second per key).
 
 use crate::sync::AtomicU64;
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::lane::Breaker;
 use super::state::{Core, Now};
 use crate::keyed::{Keyed, KeyedEntry};
 
-/// Picks the breaker key of a request (host, route, provider, executor id such as
-/// `"D3-Q3"`). `None` uses the layer's default breaker.
-///
-/// Implemented by [`NoKey`] (one breaker), by closures `Fn(&Req) -> Option<String>`, and with
-/// the `http` feature by [`HostKey`](super::http::HostKey) and
-/// [`HeaderKey`](super::http::HeaderKey) (which borrow and allocate nothing).
-pub trait KeyExtractor<Req> {
-    /// The request's key.
-    fn key<'a>(&self, req: &'a Req) -> Option<Cow<'a, str>>;
-}
-
-/// One breaker for every request (the default).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoKey;
-
-impl<Req> KeyExtractor<Req> for NoKey {
-    #[inline(always)]
-    fn key<'a>(&self, _: &'a Req) -> Option<Cow<'a, str>> {
-        None
-    }
-}
-
-impl<F, Req> KeyExtractor<Req> for F
-where
-    F: Fn(&Req) -> Option<String>,
-{
-    fn key<'a>(&self, req: &'a Req) -> Option<Cow<'a, str>> {
-        self(req).map(Cow::Owned)
-    }
-}
+pub use crate::keyed::{KeyExtractor, NoKey};
 
 impl KeyedEntry for Breaker {
     type Init = ();

@@ -6,8 +6,8 @@ use tower_service::Service;
 
 use super::classify::Complete;
 use super::future::{Permit, ResponseFuture};
-use super::layer::Shared;
 use super::registry::KeyExtractor;
+use super::shared::Shared;
 use super::state::Now;
 
 /// The service built by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).

@@ -759,9 +759,9 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PressureLevel;
     use crate::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer};
     use crate::pressure::ManualSource;
+    use crate::pressure::PressureLevel;
 
     const S: u64 = NANOS;
     const MS: u64 = 1_000_000;
@@ -1065,7 +1065,7 @@ mod tests {
 
     #[test]
     fn resource_trip_by_level_and_memory() {
-        let (monitor, manual) = crate::PressureMonitor::manual();
+        let (monitor, manual) = crate::pressure::PressureMonitor::manual();
         let c = core(
             base()
                 .monitor(monitor.clone())
@@ -1086,7 +1086,7 @@ mod tests {
         assert_eq!(c.state_raw(), CircuitState::Closed);
 
         let bytes = ManualSource::new(1000.0 * 1048576.0);
-        let monitor = crate::PressureMonitor::builder()
+        let monitor = crate::pressure::PressureMonitor::builder()
             .without_system_sources()
             .manual(Signal::MemoryBytes, bytes.clone())
             .build_unstarted()

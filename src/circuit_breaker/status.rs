@@ -19,7 +19,7 @@
 
 use super::handle::{BreakerMetrics, CircuitBreakerHandle};
 use crate::event::CircuitState;
-use crate::status::{StatusProvider, StatusSection};
+use crate::section::{StatusProvider, StatusSection};
 
 /// The numeric code of a state in `tower_pressure_breaker_state`.
 pub(crate) fn state_code(s: CircuitState) -> f64 {

@@ -4,7 +4,7 @@ use http_body::Body;
 
 use super::error::Overloaded;
 use super::future::Finish;
-use super::service::BodyEnd;
+use super::mode::BodyEnd;
 use super::state::Permit;
 
 /// A response body that holds the request's concurrency slot until the body ends (or is
@@ -44,7 +44,7 @@ impl<B: Body> Finish<http::Response<B>> for BodyEnd {
 /// assert_eq!(retry_after_value(Duration::ZERO), "1");
 /// ```
 pub fn retry_after_value(d: std::time::Duration) -> http::HeaderValue {
-    http::HeaderValue::from(crate::rejection::retry_after_secs(d))
+    http::HeaderValue::from(crate::outcome::pushback::retry_after_secs(d))
 }
 
 impl Overloaded {

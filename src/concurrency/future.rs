@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use super::error::Overloaded;
+use super::mode::ResponseEnd;
 use super::policy::ShedReason;
-use super::service::ResponseEnd;
 use super::state::{Permit, Shared};
 
 /// Turns the inner response into the layer's response, deciding how long the permit lives.
@@ -28,7 +28,7 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::ResponseEnd {}
     #[cfg(feature = "http")]
-    impl Sealed for super::super::service::BodyEnd {}
+    impl Sealed for crate::concurrency::mode::BodyEnd {}
 }
 
 impl<R> Finish<R> for ResponseEnd {
@@ -196,7 +196,9 @@ fn poll_wait(w: Pin<&mut Wait>, cx: &mut Context<'_>) -> Poll<Option<Permit>> {
         return Poll::Ready(r.ok());
     }
     ready!(proj.sleep.poll(cx));
-    proj.shared
-        .count_shed(crate::Priority::Critical, ShedReason::QueueTimeout);
+    proj.shared.count_shed(
+        crate::priority::Priority::Critical,
+        ShedReason::QueueTimeout,
+    );
     Poll::Ready(None)
 }

@@ -4,9 +4,10 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::limit::{Gradient2, LimitAlgorithm};
+use super::mode::ResponseEnd;
 use super::partition::Shares;
 use super::policy::PressurePolicy;
-use super::service::{AdaptiveConcurrency, ResponseEnd};
+use super::service::AdaptiveConcurrency;
 use super::state::{AdaptiveConcurrencyHandle, Config, Shared};
 use super::window::WindowConfig;
 use crate::error::ConfigError;
@@ -69,11 +70,11 @@ impl<C, M> AdaptiveConcurrencyLayer<C, M> {
     /// Holds each slot until the end of the HTTP response *body* instead of the response
     /// head, and measures latency to it (streamed responses keep working after the head).
     #[cfg(feature = "http")]
-    pub fn hold_until_body_end(self) -> AdaptiveConcurrencyLayer<C, super::service::BodyEnd> {
+    pub fn hold_until_body_end(self) -> AdaptiveConcurrencyLayer<C, super::mode::BodyEnd> {
         AdaptiveConcurrencyLayer {
             shared: self.shared,
             classifier: self.classifier,
-            _mode: super::service::BodyEnd,
+            _mode: super::mode::BodyEnd,
         }
     }
 }

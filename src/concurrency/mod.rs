@@ -73,6 +73,7 @@ mod error;
 pub mod future;
 mod layer;
 pub mod limit;
+mod mode;
 mod partition;
 mod policy;
 mod service;
@@ -84,10 +85,11 @@ mod window;
 pub use body::{PermitBody, overloaded_response, retry_after_value};
 pub use error::Overloaded;
 pub use layer::{AdaptiveConcurrencyBuilder, AdaptiveConcurrencyLayer};
+#[cfg(feature = "http")]
+pub use mode::BodyEnd;
+pub use mode::ResponseEnd;
 pub use partition::{MAX_LIMIT, Shares};
 pub use policy::{PressureDecision, PressurePolicy, ShedReason};
-#[cfg(feature = "http")]
-pub use service::BodyEnd;
-pub use service::{AdaptiveConcurrency, ResponseEnd};
+pub use service::AdaptiveConcurrency;
 pub use state::{AdaptiveConcurrencyHandle, LimitPoint, Permit};
 pub use window::WindowConfig;

@@ -23,8 +23,8 @@
 //! counts can never disagree and clones of the service can never over-admit. Release is one
 //! `fetch_sub` of the lane. Limits are capped at 16 383 so four full lanes cannot overflow.
 
-use crate::Priority;
 use crate::error::{ConfigError, check_range};
+use crate::priority::Priority;
 
 /// The largest limit the packed word supports.
 pub const MAX_LIMIT: u32 = (1 << 14) - 1;

@@ -1,11 +1,11 @@
 //! What pressure does to admission: priority shedding per level, limit scaling per level,
 //! and the Sentinel "BBR" check. Pure logic.
 
-use std::fmt;
-
 use crate::error::{ConfigError, check_range};
+pub use crate::outcome::shed::ShedReason;
+use crate::pressure::PressureLevel;
 use crate::pressure::Signal;
-use crate::{PressureLevel, Priority};
+use crate::priority::Priority;
 
 /// The lowest class admitted at each pressure level, and the factor applied to the learned
 /// limit at each level.
@@ -76,55 +76,6 @@ impl PressurePolicy {
     /// `max(1, floor(limit x factor))`.
     pub fn scaled(&self, level: PressureLevel, limit: u32) -> u32 {
         ((f64::from(limit) * self.scale(level)) as u32).max(1)
-    }
-}
-
-/// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ShedReason {
-    /// The (pressure-scaled) limit was reached and the class has no free guaranteed share.
-    LimitReached,
-    /// The pressure level refuses this class.
-    Pressure(PressureLevel),
-    /// A `Critical` request waited in the queue until its timeout.
-    QueueTimeout,
-}
-
-impl ShedReason {
-    /// A short lowercase description, e.g. `"pressure high: class refused"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ShedReason::LimitReached => "limit reached",
-            ShedReason::Pressure(PressureLevel::Normal) => "pressure normal: class refused",
-            ShedReason::Pressure(PressureLevel::Elevated) => "pressure elevated: class refused",
-            ShedReason::Pressure(PressureLevel::High) => "pressure high: class refused",
-            ShedReason::Pressure(PressureLevel::Critical) => "pressure critical: class refused",
-            ShedReason::Pressure(PressureLevel::Emergency) => "pressure emergency: class refused",
-            ShedReason::QueueTimeout => "queue timeout",
-        }
-    }
-
-    pub(crate) const fn code(self) -> u8 {
-        match self {
-            ShedReason::LimitReached => 0,
-            ShedReason::Pressure(l) => 1 + l.as_u8(),
-            ShedReason::QueueTimeout => 6,
-        }
-    }
-
-    pub(crate) const fn from_code(c: u8) -> ShedReason {
-        match c {
-            0 => ShedReason::LimitReached,
-            1..=5 => ShedReason::Pressure(PressureLevel::from_u8(c - 1)),
-            _ => ShedReason::QueueTimeout,
-        }
-    }
-}
-
-impl fmt::Display for ShedReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -4,19 +4,11 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+#[cfg(feature = "http")]
+use super::mode::BodyEnd;
+use super::mode::ResponseEnd;
 use super::state::{Admission, Shared};
 use crate::priority::PriorityClassifier;
-
-/// Marker: a slot is held until the response future completes (the default).
-#[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
-pub struct ResponseEnd;
-
-/// Marker: a slot is held until the end of the HTTP response body.
-#[cfg(feature = "http")]
-#[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
-pub struct BodyEnd;
 
 /// The service built by [`AdaptiveConcurrencyLayer`](super::AdaptiveConcurrencyLayer).
 #[derive(Debug, Clone)]

@@ -18,9 +18,10 @@ use super::partition::{MAX_LIMIT, Shares, class_count, lane, total, try_reserve}
 use super::policy::{PressureDecision, PressurePolicy, ShedReason, decide};
 use super::window::{Window, WindowConfig};
 use crate::event::{ConcurrencyEvent, ConcurrencyEventKind, Event, EventBus};
+use crate::pressure::PressureLevel;
 use crate::pressure::PressureMonitor;
+use crate::priority::Priority;
 use crate::sync::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard};
-use crate::{PressureLevel, Priority};
 
 /// Entries kept in the limit history.
 const HISTORY: usize = 512;

@@ -1,7 +1,7 @@
 //! The adaptive limiter on the status page.
 
-use crate::Priority;
-use crate::status::{StatusProvider, StatusSection};
+use crate::priority::Priority;
+use crate::section::{StatusProvider, StatusSection};
 
 use super::AdaptiveConcurrencyHandle;
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigFileError, ErrorKind};
 use super::units::{ByteSize, HumanDuration, Percent};
-use crate::PressureLevel;
 use crate::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerLayer, KeyExtractor};
+use crate::pressure::PressureLevel;
 use crate::pressure::PressureMonitor;
 
 /// How breakers are keyed (`per_key`).

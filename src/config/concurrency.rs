@@ -8,8 +8,9 @@ use crate::concurrency::limit::{Aimd, Gradient2, Vegas};
 use crate::concurrency::{
     AdaptiveConcurrencyBuilder, AdaptiveConcurrencyLayer, PressurePolicy, Shares,
 };
+use crate::pressure::PressureLevel;
 use crate::pressure::PressureMonitor;
-use crate::{PressureLevel, Priority};
+use crate::priority::Priority;
 
 /// The limit algorithm.
 ///
@@ -186,7 +187,7 @@ impl Default for ConcurrencyConfig {
 
 const PATH: &str = "inbound.concurrency";
 
-fn err(field: &str, e: crate::ConfigError) -> ConfigFileError {
+fn err(field: &str, e: crate::error::ConfigError) -> ConfigFileError {
     ConfigFileError::from_builder(&format!("{PATH}.{field}"), e, &[])
 }
 

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigFileError, ErrorKind};
 use super::units::{HumanDuration, Percent};
-use crate::PressureLevel;
 use crate::constraints::{Constraints, HasExtensions};
 use crate::degradation::{DegradationLayer, DegradationPolicy};
+use crate::pressure::PressureLevel;
 use crate::pressure::PressureMonitor;
 
 /// The `[degradation]` section, mapped onto [`DegradationPolicy`]. A level's missing keys

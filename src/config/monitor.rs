@@ -131,7 +131,7 @@ impl ThresholdsConfig {
     ///
     /// # Errors
     /// When the values are not increasing, negative or not finite.
-    pub fn thresholds(&self) -> Result<Thresholds, crate::ConfigError> {
+    pub fn thresholds(&self) -> Result<Thresholds, crate::error::ConfigError> {
         Thresholds::with_margin(
             [self.elevated, self.high, self.critical, self.emergency],
             self.margin,
@@ -175,7 +175,7 @@ impl MonitorConfig {
                     let field = e.field().trim_start_matches('.').to_string();
                     ConfigFileError::from_builder(
                         &path,
-                        crate::ConfigError::new(field, e.value(), e.reason()),
+                        crate::error::ConfigError::new(field, e.value(), e.reason()),
                         &[],
                     )
                 })?;
@@ -261,7 +261,7 @@ impl MonitorConfig {
     /// ```
     pub fn apply_thresholds(
         &self,
-        monitor: &crate::PressureMonitor,
+        monitor: &crate::pressure::PressureMonitor,
     ) -> Result<(), ConfigFileError> {
         let table = self.threshold_table()?;
         monitor

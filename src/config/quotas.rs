@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigFileError, ErrorKind};
 use super::units::HumanDuration;
-use crate::PressureLevel;
 use crate::event::EventBus;
+use crate::pressure::PressureLevel;
 use crate::quota::{
     EnforcementAction, ExtensionKey, HeaderKey, Limit, QuotaGroup, QuotaLayer, QuotaLayerBuilder,
     TenantKey,
@@ -342,7 +342,7 @@ impl QuotasConfig {
         }
     }
 
-    fn builder_error(&self, e: crate::ConfigError) -> ConfigFileError {
+    fn builder_error(&self, e: crate::error::ConfigError) -> ConfigFileError {
         // The builder names groups as `groups[<name>].<limit>.<field>`.
         let field = e.field().to_string();
         if let Some(rest) = field.strip_prefix("groups[")

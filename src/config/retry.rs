@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ConfigFileError;
 use super::units::HumanDuration;
-use crate::PressureLevel;
+use crate::pressure::PressureLevel;
 use crate::pressure::PressureMonitor;
 use crate::retry::{
     Backoff, DefaultClassifier, Jitter, RetryBudget, RetryLayer, RetryLayerBuilder,
@@ -213,7 +213,7 @@ impl RetryConfig {
                 let field = e.field().trim_start_matches("budget.").to_string();
                 ConfigFileError::from_builder(
                     &format!("{path}.budget"),
-                    crate::ConfigError::new(field, e.value(), e.reason()),
+                    crate::error::ConfigError::new(field, e.value(), e.reason()),
                     &[],
                 )
             })

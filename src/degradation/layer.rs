@@ -5,6 +5,7 @@ use tower_layer::Layer;
 
 use super::policy::DegradationPolicy;
 use super::service::{Degradation, NoHeader};
+use super::shared::Shared;
 use crate::pressure::PressureMonitor;
 
 /// Inserts [`Constraints`](crate::Constraints) into every request from the shared monitor's
@@ -16,13 +17,6 @@ use crate::pressure::PressureMonitor;
 pub struct DegradationLayer<H = NoHeader> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) header: H,
-}
-
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) monitor: PressureMonitor,
-    pub(crate) policy: DegradationPolicy,
-    pub(crate) deadline: Option<Duration>,
 }
 
 impl DegradationLayer {

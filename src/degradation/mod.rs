@@ -30,6 +30,7 @@
 mod layer;
 mod policy;
 mod service;
+mod shared;
 mod status;
 
 pub use layer::DegradationLayer;

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::Constraints;
+use crate::constraints::Constraints;
 use crate::pressure::PressureLevel;
 
 type Inserter = Arc<dyn Fn(&mut http::Extensions) + Send + Sync>;

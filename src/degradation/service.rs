@@ -3,11 +3,11 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::layer::Shared;
-use crate::Constraints;
-use crate::Priority;
+use super::shared::Shared;
+use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
 use crate::pressure::PressureLevel;
+use crate::priority::Priority;
 
 /// Marker: no response header (the default).
 #[derive(Debug, Clone, Copy, Default)]

@@ -13,9 +13,9 @@
 //! | `tower_pressure_degradation_simplified` | gauge | 1 when simplified methods are asked for |
 
 use super::layer::DegradationLayer;
-use crate::Constraints;
+use crate::constraints::Constraints;
 use crate::pressure::PressureLevel;
-use crate::status::{StatusProvider, StatusSection};
+use crate::section::{StatusProvider, StatusSection};
 
 fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }

@@ -14,7 +14,7 @@ use tower::BoxError;
 use tower::util::Oneshot;
 use tower_service::Service;
 
-use super::layer::Shared;
+use super::shared::Shared;
 use super::strategy::{QueueSlot, Strategy};
 use super::trigger::{FallbackFailed, FallbackUsed, Mark, Trigger};
 

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use tower::BoxError;
 
 use super::trigger::{FailedResponse, FallbackUsed, Mark, Trigger};
-use crate::retry::parse_retry_after;
+use crate::outcome::pushback::parse_retry_after;
 
 /// The header [`FallbackHeader`] sets: `x-fallback: cache` (or `queue`, `service`, `value`).
 pub const X_FALLBACK: HeaderName = HeaderName::from_static("x-fallback");

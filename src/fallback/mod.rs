@@ -100,6 +100,7 @@ pub mod future;
 pub mod http;
 mod layer;
 mod service;
+mod shared;
 pub mod strategy;
 mod trigger;
 

@@ -6,7 +6,7 @@ use tower::BoxError;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::Shared;
+use super::shared::Shared;
 use super::strategy::{Strategy, StrategyInfo};
 use super::trigger::{Mark, Trigger};
 

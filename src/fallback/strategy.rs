@@ -18,11 +18,10 @@ use tower_service::Service;
 
 use super::future::{QueueFuture, ServiceFuture};
 use super::trigger::retry_after;
-use crate::Constraints;
-use crate::circuit_breaker::KeyExtractor;
+use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
-use crate::keyed::{Keyed, KeyedEntry};
-use crate::status::StatusSection;
+use crate::keyed::{KeyExtractor, Keyed, KeyedEntry};
+use crate::section::StatusSection;
 
 /// What every strategy tells about itself, independent of the request type.
 pub trait StrategyInfo: Send + Sync + 'static {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tower::BoxError;
 
-use crate::circuit_breaker::CircuitOpen;
-use crate::concurrency::Overloaded;
-use crate::rejection::Rejection;
-use crate::retry::{AttemptTimedOut, Pushback, Verdict, classify_error};
+use crate::outcome::circuit::CircuitOpen;
+use crate::outcome::shed::Overloaded;
+use crate::outcome::transient::{AttemptTimedOut, error_pushback, is_retryable};
+use crate::outcome::{find, local_rejection};
 
 /// Decides which failures of the primary service a fallback handles.
 ///
@@ -67,19 +67,6 @@ where
     }
 }
 
-/// The first error of type `T` in `err`'s `source()` chain (at most 16 links).
-fn find<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
-    let mut cur = Some(err);
-    for _ in 0..16 {
-        let e = cur?;
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = e.source();
-    }
-    None
-}
-
 /// A circuit breaker refused the call ([`CircuitOpen`] anywhere in the source chain).
 ///
 /// ```
@@ -128,11 +115,11 @@ pub fn is_timeout(err: &BoxError) -> bool {
 /// assert!(is_retry_exhausted(&err));
 /// ```
 pub fn is_retry_exhausted(err: &BoxError) -> bool {
-    crate::retry::is_retryable(&**err).is_some()
+    is_retryable(&**err).is_some()
 }
 
 /// Any of the crate's own rejections or timeouts (what
-/// [`Rejection::from_error`] recognises: circuit open, overloaded, quota exceeded, timeouts,
+/// [`Rejection::from_error`](crate::rejection::Rejection::from_error) recognises: circuit open, overloaded, quota exceeded, timeouts,
 /// body too large), or a [`FailedResponse`]. Application errors do not match.
 ///
 /// ```
@@ -143,12 +130,12 @@ pub fn is_retry_exhausted(err: &BoxError) -> bool {
 /// assert!(!is_rejection(&err));
 /// ```
 pub fn is_rejection(err: &BoxError) -> bool {
-    find::<FailedResponse>(&**err).is_some() || Rejection::from_error(&**err).reason() != "internal"
+    find::<FailedResponse>(&**err).is_some() || local_rejection(&**err).is_some()
 }
 
 /// How long the failure says to wait before trying again: a [`FailedResponse`]'s
 /// `Retry-After`, the `retry_after()` of the crate's rejections (via
-/// [`Rejection::from_error`]), or the pushback of [`Retryable::after`](crate::retry::Retryable::after).
+/// [`Rejection::from_error`](crate::rejection::Rejection::from_error)), or the pushback of [`Retryable::after`](crate::retry::Retryable::after).
 ///
 /// ```
 /// use std::time::Duration;
@@ -160,16 +147,12 @@ pub fn retry_after(err: &BoxError) -> Option<Duration> {
     if let Some(f) = find::<FailedResponse>(&**err) {
         return f.retry_after();
     }
-    if let Some(d) = Rejection::from_error(&**err).retry_after() {
+    if let Some(d) = local_rejection(&**err).and_then(|r| r.retry_after) {
         return Some(d);
     }
-    match classify_error(&**err) {
-        Verdict::Retry {
-            pushback: Pushback::After(d),
-            ..
-        } => Some(d),
-        _ => None,
-    }
+    // What the retry layer's default classifier reads as pushback: a `Retryable::after` on
+    // an error it calls retryable.
+    is_retryable(&**err).and_then(|_| error_pushback(&**err))
 }
 
 /// A successful answer of the primary that a [`Trigger`] called a failure (an HTTP `503`).
@@ -221,7 +204,7 @@ impl Error for FailedResponse {}
 
 /// The primary failed, a fallback was tried, and it failed too.
 ///
-/// `source()` is the primary's error, so [`Rejection::from_error`] and the `is_*` predicates
+/// `source()` is the primary's error, so [`Rejection::from_error`](crate::rejection::Rejection::from_error) and the `is_*` predicates
 /// of an outer fallback layer still see why the primary failed; the fallback's own error is
 /// [`fallback_error`](FallbackFailed::fallback_error).
 ///

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tower::BoxError;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
@@ -99,7 +99,7 @@ mod http {
     use hyper_util::rt::TokioExecutor;
 
     use super::Check;
-    use crate::ConfigError;
+    use crate::error::ConfigError;
 
     /// An HTTP health check: `GET uri` with hyper-util's pooled client; healthy when the
     /// status is in the configured range (default `200..=299`), like Envoy's
@@ -210,7 +210,7 @@ mod grpc {
     use tonic_health::pb::health_client::HealthClient;
 
     use super::Check;
-    use crate::ConfigError;
+    use crate::error::ConfigError;
 
     /// A gRPC health check over the standard `grpc.health.v1.Health/Check` RPC
     /// (`tonic-health`'s client on a hyper-util HTTP/2 client, plaintext): healthy when the

@@ -101,8 +101,8 @@ pub use self::check::GrpcCheck;
 #[cfg(feature = "http")]
 pub use self::check::HttpCheck;
 use self::state::Tracker;
-use crate::ConfigError;
 use crate::circuit_breaker::CircuitBreakerHandle;
+use crate::error::ConfigError;
 pub use crate::event::HealthState;
 use crate::event::{CircuitState, Event, EventBus, HealthEvent};
 use crate::status::{StatusProvider, StatusSection};

@@ -95,8 +95,8 @@ use tokio::time::Instant;
 pub use self::future::ResponseFuture;
 use self::headers::Budget;
 pub use self::layer::{ProviderLimitsLayer, ProviderLimitsService};
-use crate::ConfigError;
 use crate::circuit_breaker::CircuitBreakerHandle;
+use crate::error::ConfigError;
 use crate::pressure::{PressureMonitorBuilder, Thresholds};
 use crate::quota::QuotaUsage;
 

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::ConfigError;
 use crate::event::EventBus;
-use crate::{ConfigError, PressureLevel};
+use crate::pressure::PressureLevel;
 
 use super::gcra::Gcra;
 use super::store::QuotaStore;

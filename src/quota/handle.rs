@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::status::{StatusProvider, StatusSection};
+use crate::section::{StatusProvider, StatusSection};
 
 use super::state::Shared;
 use super::store::{Store, StoreStatus};

@@ -8,7 +8,7 @@ use super::config::QuotaLayerBuilder;
 use super::handle::QuotaHandle;
 use super::service::Quota;
 use super::state::Shared;
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Per-tenant quotas; the state is created by [`build`](QuotaLayerBuilder::build), so every
 /// service this layer makes (every axum route) shares it.

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use crate::Constraints;
+use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
 
 use super::future::ResponseFuture;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::PressureLevel;
 use crate::event::{Event, QuotaEvent, QuotaEventKind};
+use crate::pressure::PressureLevel;
 
 use super::config::{Config, EnforcementAction, GroupRt, Limit};
 use super::error::{QuotaExceeded, QuotaResource};
@@ -264,7 +264,7 @@ impl Ctx<'_> {
 impl Shared {
     /// The shared state; a Redis store is created here but started (its background task
     /// spawned) by the layer's `build`, once the state is behind its `Arc`.
-    pub(crate) fn new(cfg: Config) -> Result<Self, crate::ConfigError> {
+    pub(crate) fn new(cfg: Config) -> Result<Self, crate::error::ConfigError> {
         let overflow = Arc::new(Tenant::new(Arc::from("overflow"), cfg.default_group));
         let store = match &cfg.store {
             super::store::QuotaStore::InProcess => Store::Local,

@@ -15,14 +15,16 @@ use tower_service::Service;
 
 use super::classify::{Classify, Verdict};
 use super::error::AttemptTimedOut;
-use super::layer::Shared;
 use super::policy::{Failed, StopReason};
 use super::pushback::Pushback;
-use super::service::Prototype;
-use crate::Constraints;
+use super::shared::{Prototype, Shared};
+use crate::constraints::Constraints;
 use crate::constraints::HasExtensions;
 use crate::event::{Event, RetryEvent, RetryEventKind};
 use crate::lane::Lane;
+use crate::outcome::circuit::CircuitOpen;
+use crate::outcome::find;
+use crate::outcome::shed::Overloaded;
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry): drives attempts, waits and pushback.
@@ -256,7 +258,7 @@ where
             return Some(result);
         };
         let this = self.as_mut().project();
-        if !this.request.as_mut().is_some_and(crate::route::reroute) {
+        if !this.request.as_mut().is_some_and(crate::target::reroute) {
             return Some(result);
         }
         self.failed(result, reason, Pushback::None, true)
@@ -423,9 +425,9 @@ where
 /// Which of the crate's local rejections `err` is, if any (anywhere in its `source()`
 /// chain, as the fallback layer's triggers look for them).
 fn local_rejection(err: &BoxError) -> Option<&'static str> {
-    if crate::fallback::is_circuit_open(err) {
+    if find::<CircuitOpen>(&**err).is_some() {
         Some("circuit open: rerouted to a fallback")
-    } else if crate::fallback::is_overloaded(err) {
+    } else if find::<Overloaded>(&**err).is_some() {
         Some("overloaded: rerouted to a fallback")
     } else {
         None

@@ -107,7 +107,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -251,38 +251,11 @@ impl RetryLayer {
     }
 }
 
-/// A request body was larger than the replay buffer's limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyTooLarge {
-    limit: usize,
-}
-
-impl BodyTooLarge {
-    /// The limit in bytes.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-    /// Retrying will not help: `None`.
-    pub fn retry_after(&self) -> Option<Duration> {
-        None
-    }
-}
-
-impl fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "request body exceeds the replay buffer limit of {} bytes",
-            self.limit
-        )
-    }
-}
-
-impl std::error::Error for BodyTooLarge {}
+pub use crate::outcome::body::BodyTooLarge;
 
 fn map_body_error(e: BoxError, limit: usize) -> BoxError {
     if e.is::<LengthLimitError>() {
-        Box::new(BodyTooLarge { limit })
+        Box::new(BodyTooLarge::new(limit))
     } else {
         e
     }
@@ -373,7 +346,7 @@ where
         let too_large = body.size_hint().lower() > self.limit as u64;
         let state = if too_large {
             BufState::Failed {
-                err: Some(Box::new(BodyTooLarge { limit: self.limit })),
+                err: Some(Box::new(BodyTooLarge::new(self.limit))),
             }
         } else {
             BufState::Collecting {
@@ -470,6 +443,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn req(method: Method) -> Request<()> {
         Request::builder().method(method).body(()).unwrap()

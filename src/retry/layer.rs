@@ -1,6 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,12 +11,12 @@ use super::backoff::{Backoff, FastRng, Rng};
 use super::budget::{RetryBudget, Tallies};
 use super::classify::DefaultClassifier;
 use super::policy::RetryPolicy;
-use super::service::Prototype;
 use super::service::Retry;
-use crate::PressureLevel;
+use super::shared::{Counters, Prototype, Shared};
 use crate::error::ConfigError;
 use crate::event::EventBus;
 use crate::lane::{Lanes, lane_count};
+use crate::pressure::PressureLevel;
 use crate::pressure::PressureMonitor;
 use std::sync::Mutex;
 
@@ -46,40 +46,6 @@ impl<C> fmt::Debug for RetryLayer<C> {
             .field("budget", &self.shared.budget)
             .finish()
     }
-}
-
-pub(crate) struct Shared<C> {
-    pub(crate) name: Arc<str>,
-    pub(crate) policy: RetryPolicy,
-    pub(crate) budget: Option<RetryBudget>,
-    pub(crate) monitor: PressureMonitor,
-    pub(crate) events: EventBus,
-    pub(crate) rng: Box<dyn Rng>,
-    pub(crate) classifier: C,
-    /// Whether `call` must read the clock (a total time bound or a per-attempt timeout is
-    /// set).
-    pub(crate) needs_start: bool,
-    /// `max_attempts > 1`: whether a request may ever be replayed (computed once).
-    pub(crate) replays: bool,
-    /// First attempts, carried to the budget in batches (one atomic add per request).
-    pub(crate) tally: Tallies,
-    /// How many lanes each service this layer builds gets (`crate::lane`).
-    pub(crate) lanes: usize,
-    /// Cumulative counters for status pages.
-    pub(crate) counters: Counters,
-}
-
-/// Cumulative counters of a layer. Every update is a `Relaxed` `fetch_add`: they are
-/// statistics, publish no other memory, and are read as independent snapshots, so no
-/// ordering with anything else is needed. They move only when an attempt fails; first
-/// attempts are counted by the [`Tally`] in [`Shared`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// Retry attempts started.
-    pub(crate) retries: AtomicU64,
-    /// Requests that ended on a retryable failure because retrying was stopped (attempts,
-    /// budget, pressure, deadline or pushback).
-    pub(crate) gave_up: AtomicU64,
 }
 
 impl RetryLayer {

@@ -134,6 +134,7 @@ mod layer;
 mod policy;
 pub mod pushback;
 mod service;
+mod shared;
 mod status;
 
 pub use backoff::{Backoff, FastRng, Jitter, MAX_WAIT, Rng};

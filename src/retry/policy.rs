@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::backoff::{Backoff, Rng};
 use super::pushback::Pushback;
-use crate::PressureLevel;
+use crate::pressure::PressureLevel;
 
 /// The layer's retry rules (built by [`RetryLayerBuilder`](super::RetryLayerBuilder)).
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::BoxError;
@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::classify::Classify;
 use super::future::ResponseFuture;
-use super::layer::Shared;
+use super::shared::{Prototype, Shared};
 use crate::constraints::HasExtensions;
 use crate::lane::Lanes;
 
@@ -36,30 +36,6 @@ use crate::lane::Lanes;
 pub struct Retry<S, C> {
     pub(crate) inner: S,
     pub(crate) lanes: Arc<Lanes<Shared<C>, Prototype<S>>>,
-}
-
-/// The copy of the inner service a lane's retries clone (see [`Retry`]). Behind a mutex so
-/// that services which are `Send` but not `Sync` (a `BoxCloneService`, most boxed clients)
-/// can be shared by the lane; it is only locked for a retry.
-pub(crate) struct Prototype<S>(pub(crate) Mutex<S>);
-
-impl<S: Clone> Prototype<S> {
-    /// A clone of the copy.
-    #[cold]
-    pub(crate) fn get(&self) -> S {
-        // A panic in another thread's `clone` poisons the lock; the copy itself is intact
-        // (`clone` takes it by reference), so use it anyway.
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl<S> fmt::Debug for Prototype<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Prototype")
-    }
 }
 
 impl<S: Clone, C> Clone for Retry<S, C> {
@@ -153,7 +129,7 @@ fn replay_copy<Req: Clone>(req: &Req) -> Option<Req> {
 #[cold]
 #[inline(never)]
 fn reroute_copy<Req: Clone + HasExtensions>(req: &Req) -> Option<Req> {
-    if crate::route::has_fallback(req) {
+    if crate::target::has_fallback(req) {
         Some(req.clone())
     } else {
         None

@@ -11,7 +11,7 @@
 //! | `tower_pressure_retry_budget_available` | gauge | retries the budget would grant now |
 
 use super::layer::RetryLayer;
-use crate::status::{StatusProvider, StatusSection};
+use crate::section::{StatusProvider, StatusSection};
 
 impl<C: Send + Sync + 'static> StatusProvider for RetryLayer<C> {
     fn section(&self) -> StatusSection {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::event::{Event, QuotaEvent, QuotaEventKind};
 use crate::quota::config::{Config, GroupRt, Limit};
 use crate::quota::error::QuotaResource;

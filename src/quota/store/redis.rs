@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// What a quota layer does while its Redis store is unreachable (or a tenant's keys hold a
 /// bad value).
@@ -299,81 +299,11 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// What went wrong with the Redis store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StoreErrorKind {
-    /// Could not connect, or the connection broke.
-    Unreachable,
-    /// Redis did not answer within the store's timeout.
-    Timeout,
-    /// A key holds something the store did not write (wrong type, not a number).
-    BadState,
-    /// A reply of the wrong shape.
-    BadReply,
-    /// Any other error reply from Redis.
-    Server,
-    /// The store is degraded and the fallback mode is fail-closed: the request was refused.
-    Unavailable,
-}
+pub use crate::outcome::store::{StoreError, StoreErrorKind};
 
-impl StoreErrorKind {
-    /// A short name (`"unreachable"`, `"timeout"`, `"bad_state"`, `"bad_reply"`, `"server"`,
-    /// `"unavailable"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unreachable => "unreachable",
-            Self::Timeout => "timeout",
-            Self::BadState => "bad_state",
-            Self::BadReply => "bad_reply",
-            Self::Server => "server",
-            Self::Unavailable => "unavailable",
-        }
-    }
-}
-
-/// An error of the Redis quota store: a failed round trip (kept as
-/// [`QuotaHandle::store_error`](crate::quota::QuotaHandle::store_error)), or a request
-/// refused because the store is degraded and the fallback is
-/// [`FallbackMode::FailClosed`] (composed as [`tower::BoxError`]; `503`).
-///
-/// ```
-/// use tower_pressure::quota::{StoreError, StoreErrorKind};
-/// let e: tower::BoxError = StoreError::unavailable("connection refused").into();
-/// let e = e.downcast_ref::<StoreError>().unwrap();
-/// assert_eq!(e.kind(), StoreErrorKind::Unavailable);
-/// assert_eq!(e.status_code(), http::StatusCode::SERVICE_UNAVAILABLE);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError {
-    kind: StoreErrorKind,
-    message: Arc<str>,
-}
-
+// The Redis-specific constructors stay with the store; the type is core so other layers can
+// recognise a store outage.
 impl StoreError {
-    pub(crate) fn new(kind: StoreErrorKind, message: impl Into<Arc<str>>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-    /// A fail-closed refusal, with the reason the store is degraded.
-    pub fn unavailable(reason: &str) -> Self {
-        Self::new(StoreErrorKind::Unavailable, reason)
-    }
-    /// What went wrong.
-    pub fn kind(&self) -> StoreErrorKind {
-        self.kind
-    }
-    /// The details (Redis's error text, or what was expected).
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-    /// `503 Service Unavailable`.
-    pub fn status_code(&self) -> http::StatusCode {
-        http::StatusCode::SERVICE_UNAVAILABLE
-    }
-
     /// Classifies a redis crate error.
     pub(crate) fn from_redis(e: &redis::RedisError) -> Self {
         let text = e.to_string();
@@ -398,28 +328,11 @@ impl StoreError {
     /// Whether the whole store is unusable (as opposed to one tenant's keys).
     pub(crate) fn is_store_wide(&self) -> bool {
         matches!(
-            self.kind,
+            self.kind(),
             StoreErrorKind::Unreachable | StoreErrorKind::Timeout | StoreErrorKind::Server
         )
     }
 }
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.kind == StoreErrorKind::Unavailable {
-            write!(f, "quota store unavailable (fail-closed): {}", self.message)
-        } else {
-            write!(
-                f,
-                "quota store error ({}): {}",
-                self.kind.as_str(),
-                self.message
-            )
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 /// GCRA in Redis. KEYS[1]: the bucket (theoretical arrival time in µs of the server clock,
 /// stored with three decimals). ARGV: emission interval T (µs), tolerance (µs), cells
