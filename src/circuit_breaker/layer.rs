@@ -28,7 +28,10 @@ pub struct CircuitBreakerLayer<C = ErrorsAsFailures, K = NoKey> {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The settings as built: only the fixed parts (name, window) are read from here.
     pub(crate) cfg: Arc<BreakerConfig>,
+    /// The settings in force, shared by every breaker of the layer (reloadable).
+    pub(crate) live: Arc<super::settings::Live>,
     pub(crate) default: Arc<Breaker>,
     pub(crate) registry: Option<Registry>,
     pub(crate) bus: EventBus,
@@ -43,7 +46,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn make_breaker(&self, key: Option<Arc<str>>) -> Breaker {
         breaker(Core::new(
-            self.cfg.clone(),
+            self.live.clone(),
             key,
             self.bus.clone(),
             self.monitor.clone(),
@@ -78,10 +81,11 @@ impl CircuitBreakerLayer {
         idle: Duration,
     ) -> Self {
         let cfg = Arc::new(cfg);
+        let live = Arc::new(super::settings::Live::new(cfg.clone()));
         let epoch = Instant::now();
         let lanes = lane_count();
         let default = Arc::new(breaker(Core::new(
-            cfg.clone(),
+            live.clone(),
             None,
             bus.clone(),
             monitor.clone(),
@@ -91,6 +95,7 @@ impl CircuitBreakerLayer {
         Self {
             shared: Arc::new(Shared {
                 cfg,
+                live,
                 default,
                 registry: None,
                 bus,
@@ -124,6 +129,7 @@ impl<C, K> CircuitBreakerLayer<C, K> {
         let s = &*self.shared;
         let shared = Arc::new(Shared {
             cfg: s.cfg.clone(),
+            live: s.live.clone(),
             default: s.default.clone(),
             registry: Some(Registry::new(s.max_keys, s.idle)),
             bus: s.bus.clone(),

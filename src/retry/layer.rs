@@ -50,7 +50,10 @@ impl<C> fmt::Debug for RetryLayer<C> {
 
 pub(crate) struct Shared<C> {
     pub(crate) name: Arc<str>,
-    pub(crate) policy: RetryPolicy,
+    /// The rules in force (reloadable, `super::settings`).
+    pub(crate) policy: super::settings::LivePolicy,
+    /// The per-attempt timeout (fixed when the layer is built).
+    pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) monitor: PressureMonitor,
     pub(crate) events: EventBus,
@@ -59,8 +62,6 @@ pub(crate) struct Shared<C> {
     /// Whether `call` must read the clock (a total time bound or a per-attempt timeout is
     /// set).
     pub(crate) needs_start: bool,
-    /// `max_attempts > 1`: whether a request may ever be replayed (computed once).
-    pub(crate) replays: bool,
     /// First attempts, carried to the budget in batches (one atomic add per request).
     pub(crate) tally: Tallies,
     /// How many lanes each service this layer builds gets (`crate::lane`).
@@ -119,7 +120,8 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
         shared: Arc::new(Shared {
             lanes,
             name: Arc::from("retry"),
-            policy: RetryPolicy::default(),
+            policy: super::settings::LivePolicy::new(RetryPolicy::default()),
+            attempt_timeout: None,
             tally: Tallies::new(Some(&budget), Instant::now(), lanes),
             budget: Some(budget),
             events: monitor.events().clone(),
@@ -127,7 +129,6 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
             rng: Box::new(FastRng),
             classifier: DefaultClassifier,
             needs_start: false,
-            replays: true,
             counters: Counters::default(),
         }),
     }
@@ -142,9 +143,10 @@ impl<C> RetryLayer<C> {
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.shared.budget.as_ref()
     }
-    /// The retry rules.
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.shared.policy
+    /// The retry rules in force (they change when the layer is reconfigured through its
+    /// [`handle`](RetryLayer::handle)).
+    pub fn policy(&self) -> Arc<RetryPolicy> {
+        self.shared.policy.load_full()
     }
     /// The classifier.
     pub fn classifier(&self) -> &C {
@@ -357,18 +359,18 @@ impl<C> RetryLayerBuilder<C> {
             BudgetChoice::None => None,
         };
         let needs_start = self.policy.time_bound.is_some() || self.policy.attempt_timeout.is_some();
-        let replays = self.policy.max_attempts > 1;
+        let attempt_timeout = self.policy.attempt_timeout;
         let lanes = lane_count();
         let tally = Tallies::new(budget.as_ref(), Instant::now(), lanes);
         Ok(RetryLayer {
             shared: Arc::new(Shared {
                 lanes,
                 tally,
-                replays,
+                attempt_timeout,
                 name: self.name,
                 events: self.events.unwrap_or_else(|| self.monitor.events().clone()),
                 monitor: self.monitor,
-                policy: self.policy,
+                policy: super::settings::LivePolicy::new(self.policy),
                 budget,
                 rng: self.rng.unwrap_or_else(|| Box::new(FastRng)),
                 classifier: self.classifier,
