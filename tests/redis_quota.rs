@@ -703,3 +703,59 @@ async fn losing_redis_raises_the_quota_store_alert_and_recovery_resolves_it() {
             .any(|a| a.kind() == "quota_store_degraded")
     );
 }
+
+/// A tenant back after a pause (its lease returned to Redis as idle) is admitted while the
+/// fleet has room: the first requests are decided on the local share until a new lease
+/// arrives, as for a new tenant. Before the fix they met the enforcement action at once: a
+/// `Suspend` limit suspended a tenant sending a burst far under its quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_back_from_idle_is_admitted_not_suspended() {
+    use tower_pressure::quota::EnforcementAction;
+
+    let server = RedisServer::start();
+    let store = RedisStore::new(&server.url())
+        .expect("url")
+        .expected_replicas(1)
+        .timeout(BUDGET)
+        .lease_fraction(0.5)
+        .prefix("fleet-idle")
+        .replica_id("r0");
+    let limit = Limit::new(100).action(EnforcementAction::Suspend {
+        duration: Duration::from_secs(60),
+    });
+    let layer = QuotaLayer::builder()
+        .group(QuotaGroup::new("free").rate(limit))
+        .store(store)
+        .build(HeaderKey::x_tenant())
+        .expect("layer");
+    let handle = layer.handle();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_r: http::Request<()>| async {
+                Ok::<_, Infallible>("ok")
+            }));
+    // One request, then a lease; then the idle lease goes back to Redis.
+    svc.clone()
+        .oneshot(tenant_req())
+        .await
+        .expect("first request");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.store_status().leased == 0 {
+        assert!(Instant::now() < deadline, "no lease within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while handle.store_status().leased > 0 {
+        assert!(Instant::now() < deadline, "the idle lease was not returned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A burst of 20, a fifth of the quota: every request admitted, none suspended.
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        if let Err(e) = svc.clone().oneshot(tenant_req()).await {
+            refused.push(e.to_string());
+        }
+    }
+    assert!(refused.is_empty(), "refused under quota: {refused:?}");
+    assert!(!handle.store_status().degraded);
+}

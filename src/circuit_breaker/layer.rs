@@ -41,10 +41,11 @@ impl CircuitBreakerLayer {
         idle: Duration,
     ) -> Self {
         let cfg = Arc::new(cfg);
+        let live = Arc::new(super::settings::Live::new(cfg.clone()));
         let epoch = Instant::now();
         let lanes = lane_count();
         let default = Arc::new(breaker(Core::new(
-            cfg.clone(),
+            live.clone(),
             None,
             bus.clone(),
             monitor.clone(),
@@ -54,6 +55,7 @@ impl CircuitBreakerLayer {
         Self {
             shared: Arc::new(Shared {
                 cfg,
+                live,
                 default,
                 registry: None,
                 bus,
@@ -87,6 +89,7 @@ impl<C, K> CircuitBreakerLayer<C, K> {
         let s = &*self.shared;
         let shared = Arc::new(Shared {
             cfg: s.cfg.clone(),
+            live: s.live.clone(),
             default: s.default.clone(),
             registry: Some(Registry::new(s.max_keys, s.idle)),
             bus: s.bus.clone(),

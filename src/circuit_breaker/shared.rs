@@ -16,7 +16,10 @@ use crate::pressure::PressureMonitor;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The settings as built: only the fixed parts (name, window) are read from here.
     pub(crate) cfg: Arc<BreakerConfig>,
+    /// The settings in force, shared by every breaker of the layer (reloadable).
+    pub(crate) live: Arc<super::settings::Live>,
     pub(crate) default: Arc<Breaker>,
     pub(crate) registry: Option<Registry>,
     pub(crate) bus: EventBus,
@@ -31,7 +34,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn make_breaker(&self, key: Option<Arc<str>>) -> Breaker {
         breaker(Core::new(
-            self.cfg.clone(),
+            self.live.clone(),
             key,
             self.bus.clone(),
             self.monitor.clone(),

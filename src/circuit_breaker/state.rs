@@ -136,6 +136,8 @@ pub(crate) struct Ticket {
     pub(crate) generation: u32,
     /// Start time in nanos, read only when slow-call detection is on.
     pub(crate) start: u64,
+    /// The slow-call duration in force when the call was admitted (nanos, 0: off).
+    pub(crate) slow: u64,
 }
 
 /// How a call ended.
@@ -151,7 +153,10 @@ pub enum Outcome {
 
 /// One breaker's state, window and metrics.
 pub(crate) struct Core {
+    /// The settings as built: only the fixed parts (name, window) are read from here; the
+    /// settings in force are in `live` (see `settings.rs`).
     pub(crate) cfg: Arc<BreakerConfig>,
+    pub(crate) live: Arc<super::settings::Live>,
     /// Read by every call, written only by probes and transitions: alone in its lines so
     /// that window and counter writes do not evict it from the other cores' caches.
     word: Padded<AtomicU64>,
@@ -201,7 +206,7 @@ pub(crate) struct Rejection {
 
 impl Core {
     pub(crate) fn new(
-        cfg: Arc<BreakerConfig>,
+        live: Arc<super::settings::Live>,
         key: Option<Arc<str>>,
         bus: EventBus,
         monitor: Option<PressureMonitor>,
@@ -209,9 +214,11 @@ impl Core {
         lanes: usize,
     ) -> Self {
         let lanes = lanes.max(1).next_power_of_two();
+        let cfg: Arc<BreakerConfig> = live.load_full();
         Self {
             window: Window::new(cfg.window, lanes),
             cfg,
+            live,
             word: Padded(AtomicU64::new(pack(CircuitState::Closed, 0))),
             consecutive: AtomicU32::new(0),
             stripes: Striped::new(lanes, || AtomicU64::new(0)),
@@ -261,13 +268,14 @@ impl Core {
 
     /// Pressure-based refusal, if configured and active.
     #[inline]
-    fn resource_check(&self) -> Option<Rejection> {
-        if !self.cfg.has_resource_trip() {
+    fn resource_check(&self, hot: super::settings::Hot) -> Option<Rejection> {
+        if !hot.resource() {
             return None;
         }
         let m = self.monitor.as_ref()?;
+        let cfg = self.live.load();
         let retry_after = m.interval();
-        if let Some(at) = self.cfg.trip_level {
+        if let Some(at) = cfg.trip_level {
             let l = m.level();
             if l >= at {
                 return Some(Rejection {
@@ -277,8 +285,8 @@ impl Core {
             }
         }
         for (threshold, signal) in [
-            (self.cfg.memory_percent, Signal::Memory),
-            (self.cfg.memory_bytes, Signal::MemoryBytes),
+            (cfg.memory_percent, Signal::Memory),
+            (cfg.memory_bytes, Signal::MemoryBytes),
         ] {
             if let (Some(t), Some(v)) = (threshold, threshold.and_then(|_| m.reading(signal)))
                 && v > t
@@ -299,25 +307,23 @@ impl Core {
     /// check when configured, plus one clock read when slow-call detection is on).
     #[inline]
     pub(crate) fn try_acquire(&self, now: &mut Now) -> Result<Ticket, Rejection> {
+        // The settings of the healthy path, read once per call (see `settings.rs`).
+        let hot = self.live.hot();
+        let slow = hot.slow_nanos();
         loop {
             let w = self.word.load(Ordering::Acquire);
             let g = generation(w);
-            let start = |now: &mut Now| {
-                if self.cfg.slow_call_duration.is_some() {
-                    now.get()
-                } else {
-                    0
-                }
-            };
+            let start = |now: &mut Now| if slow != 0 { now.get() } else { 0 };
             match decode(w) {
                 CircuitState::Closed => {
-                    if let Some(r) = self.resource_check() {
+                    if let Some(r) = self.resource_check(hot) {
                         return Err(self.reject(r, now));
                     }
                     return Ok(Ticket {
                         kind: TicketKind::Closed,
                         generation: g,
                         start: start(now),
+                        slow,
                     });
                 }
                 CircuitState::Disabled | CircuitState::MetricsOnly => {
@@ -325,12 +331,13 @@ impl Core {
                         kind: TicketKind::Record,
                         generation: g,
                         start: start(now),
+                        slow,
                     });
                 }
                 CircuitState::ForcedOpen => {
                     let r = Rejection {
                         reason: RejectReason::ForcedOpen,
-                        retry_after: self.cfg.wait_duration,
+                        retry_after: self.live.load().wait_duration,
                     };
                     return Err(self.reject(r, now));
                 }
@@ -349,10 +356,11 @@ impl Core {
                     });
                 }
                 CircuitState::HalfOpen => {
-                    if let Some(r) = self.resource_check() {
+                    if let Some(r) = self.resource_check(hot) {
                         return Err(self.reject(r, now));
                     }
-                    let permitted = self.cfg.permitted_calls_in_half_open as u64;
+                    let cfg = self.live.load();
+                    let permitted = cfg.permitted_calls_in_half_open as u64;
                     if probes(w) + successes(w) < permitted {
                         let nw = w + (1 << PROBE_SHIFT);
                         if self
@@ -364,6 +372,7 @@ impl Core {
                                 kind: TicketKind::Probe,
                                 generation: g,
                                 start: start(now),
+                                slow,
                             });
                         }
                         continue;
@@ -372,7 +381,7 @@ impl Core {
                     let deadline = self
                         .state_since
                         .load(Ordering::Relaxed)
-                        .saturating_add(self.cfg.max_wait_in_half_open.as_nanos() as u64);
+                        .saturating_add(cfg.max_wait_in_half_open.as_nanos() as u64);
                     if t >= deadline {
                         self.transition(Some(w), CircuitState::Open, t, || {
                             "probes did not finish within max_wait_in_half_open".into()
@@ -396,13 +405,14 @@ impl Core {
         if matches!(st, CircuitState::Disabled | CircuitState::MetricsOnly) {
             return Ok(());
         }
-        if let Some(r) = self.resource_check() {
+        if let Some(r) = self.resource_check(self.live.hot()) {
             return Err(r);
         }
+        let cfg = self.live.load();
         match st {
             CircuitState::ForcedOpen => Err(Rejection {
                 reason: RejectReason::ForcedOpen,
-                retry_after: self.cfg.wait_duration,
+                retry_after: cfg.wait_duration,
             }),
             CircuitState::Open => {
                 let t = now.get();
@@ -417,7 +427,7 @@ impl Core {
                 }
             }
             CircuitState::HalfOpen
-                if probes(w) + successes(w) >= self.cfg.permitted_calls_in_half_open as u64 =>
+                if probes(w) + successes(w) >= cfg.permitted_calls_in_half_open as u64 =>
             {
                 Err(Rejection {
                     reason: RejectReason::HalfOpenFull,
@@ -476,10 +486,8 @@ impl Core {
             Outcome::Failure => true,
             Outcome::Success => false,
         };
-        let slow = match self.cfg.slow_call_duration {
-            Some(d) => now.get().saturating_sub(ticket.start) >= d.as_nanos() as u64,
-            None => false,
-        };
+        // The slow-call duration the call was admitted with.
+        let slow = ticket.slow != 0 && now.get().saturating_sub(ticket.start) >= ticket.slow;
         let lane = thread_index();
         self.stripes.get(lane).fetch_add(1, Ordering::Relaxed);
         if failure {
@@ -517,7 +525,8 @@ impl Core {
     #[cold]
     fn evaluate(&self, w: u64, consecutive: u32, now: &mut Now) {
         let st = decode(w);
-        let c = &*self.cfg;
+        let cfg = self.live.load();
+        let c = &**cfg;
         if st == CircuitState::Closed
             && c.failure_threshold > 0
             && consecutive >= c.failure_threshold
@@ -600,7 +609,9 @@ impl Core {
                 .compare_exchange(w, nw, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    if ok == Some(true) && successes(nw) >= self.cfg.success_threshold as u64 {
+                    if ok == Some(true)
+                        && successes(nw) >= self.live.load().success_threshold as u64
+                    {
                         let t = now.get();
                         let n = successes(nw);
                         self.transition(Some(nw), CircuitState::Closed, t, || {
@@ -641,7 +652,7 @@ impl Core {
                     self.reopens.store(0, Ordering::Relaxed);
                     0
                 };
-                let wait = self.cfg.open_wait(reopens);
+                let wait = self.live.load().open_wait(reopens);
                 self.open_until
                     .store(t.saturating_add(wait.as_nanos() as u64), Ordering::Relaxed);
             }

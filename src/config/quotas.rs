@@ -342,7 +342,7 @@ impl QuotasConfig {
         }
     }
 
-    fn builder_error(&self, e: crate::error::ConfigError) -> ConfigFileError {
+    pub(crate) fn builder_error(&self, e: crate::error::ConfigError) -> ConfigFileError {
         // The builder names groups as `groups[<name>].<limit>.<field>`.
         let field = e.field().to_string();
         if let Some(rest) = field.strip_prefix("groups[")

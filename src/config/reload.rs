@@ -7,12 +7,36 @@
 //! * `alerts.rules`: which built-in rules run and their rate limits
 //!   ([`AlertManager::update_rules`]); rate-limit state and history are kept, rules added in
 //!   code are kept.
+//! * `outbound.breaker`: `failure_threshold`, `minimum_calls`, `failure_rate`,
+//!   `slow_call_duration`, `slow_call_rate`, `wait_duration`, `wait_multiplier`,
+//!   `max_wait_duration`, `jitter`, `permitted_calls_in_half_open`, `success_threshold`,
+//!   `max_wait_in_half_open`, `trip_at_level`, `memory_threshold_percent`,
+//!   `memory_threshold`, for the default breaker and every per-key breaker at once
+//!   ([`CircuitBreakerHandle::apply`]). States, the end of an open wait (an OPEN breaker
+//!   stays open), windows, probe slots and metrics are kept.
+//! * `outbound.retry`: `max_attempts`, `backoff`, `max_pushback`, `no_retry_at`,
+//!   `stretch_at_high`, `budget.ratio`, `budget.min_per_second` ([`RetryHandle::apply`]).
+//!   The budget keeps its balance; requests in flight keep their attempt count.
+//! * `quotas`: `groups` (limits, periods, burst windows; groups may be added, not removed),
+//!   `tenants` and `default_group` ([`QuotaHandle::apply`]). Every tenant keeps its usage:
+//!   in-flight count, cells used of its rate and units buckets (counted against the new
+//!   limits), suspension, history.
 //!
-//! Every other key is fixed once the layers are built: a document that changes one is
-//! refused as a whole with an error naming the key (`outbound.breaker.failure_rate cannot
-//! change while serving`), and nothing is applied. Breaker, retry and quota settings are in
-//! this group for now: their layers read them on the request path without a lock, and
-//! swapping them needs a lock-free hook in each layer that does not exist yet.
+//! The layers read these settings on the request path without a lock: each holds them in an
+//! `arc_swap::ArcSwap` (plus an atomic for what the healthy path needs), read once per
+//! decision; see `circuit_breaker::CircuitBreakerHandle::prepare`, `retry::RetryHandle` and
+//! `quota::QuotaHandle::prepare`. A reload reaches the layers attached to the handle: those
+//! built by [`ConfigHandle::outbound_stack`] and [`ConfigHandle::quota_layer`], or attached
+//! with [`with_breaker`](ConfigHandle::with_breaker), [`with_retry`](ConfigHandle::with_retry)
+//! and [`with_quota`](ConfigHandle::with_quota).
+//!
+//! Every other key is fixed once the layers are built (which parts make up the stacks, the
+//! monitor's sources and interval, the degradation table, adaptive concurrency, timeouts,
+//! the breaker's name, window, key and registry bounds, the retry layer's name,
+//! `attempt_timeout`, `time_bound` and budget window, whether there are quotas at all, the
+//! tenant key, fallbacks, sinks): a document that changes one is refused as a whole with an
+//! error naming the key (`outbound.breaker.count_window: cannot change while serving`), and
+//! nothing is applied.
 //!
 //! # Atomicity
 //!
@@ -35,12 +59,45 @@ use std::time::{Duration, SystemTime};
 use super::error::{ConfigFileError, ErrorKind};
 use super::{Config, Format, parse_document, read_file};
 use crate::alert::{AlertManager, Rule};
+use crate::circuit_breaker::CircuitBreakerHandle;
 use crate::event::{CustomEvent, Event};
 use crate::pressure::PressureMonitor;
+use crate::quota::{QuotaHandle, QuotaLayer};
+use crate::retry::RetryHandle;
 use crate::status::{StatusProvider, StatusSection};
 
-/// Keys a reload may change; everything else must stay as it is.
-const RELOADABLE: [&str; 3] = ["monitor.thresholds", "monitor.observe_only", "alerts.rules"];
+/// Keys a reload may change (with everything below them); everything else must stay as it
+/// is.
+const RELOADABLE: &[&str] = &[
+    "monitor.thresholds",
+    "monitor.observe_only",
+    "alerts.rules",
+    "outbound.breaker.failure_threshold",
+    "outbound.breaker.minimum_calls",
+    "outbound.breaker.failure_rate",
+    "outbound.breaker.slow_call_duration",
+    "outbound.breaker.slow_call_rate",
+    "outbound.breaker.wait_duration",
+    "outbound.breaker.wait_multiplier",
+    "outbound.breaker.max_wait_duration",
+    "outbound.breaker.jitter",
+    "outbound.breaker.permitted_calls_in_half_open",
+    "outbound.breaker.success_threshold",
+    "outbound.breaker.max_wait_in_half_open",
+    "outbound.breaker.trip_at_level",
+    "outbound.breaker.memory_threshold_percent",
+    "outbound.breaker.memory_threshold",
+    "outbound.retry.max_attempts",
+    "outbound.retry.backoff",
+    "outbound.retry.max_pushback",
+    "outbound.retry.no_retry_at",
+    "outbound.retry.stretch_at_high",
+    "outbound.retry.budget.ratio",
+    "outbound.retry.budget.min_per_second",
+    "quotas.groups",
+    "quotas.tenants",
+    "quotas.default_group",
+];
 
 /// The live configuration's version: a counter (1 for the document the layers were built
 /// from, +1 per applied reload) and a hash of its content.
@@ -87,6 +144,9 @@ struct Inner {
     reload: Mutex<()>,
     monitor: PressureMonitor,
     manager: Mutex<Option<AlertManager>>,
+    breakers: Mutex<Vec<CircuitBreakerHandle>>,
+    retries: Mutex<Vec<RetryHandle>>,
+    quotas: Mutex<Vec<QuotaHandle>>,
     source: Mutex<Option<PathBuf>>,
     last_error: Mutex<Option<ConfigFileError>>,
     reloads: AtomicU64,
@@ -112,8 +172,8 @@ struct Inner {
 /// assert_eq!(monitor.thresholds(Signal::Manual).unwrap().threshold(tower_pressure::PressureLevel::High), Some(20.0));
 ///
 /// // A key that cannot change while serving: refused, nothing applied.
-/// let err = handle.reload_str("[outbound.breaker]\nfailure_rate = 10\n", Format::Toml).unwrap_err();
-/// assert_eq!(err.path(), "outbound.breaker.failure_rate");
+/// let err = handle.reload_str("[outbound.breaker]\ncount_window = 10\n", Format::Toml).unwrap_err();
+/// assert_eq!(err.path(), "outbound.breaker.count_window");
 /// assert_eq!(handle.version().version, 2);
 /// # Ok(()) }
 /// ```
@@ -195,6 +255,9 @@ impl ConfigHandle {
                 reload: Mutex::new(()),
                 monitor,
                 manager: Mutex::new(None),
+                breakers: Mutex::new(Vec::new()),
+                retries: Mutex::new(Vec::new()),
+                quotas: Mutex::new(Vec::new()),
                 source: Mutex::new(None),
                 last_error: Mutex::new(None),
                 reloads: AtomicU64::new(0),
@@ -217,6 +280,70 @@ impl ConfigHandle {
     pub fn with_alert_manager(self, manager: AlertManager) -> ConfigHandle {
         *lock(&self.inner.manager) = Some(manager);
         self
+    }
+
+    /// Also applies `outbound.breaker` changes to the breakers of `handle`'s layer (the
+    /// default one and every per-key one).
+    pub fn with_breaker(self, handle: CircuitBreakerHandle) -> ConfigHandle {
+        lock(&self.inner.breakers).push(handle);
+        self
+    }
+
+    /// Also applies `outbound.retry` changes (rules and budget rates) to `handle`'s layer.
+    pub fn with_retry(self, handle: RetryHandle) -> ConfigHandle {
+        lock(&self.inner.retries).push(handle);
+        self
+    }
+
+    /// Also applies `quotas` changes (groups, tenants, default group) to `handle`'s layer.
+    pub fn with_quota(self, handle: QuotaHandle) -> ConfigHandle {
+        lock(&self.inner.quotas).push(handle);
+        self
+    }
+
+    /// The outbound stack of the live configuration (as [`Config::outbound_stack`]), around
+    /// the handle's monitor, with its breaker and retry layers attached to this handle:
+    /// reloads reach them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_pressure::{PressureMonitor, config::{Config, ConfigHandle, Format}};
+    /// let (monitor, _) = PressureMonitor::manual();
+    /// let handle = ConfigHandle::new(Config::default(), monitor);
+    /// let stack = handle.outbound_stack()?;
+    /// let breaker = stack.status_registry(); // the stack's status page
+    /// handle.reload_str("[outbound.breaker]\nfailure_threshold = 2\n", Format::Toml)?;
+    /// assert_eq!(handle.version().version, 2);
+    /// # let _ = breaker;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Config::outbound_stack`].
+    pub fn outbound_stack(&self) -> Result<super::ConfigOutboundStack, ConfigFileError> {
+        let config = self.current();
+        let (stack, breaker, retry) = config.outbound_parts(self.inner.monitor.clone())?;
+        if let Some(b) = breaker {
+            lock(&self.inner.breakers).push(b);
+        }
+        if let Some(r) = retry {
+            lock(&self.inner.retries).push(r);
+        }
+        Ok(stack)
+    }
+
+    /// The quota layer of the live configuration (as [`QuotasConfig::layer`](super::QuotasConfig::layer),
+    /// `None` without groups), reporting to the monitor's bus, attached to this handle.
+    ///
+    /// # Errors
+    /// As [`QuotasConfig::layer`](super::QuotasConfig::layer).
+    pub fn quota_layer(&self) -> Result<Option<QuotaLayer<super::QuotaKey>>, ConfigFileError> {
+        let config = self.current();
+        let layer = config.quotas.layer(self.inner.monitor.events().clone())?;
+        if let Some(l) = &layer {
+            lock(&self.inner.quotas).push(l.handle());
+        }
+        Ok(layer)
     }
 
     /// The live configuration.
@@ -269,8 +396,16 @@ impl ConfigHandle {
         if let Some(fixed) = diff.iter().find(|p| !reloadable(p)) {
             return Err(ConfigFileError::new(
                 fixed.clone(),
-                "cannot change while serving (reloadable: monitor.thresholds, \
-                 monitor.observe_only, alerts.rules); restart to apply it. Nothing was applied",
+                "cannot change while serving (see the reload module docs for the keys that \
+                 can); restart to apply it. Nothing was applied",
+                ErrorKind::Value,
+            ));
+        }
+        if old.quotas.groups.is_empty() != config.quotas.groups.is_empty() {
+            return Err(ConfigFileError::new(
+                "quotas.groups",
+                "cannot change while serving between no groups and some (the quota layer is \
+                 part of the stack); restart to apply it. Nothing was applied",
                 ErrorKind::Value,
             ));
         }
@@ -278,6 +413,39 @@ impl ConfigHandle {
         // 2. Prepare everything; nothing is applied yet.
         let table = config.monitor.threshold_table()?;
         let rules = configured_rules(&config);
+        let monitor = &self.inner.monitor;
+        let mut breakers = Vec::new();
+        if old.outbound.breaker != config.outbound.breaker {
+            const PATH: &str = "outbound.breaker";
+            for h in lock(&self.inner.breakers).iter() {
+                let b = config.outbound.breaker.builder_at(PATH, monitor)?;
+                let update = h
+                    .prepare(b)
+                    .map_err(|e| ConfigFileError::from_builder(PATH, e, super::breaker::RENAME))?;
+                breakers.push((h.clone(), update));
+            }
+        }
+        let mut retries = Vec::new();
+        if old.outbound.retry != config.outbound.retry {
+            const PATH: &str = "outbound.retry";
+            for h in lock(&self.inner.retries).iter() {
+                let b = config.outbound.retry.builder_at(PATH, monitor)?;
+                let update = h
+                    .prepare(b)
+                    .map_err(|e| ConfigFileError::from_builder(PATH, e, &[]))?;
+                retries.push((h.clone(), update));
+            }
+        }
+        let mut quotas = Vec::new();
+        if old.quotas != config.quotas {
+            for h in lock(&self.inner.quotas).iter() {
+                let Some(b) = config.quotas.builder(monitor.events().clone())? else {
+                    continue; // no groups: refused above unless both documents have none
+                };
+                let update = h.prepare(b).map_err(|e| config.quotas.builder_error(e))?;
+                quotas.push((h.clone(), update));
+            }
+        }
 
         // 3. Apply: the monitor validates before changing anything, and is the only step
         //    that can refuse, so it runs first.
@@ -285,6 +453,15 @@ impl ConfigHandle {
             .monitor
             .set_thresholds(&table)
             .map_err(|e| ConfigFileError::from_builder("monitor", e, &[]))?;
+        for (h, u) in breakers {
+            h.apply(u);
+        }
+        for (h, u) in retries {
+            h.apply(u);
+        }
+        for (h, u) in quotas {
+            h.apply(u);
+        }
         if let Some(m) = lock(&self.inner.manager).as_ref() {
             let builtin: Vec<String> = Rule::defaults()
                 .iter()

@@ -289,6 +289,22 @@ impl Config {
         &self,
         monitor: PressureMonitor,
     ) -> Result<ConfigOutboundStack, ConfigFileError> {
+        self.outbound_parts(monitor).map(|(s, _, _)| s)
+    }
+
+    /// The outbound stack, with the handles of its breaker and retry layers when they are
+    /// part of it (for [`ConfigHandle`](super::ConfigHandle) reloads).
+    pub(crate) fn outbound_parts(
+        &self,
+        monitor: PressureMonitor,
+    ) -> Result<
+        (
+            ConfigOutboundStack,
+            Option<crate::circuit_breaker::CircuitBreakerHandle>,
+            Option<crate::retry::RetryHandle>,
+        ),
+        ConfigFileError,
+    > {
         let c = &self.outbound;
         c.validate(&monitor)?;
         let has = |p| c.parts.contains(&p);
@@ -309,15 +325,17 @@ impl Config {
         if has(OutboundPart::Alert) {
             s = s.with_status("alert", Arc::new(alert.metrics()));
         }
+        let retry_handle = has(OutboundPart::Retry).then(|| retry.handle());
         if has(OutboundPart::Retry) {
             s = s.with_status("retry", Arc::new(retry));
         }
         if has(OutboundPart::Degradation) {
             s = s.with_status("degradation", Arc::new(degradation));
         }
+        let breaker_handle = has(OutboundPart::Breaker).then(|| breaker.handle());
         if has(OutboundPart::Breaker) {
             s = s.with_status("breaker", Arc::new(breaker.handle()));
         }
-        Ok(s)
+        Ok((s, breaker_handle, retry_handle))
     }
 }

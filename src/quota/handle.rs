@@ -64,7 +64,7 @@ pub enum RecommendationKind {
 /// A handle on a [`QuotaLayer`](super::QuotaLayer)'s shared state.
 #[derive(Debug, Clone)]
 pub struct QuotaHandle {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl QuotaHandle {
@@ -190,7 +190,8 @@ impl QuotaHandle {
     /// at least 10 % of its minutes should get 50 % more (or a larger group); a tenant whose
     /// peak minute stayed under 10 % of its rate quota could have it lowered.
     pub fn recommendations(&self) -> Vec<Recommendation> {
-        let groups = &self.shared.cfg.groups;
+        let rules = self.shared.rules.load();
+        let groups = &rules.groups;
         let mut out = Vec::new();
         for u in self.report() {
             let Some(g) = groups.iter().find(|g| *g.cfg.name == *u.group) else {

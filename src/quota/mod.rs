@@ -40,6 +40,7 @@ mod handle;
 mod key;
 mod layer;
 mod service;
+mod settings;
 mod state;
 pub mod store;
 mod tenant;
@@ -51,6 +52,7 @@ pub use handle::{QuotaHandle, Recommendation, RecommendationKind, TenantUsage};
 pub use key::{ExtensionKey, HeaderKey, TenantId, TenantKey};
 pub use layer::QuotaLayer;
 pub use service::Quota;
+pub use settings::QuotaUpdate;
 pub use state::{QuotaState, QuotaStatus};
 #[cfg(feature = "redis")]
 pub use store::{FallbackMode, RedisStore, StoreError, StoreErrorKind};

@@ -43,7 +43,10 @@ pub enum QuotaState {
 /// The shared state of one `QuotaLayer`.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The configuration as built: its groups and assignments are those of the first
+    /// rules only; the rules in force are in `rules` (see `settings.rs`).
     pub(crate) cfg: Config,
+    pub(crate) rules: super::settings::LiveRules,
     pub(crate) registry: Registry,
     pub(crate) overflow: Arc<Tenant>,
     pub(crate) epoch: Instant,
@@ -274,6 +277,7 @@ impl Shared {
             }
         };
         Ok(Self {
+            rules: super::settings::LiveRules::new(super::settings::Rules::of(&cfg)),
             registry: Registry::new(cfg.max_tenants, cfg.idle_timeout),
             overflow,
             epoch: Instant::now(),
@@ -288,21 +292,16 @@ impl Shared {
             .min(u64::MAX as u128 / 2) as u64
     }
 
-    pub(crate) fn group_of(&self, t: &Tenant) -> &GroupRt {
+    /// The tenant's group in the rules in force.
+    pub(crate) fn group_of(&self, t: &Tenant) -> super::settings::GroupRef {
         let gi = t.group.load(Ordering::Relaxed);
-        // Group indices come from the validated config and never change after build.
-        &self.cfg.groups[gi.min(self.cfg.groups.len() - 1)]
+        // Indices are kept by every update of the rules (groups are never removed).
+        super::settings::GroupRef::new(self.rules.load(), gi)
     }
 
     pub(crate) fn tenant(&self, key: &str, now: u64) -> &Arc<Tenant> {
         self.registry
-            .get(key, now, |k| {
-                self.cfg
-                    .assignments
-                    .get(k)
-                    .copied()
-                    .unwrap_or(self.cfg.default_group)
-            })
+            .get(key, now, |k| self.rules.load().index_of(k))
             .unwrap_or(&self.overflow)
     }
 
@@ -315,13 +314,16 @@ impl Shared {
     ) -> Result<Admitted, Refused> {
         let now = self.nanos(at);
         let tenant = self.tenant(key, now);
-        let group = self.group_of(tenant);
+        // One snapshot of the rules for the whole decision.
+        let rules = self.rules.load();
+        super::settings::place(tenant, &rules);
+        let group = super::settings::GroupRef::new(rules, tenant.group.load(Ordering::Relaxed));
         tenant.requests.fetch_add(1, Ordering::Relaxed);
         tenant.bucket(now).requests.fetch_add(1, Ordering::Relaxed);
         let mut cx = Ctx {
             shared: self,
             tenant,
-            group,
+            group: &group,
             key,
             now,
             status: None,

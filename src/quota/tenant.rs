@@ -32,8 +32,10 @@ pub(crate) struct Bucket {
 pub(crate) struct Tenant {
     /// The tenant's name, read only off the request path (reports, re-keying).
     pub(crate) name: Mutex<Arc<str>>,
-    /// Index of the tenant's group in the config.
+    /// Index of the tenant's group in the rules in force.
     pub(crate) group: AtomicUsize,
+    /// The version of the rules `group` was set by (`super::settings`).
+    pub(crate) rules_version: AtomicU64,
     /// GCRA theoretical arrival times (ns since epoch), see `gcra.rs`.
     pub(crate) rate_tat: AtomicU64,
     pub(crate) units_tat: AtomicU64,
@@ -65,6 +67,7 @@ impl Tenant {
         Self {
             name: Mutex::new(name),
             group: AtomicUsize::new(group),
+            rules_version: AtomicU64::new(0),
             rate_tat: AtomicU64::new(0),
             units_tat: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),

@@ -85,13 +85,12 @@ pub struct RetryBudget {
 struct Inner {
     epoch: Instant,
     slot_nanos: u64,
-    deposit: i64,
-    floor_per_slot: u64,
+    /// `ratio` and `min_per_second` and what they come to per deposit and per slot:
+    /// reloadable (`super::settings`).
+    rates: super::settings::BudgetRates,
     balance: [AtomicU64; SLOTS],
     floor: [AtomicU64; SLOTS],
-    ratio: f64,
     window: Duration,
-    min_per_second: u32,
     /// Refusals not yet reported in a `BudgetExhausted` event.
     pending_refusals: AtomicU64,
     /// Slot generation (+1, 0 = never) of the last `BudgetExhausted` report.
@@ -109,9 +108,9 @@ const REFRESH: u32 = 32;
 impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryBudget")
-            .field("ratio", &self.inner.ratio)
+            .field("ratio", &self.ratio())
             .field("window", &self.inner.window)
-            .field("min_per_second", &self.inner.min_per_second)
+            .field("min_per_second", &self.min_per_second())
             .field("withdrawn", &self.withdrawn())
             .field("refused", &self.refused())
             .finish()
@@ -208,14 +207,10 @@ impl RetryBudget {
             inner: Arc::new(Inner {
                 epoch: Instant::now(),
                 slot_nanos,
-                deposit: (ratio * COST as f64).round() as i64,
-                floor_per_slot: (min_per_second as f64 * slot.as_secs_f64() * COST as f64).round()
-                    as u64,
+                rates: super::settings::BudgetRates::new(ratio, min_per_second, slot),
                 balance: std::array::from_fn(|_| AtomicU64::new(0)),
                 floor: std::array::from_fn(|_| AtomicU64::new(0)),
-                ratio,
                 window,
-                min_per_second,
                 pending_refusals: AtomicU64::new(0),
                 last_report: AtomicU64::new(0),
                 refused_total: AtomicU64::new(0),
@@ -227,7 +222,7 @@ impl RetryBudget {
 
     /// The ratio of retries to first attempts.
     pub fn ratio(&self) -> f64 {
-        self.inner.ratio
+        self.inner.rates.ratio()
     }
     /// The window.
     pub fn window(&self) -> Duration {
@@ -235,7 +230,14 @@ impl RetryBudget {
     }
     /// The floor of retries per second.
     pub fn min_per_second(&self) -> u32 {
-        self.inner.min_per_second
+        self.inner.rates.min_per_second()
+    }
+
+    /// Sets `ratio` and `min_per_second` (validated by the caller), keeping the window's
+    /// deposits and withdrawals (see `super::settings`).
+    pub(crate) fn set_rates(&self, ratio: f64, min_per_second: u32) {
+        let slot = self.inner.window / SLOTS as u32;
+        self.inner.rates.set(ratio, min_per_second, slot);
     }
     /// Retries granted since the budget was built.
     pub fn withdrawn(&self) -> u64 {
@@ -286,7 +288,7 @@ impl RetryBudget {
     /// retries, and the `min_per_second` floor still applies.
     #[inline]
     pub fn deposit(&self) {
-        if self.inner.deposit == 0 {
+        if self.inner.rates.deposit() == 0 {
             return;
         }
         // Relaxed: a counter and a hint; the slot update below is its own CAS.
@@ -306,7 +308,7 @@ impl RetryBudget {
     /// Records a first attempt at `now`.
     #[inline]
     pub fn deposit_at(&self, now: Instant) {
-        if self.inner.deposit == 0 {
+        if self.inner.rates.deposit() == 0 {
             return;
         }
         let g = self.refresh(now);
@@ -316,16 +318,19 @@ impl RetryBudget {
     /// Adds a deposit to generation `g`'s slot; `false` if the slot holds a later one.
     #[inline]
     fn deposit_gen(&self, g: u32) -> bool {
-        self.deposit_milli(g, self.inner.deposit)
+        self.deposit_milli(g, self.inner.rates.deposit())
     }
 
     /// Adds `count` first attempts' deposits to generation `g`'s slot (lost if the slot
     /// already holds a later generation: the batch left the window).
     pub(crate) fn deposit_batch(&self, g: u32, count: u32) {
-        if self.inner.deposit == 0 {
+        if self.inner.rates.deposit() == 0 {
             return;
         }
-        self.deposit_milli(g, self.inner.deposit.saturating_mul(i64::from(count)));
+        self.deposit_milli(
+            g,
+            self.inner.rates.deposit().saturating_mul(i64::from(count)),
+        );
     }
 
     /// Adds `deposit` milli-tokens to generation `g`'s slot; `false` if it holds a later one.
@@ -410,7 +415,7 @@ impl RetryBudget {
         let mut cur = floor.load(Ordering::Relaxed);
         loop {
             let used = if gen_of(cur) == g { low(cur) as u64 } else { 0 };
-            if used + COST as u64 > self.inner.floor_per_slot {
+            if used + COST as u64 > self.inner.rates.floor_per_slot() {
                 return false;
             }
             let next = (used + COST as u64).min(u32::MAX as u64) as u32;
@@ -441,7 +446,7 @@ impl RetryBudget {
             .sum();
         let fw = self.inner.floor[g as usize % SLOTS].load(Ordering::Relaxed);
         let used = if gen_of(fw) == g { low(fw) as u64 } else { 0 };
-        let floor_left = self.inner.floor_per_slot.saturating_sub(used);
+        let floor_left = self.inner.rates.floor_per_slot().saturating_sub(used);
         (balance.max(0) as f64 + floor_left as f64) / COST as f64
     }
 

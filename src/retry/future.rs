@@ -183,7 +183,7 @@ where
             let result = match this.state.project() {
                 StateProj::Called { fut } => match fut.poll(cx) {
                     Poll::Ready(r) => r.map_err(Into::into),
-                    Poll::Pending if this.shared.policy.attempt_timeout.is_none() => {
+                    Poll::Pending if this.shared.attempt_timeout.is_none() => {
                         return Poll::Pending;
                     }
                     Poll::Pending => ready!(self.as_mut().poll_attempt_timeout(cx)),
@@ -228,7 +228,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<S::Response, BoxError>> {
         let this = self.project();
-        let timeout = this.shared.policy.attempt_timeout.unwrap_or_default();
+        let timeout = this.shared.attempt_timeout.unwrap_or_default();
         let slow = this.slow.get_or_insert_with(|| {
             // The first attempt, still pending: its deadline counts from the call (`start`
             // is read whenever a per-attempt timeout is set).
@@ -286,7 +286,7 @@ where
         let Some(req) = copy else {
             // No copy kept: the request may not be replayed, or this was the last allowed
             // attempt.
-            if *this.attempts >= shared.policy.max_attempts {
+            if *this.attempts >= shared.policy.load().max_attempts {
                 shared.exhausted(*this.attempts, StopReason::MaxAttempts, Instant::now());
             }
             return Some(result);
@@ -302,7 +302,7 @@ where
             previous: this.slow.as_ref().map_or(Duration::ZERO, |s| s.previous),
             immediate: reroute,
         };
-        let delay = match shared.policy.next_delay(&failed, &*shared.rng) {
+        let delay = match shared.policy.load().next_delay(&failed, &*shared.rng) {
             Ok(d) => d,
             Err(stop) => {
                 shared.exhausted(*this.attempts, stop, now);
@@ -370,7 +370,7 @@ where
                         None => return Poll::Ready(Some(Err("retry lost its wait".into()))),
                     };
                     let level = shared.monitor.level();
-                    if level >= shared.policy.no_retry_at {
+                    if level >= shared.policy.load().no_retry_at {
                         // Pressure rose while waiting: call the retry off.
                         shared.exhausted(
                             *this.attempts,
@@ -405,10 +405,10 @@ where
                     };
                     *this.attempts += 1;
                     this.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    if *this.attempts < this.shared.policy.max_attempts {
+                    if *this.attempts < this.shared.policy.load().max_attempts {
                         *this.request = Some(req.clone());
                     }
-                    if let Some(t) = this.shared.policy.attempt_timeout {
+                    if let Some(t) = this.shared.attempt_timeout {
                         // The backoff's timer is re-armed for this attempt.
                         let deadline = crate::clock::deadline(Instant::now(), t);
                         slow.timer.as_mut().reset(deadline);

@@ -85,7 +85,8 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
         shared: Arc::new(Shared {
             lanes,
             name: Arc::from("retry"),
-            policy: RetryPolicy::default(),
+            policy: super::settings::LivePolicy::new(RetryPolicy::default()),
+            attempt_timeout: None,
             tally: Tallies::new(Some(&budget), Instant::now(), lanes),
             budget: Some(budget),
             events: monitor.events().clone(),
@@ -93,7 +94,6 @@ fn unreachable_defaults(monitor: PressureMonitor) -> RetryLayer {
             rng: Box::new(FastRng),
             classifier: DefaultClassifier,
             needs_start: false,
-            replays: true,
             counters: Counters::default(),
         }),
     }
@@ -108,9 +108,10 @@ impl<C> RetryLayer<C> {
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.shared.budget.as_ref()
     }
-    /// The retry rules.
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.shared.policy
+    /// The retry rules in force (they change when the layer is reconfigured through its
+    /// [`handle`](RetryLayer::handle)).
+    pub fn policy(&self) -> Arc<RetryPolicy> {
+        self.shared.policy.load_full()
     }
     /// The classifier.
     pub fn classifier(&self) -> &C {
@@ -323,18 +324,18 @@ impl<C> RetryLayerBuilder<C> {
             BudgetChoice::None => None,
         };
         let needs_start = self.policy.time_bound.is_some() || self.policy.attempt_timeout.is_some();
-        let replays = self.policy.max_attempts > 1;
+        let attempt_timeout = self.policy.attempt_timeout;
         let lanes = lane_count();
         let tally = Tallies::new(budget.as_ref(), Instant::now(), lanes);
         Ok(RetryLayer {
             shared: Arc::new(Shared {
                 lanes,
                 tally,
-                replays,
+                attempt_timeout,
                 name: self.name,
                 events: self.events.unwrap_or_else(|| self.monitor.events().clone()),
                 monitor: self.monitor,
-                policy: self.policy,
+                policy: super::settings::LivePolicy::new(self.policy),
                 budget,
                 rng: self.rng.unwrap_or_else(|| Box::new(FastRng)),
                 classifier: self.classifier,

@@ -134,6 +134,7 @@ mod layer;
 mod policy;
 pub mod pushback;
 mod service;
+mod settings;
 mod shared;
 mod status;
 
@@ -145,3 +146,4 @@ pub use layer::{RetryLayer, RetryLayerBuilder, RetryStats};
 pub use policy::{RetryPolicy, StopReason};
 pub use pushback::{Pushback, parse_grpc_pushback, parse_retry_after};
 pub use service::Retry;
+pub use settings::{RetryHandle, RetryUpdate};

@@ -101,9 +101,10 @@ where
         // call time (from the stack's shared read when there is one: `crate::clock`).
         let start = shared.needs_start.then(crate::clock::call_time);
         // The copy first (from the request as the caller gave it), then the call.
-        let request = if shared.replays && shared.classifier.may_retry(&req) {
+        let replays = shared.policy.replays();
+        let request = if replays && shared.classifier.may_retry(&req) {
             replay_copy(&req)
-        } else if shared.replays {
+        } else if replays {
             reroute_copy(&req)
         } else {
             None

@@ -9,13 +9,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::backoff::Rng;
 use super::budget::{RetryBudget, Tallies};
-use super::policy::RetryPolicy;
 use crate::event::EventBus;
 use crate::pressure::PressureMonitor;
 
 pub(crate) struct Shared<C> {
     pub(crate) name: Arc<str>,
-    pub(crate) policy: RetryPolicy,
+    /// The rules in force (reloadable, `super::settings`).
+    pub(crate) policy: super::settings::LivePolicy,
+    /// The per-attempt timeout (fixed when the layer is built).
+    pub(crate) attempt_timeout: Option<std::time::Duration>,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) monitor: PressureMonitor,
     pub(crate) events: EventBus,
@@ -24,8 +26,6 @@ pub(crate) struct Shared<C> {
     /// Whether `call` must read the clock (a total time bound or a per-attempt timeout is
     /// set).
     pub(crate) needs_start: bool,
-    /// `max_attempts > 1`: whether a request may ever be replayed (computed once).
-    pub(crate) replays: bool,
     /// First attempts, carried to the budget in batches (one atomic add per request).
     pub(crate) tally: Tallies,
     /// How many lanes each service this layer builds gets (`crate::lane`).

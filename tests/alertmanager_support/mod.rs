@@ -14,20 +14,13 @@ use std::time::{Duration, Instant};
 pub const INSTALL: &str =
     "prometheus-alertmanager not found: apt-get install -y prometheus-alertmanager";
 
-/// The binary: `ALERTMANAGER_BIN` when set, else the Debian package's path, else `PATH`.
-fn binary() -> String {
-    if let Ok(b) = std::env::var("ALERTMANAGER_BIN") {
-        return b;
+/// The binaries tried, in order: `ALERTMANAGER_BIN` when set, else the Debian package's
+/// `prometheus-alertmanager`, else upstream's `alertmanager` (as `scripts/test.sh` accepts).
+fn binaries() -> Vec<String> {
+    match std::env::var("ALERTMANAGER_BIN") {
+        Ok(b) if !b.is_empty() => vec![b],
+        _ => vec!["prometheus-alertmanager".into(), "alertmanager".into()],
     }
-    for p in [
-        "/usr/bin/prometheus-alertmanager",
-        "/usr/local/bin/alertmanager",
-    ] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    "prometheus-alertmanager".to_string()
 }
 
 /// The configuration the tests run with: every alert to a receiver with no integration
@@ -90,26 +83,33 @@ impl AlertmanagerServer {
         std::fs::create_dir_all(dir.join("data")).expect("create the temporary directory");
         let cfg = dir.join("alertmanager.yml");
         std::fs::write(&cfg, config).expect("write alertmanager.yml");
-        let log = std::fs::File::create(dir.join("log")).expect("create the log file");
-        let child = Command::new(binary())
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            // No gossip: a lone instance, no UDP/TCP cluster port.
-            .arg("--cluster.listen-address=")
-            .arg(format!("--storage.path={}", dir.join("data").display()))
-            .arg(format!("--config.file={}", cfg.display()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let _ = std::fs::remove_dir_all(&dir);
-                panic!("{INSTALL}")
+        let mut child = None;
+        for bin in binaries() {
+            let log = std::fs::File::create(dir.join("log")).expect("create the log file");
+            let spawned = Command::new(&bin)
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                // No gossip: a lone instance, no UDP/TCP cluster port.
+                .arg("--cluster.listen-address=")
+                .arg(format!("--storage.path={}", dir.join("data").display()))
+                .arg(format!("--config.file={}", cfg.display()))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn();
+            match spawned {
+                Ok(c) => {
+                    child = Some(c);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    panic!("could not start {bin}: {e} ({INSTALL})")
+                }
             }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                panic!("could not start prometheus-alertmanager: {e} ({INSTALL})")
-            }
+        }
+        let Some(child) = child else {
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!("{INSTALL}")
         };
         let mut s = Self {
             child: Some(child),

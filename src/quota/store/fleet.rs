@@ -282,6 +282,20 @@ impl Fleet {
                     let retry_at = f.rate_retry_at.load(Ordering::Relaxed);
                     if now >= retry_at {
                         self.request(t);
+                        // Back after an idle spell (its lease returned, or Redis full long
+                        // ago) and Redis has not said the fleet is full: decided like a new
+                        // tenant, on the local share, charged with the next lease. Without
+                        // this the first requests after a pause met the action (a `Suspend`
+                        // suspended a tenant far under its quota).
+                        let idle = now.saturating_sub(f.last_spend.load(Ordering::Relaxed))
+                            > ns(self.cfg.idle_return);
+                        if idle {
+                            let r = self.local_share(cx, deadline);
+                            if r.is_ok() {
+                                f.rate_unsynced.fetch_add(1, Ordering::Relaxed);
+                            }
+                            return r;
+                        }
                     }
                     let cap = if burst_ok { l.burst } else { l.hard };
                     let retry = Duration::from_nanos(retry_at.saturating_sub(now).max(gc.t));

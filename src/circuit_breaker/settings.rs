@@ -1,0 +1,244 @@
+//! Live breaker settings: the thresholds and waits a reload may change while the breakers
+//! serve, swapped without a lock on the request path.
+//!
+//! Every breaker of a layer (the default one and every per-key one) shares one [`Live`]
+//! cell: an [`ArcSwap`] of the [`BreakerConfig`] in force, plus a *hot* word mirroring the two
+//! settings a closed-state call needs (whether a resource trip is configured, and the
+//! slow-call duration), so that the healthy request path reads one `Relaxed` atomic that
+//! only a reload writes, exactly as it read one field of the shared config before. Every
+//! other setting is read from one snapshot ([`Live::load`]) where it is needed: on a
+//! failure, in OPEN and HALF_OPEN, on a transition. A call keeps the slow-call duration it
+//! was admitted with (it is in its ticket).
+//!
+//! What a reload keeps: the state (CLOSED / OPEN / HALF_OPEN and the operator states), the
+//! end of the current OPEN wait, the window's contents, the consecutive-failure count, probe
+//! slots and cumulative metrics. The new settings apply from the next decision: an OPEN
+//! breaker stays open until its wait ends, and a new `wait_duration` applies to the next
+//! opening.
+//!
+//! What a reload cannot change: the name, the window (its kind and size: its contents would
+//! be lost), the key extractor, `max_keys` and `idle_timeout`, and the random source of the
+//! jitter. [`CircuitBreakerHandle::prepare`] refuses a window or name change with a
+//! [`ConfigError`] naming it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::{ArcSwap, Guard};
+
+use super::config::{BreakerConfig, CircuitBreakerBuilder, WindowKind};
+use super::handle::CircuitBreakerHandle;
+use crate::error::ConfigError;
+
+/// Bit of [`Live::hot`]: a resource trip (level or memory) is configured.
+const RESOURCE: u64 = 1 << 63;
+/// The slow-call duration in nanoseconds (0: off), below [`RESOURCE`].
+const SLOW_MASK: u64 = RESOURCE - 1;
+
+/// The two settings of the closed-state request path, read with one load.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hot(u64);
+
+impl Hot {
+    /// Whether a resource trip is configured.
+    #[inline]
+    pub(crate) fn resource(self) -> bool {
+        self.0 & RESOURCE != 0
+    }
+    /// The slow-call duration in nanoseconds, 0 when slow-call detection is off.
+    #[inline]
+    pub(crate) fn slow_nanos(self) -> u64 {
+        self.0 & SLOW_MASK
+    }
+}
+
+fn hot_of(cfg: &BreakerConfig) -> u64 {
+    let slow = cfg
+        .slow_call_duration
+        // A zero duration is refused by the builder; 1 ns keeps "on" distinct from "off".
+        .map_or(0, |d| {
+            u64::try_from(d.as_nanos())
+                .unwrap_or(SLOW_MASK)
+                .clamp(1, SLOW_MASK)
+        });
+    slow | if cfg.has_resource_trip() { RESOURCE } else { 0 }
+}
+
+/// The settings every breaker of one layer reads (see the [module docs](self)).
+pub(crate) struct Live {
+    cell: ArcSwap<BreakerConfig>,
+    hot: AtomicU64,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.load().fmt(f)
+    }
+}
+
+impl Live {
+    pub(crate) fn new(cfg: Arc<BreakerConfig>) -> Self {
+        let hot = hot_of(&cfg);
+        Self {
+            cell: ArcSwap::new(cfg),
+            hot: AtomicU64::new(hot),
+        }
+    }
+
+    /// The hot word. `Relaxed`: it publishes no other memory; a call that reads it just
+    /// before a reload simply decides with the previous settings.
+    #[inline]
+    pub(crate) fn hot(&self) -> Hot {
+        Hot(self.hot.load(Ordering::Relaxed))
+    }
+
+    /// A snapshot of the settings in force (no lock; off the healthy request path).
+    #[inline]
+    pub(crate) fn load(&self) -> Guard<Arc<BreakerConfig>> {
+        self.cell.load()
+    }
+
+    pub(crate) fn load_full(&self) -> Arc<BreakerConfig> {
+        self.cell.load_full()
+    }
+
+    fn store(&self, cfg: BreakerConfig) {
+        let hot = hot_of(&cfg);
+        self.cell.store(Arc::new(cfg));
+        self.hot.store(hot, Ordering::Relaxed);
+    }
+}
+
+/// Validated settings for a running breaker layer, made by
+/// [`CircuitBreakerHandle::prepare`] and applied, infallibly, by
+/// [`CircuitBreakerHandle::apply`].
+#[derive(Debug, Clone)]
+pub struct BreakerUpdate {
+    cfg: BreakerConfig,
+}
+
+impl BreakerUpdate {
+    /// The settings this update applies.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.cfg
+    }
+}
+
+fn window_field(w: WindowKind) -> &'static str {
+    match w {
+        WindowKind::Count(_) => "count_window",
+        WindowKind::Time(_) => "time_window",
+    }
+}
+
+impl CircuitBreakerHandle {
+    /// The settings in force now (after any reload).
+    ///
+    /// ```
+    /// use tower_pressure::circuit_breaker::CircuitBreakerLayer;
+    /// let layer = CircuitBreakerLayer::builder().failure_threshold(7).build()?;
+    /// assert_eq!(layer.handle().settings().failure_threshold(), 7);
+    /// # Ok::<(), tower_pressure::ConfigError>(())
+    /// ```
+    pub fn settings(&self) -> Arc<BreakerConfig> {
+        self.shared.live.load_full()
+    }
+
+    /// Validates `builder` (with its own `build()` rules) as the new settings of this
+    /// layer's breakers, without applying anything. The builder's monitor, event bus,
+    /// `max_keys`, `idle_timeout` and random source are not used: those of the running
+    /// layer stay.
+    ///
+    /// # Errors
+    /// The builder's [`ConfigError`]; `name`, `count_window` or `time_window` when they
+    /// differ from the running layer's (they cannot change while serving); `monitor` when a
+    /// resource trip is asked of a layer built without a monitor.
+    pub fn prepare(&self, builder: CircuitBreakerBuilder) -> Result<BreakerUpdate, ConfigError> {
+        let layer = builder.build()?;
+        let mut cfg = (*layer.shared.cfg).clone();
+        let current = self.shared.live.load();
+        if cfg.name != current.name {
+            return Err(ConfigError::new(
+                "name",
+                &*cfg.name,
+                format!(
+                    "cannot change while serving (the running breaker is `{}`)",
+                    current.name
+                ),
+            ));
+        }
+        if cfg.window != current.window {
+            return Err(ConfigError::new(
+                window_field(cfg.window),
+                format!("{:?}", cfg.window),
+                format!(
+                    "cannot change while serving (the running window is {:?}; its contents \
+                     would be lost)",
+                    current.window
+                ),
+            ));
+        }
+        if cfg.has_resource_trip() && self.shared.monitor.is_none() {
+            return Err(ConfigError::new(
+                "monitor",
+                "none",
+                "a resource trip needs a PressureMonitor, and this layer was built without one",
+            ));
+        }
+        cfg.rng = current.rng.clone();
+        Ok(BreakerUpdate { cfg })
+    }
+
+    /// Applies prepared settings to every breaker of the layer (the default one and every
+    /// per-key one) at once. States, open waits, windows, probe slots and metrics are kept;
+    /// see the [module docs](crate::circuit_breaker) and [`prepare`](Self::prepare).
+    pub fn apply(&self, update: BreakerUpdate) {
+        self.shared.live.store(update.cfg);
+    }
+
+    /// [`prepare`](Self::prepare) then [`apply`](Self::apply).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower::BoxError> {
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    /// use tower_pressure::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().failure_threshold(5).build()?;
+    /// let handle = layer.handle();
+    /// let mut svc = ServiceBuilder::new().layer(layer).service(service_fn(|_: ()| async {
+    ///     Err::<(), _>("boom")
+    /// }));
+    /// let _ = svc.ready().await?.call(()).await;
+    /// handle.reconfigure(CircuitBreakerLayer::builder().failure_threshold(2))?;
+    /// let _ = svc.ready().await?.call(()).await; // 2 consecutive failures: opens
+    /// assert_eq!(handle.state(), CircuitState::Open);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`prepare`](Self::prepare); nothing is applied then.
+    pub fn reconfigure(&self, builder: CircuitBreakerBuilder) -> Result<(), ConfigError> {
+        let update = self.prepare(builder)?;
+        self.apply(update);
+        Ok(())
+    }
+}
+
+impl BreakerConfig {
+    /// Consecutive failures that open the breaker (0: off).
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold
+    }
+    /// Time in OPEN before probing.
+    pub fn wait_duration(&self) -> std::time::Duration {
+        self.wait_duration
+    }
+    /// Failure rate that opens the breaker, percent.
+    pub fn failure_rate_threshold(&self) -> f64 {
+        self.failure_rate_threshold
+    }
+    /// The sliding window.
+    pub fn window(&self) -> WindowKind {
+        self.window
+    }
+}
