@@ -5,7 +5,7 @@
 //! read the clock twice per layer; instead the layers share two thread-local cells:
 //!
 //! * **the call time.** The first timing layer whose `call` runs reads the clock once and
-//!   publishes the time for as long as its own `call` runs ([`CallScope`]). Layers it calls
+//!   publishes the time for as long as its own `call` runs (`CallScope`). Layers it calls
 //!   synchronously (tower's `call`s nest: an outer `call` calls the inner one before it
 //!   returns) take that time instead of reading the clock. The scope ends when the owner's
 //!   `call` returns, so a request started later from a poll (a retry attempt, a queued
@@ -13,8 +13,8 @@
 //! * **the completion time.** Response futures nest the same way: the inner one completes
 //!   inside the outer one's `poll`. The innermost timing future reads the clock when its
 //!   inner future is ready and leaves the time in a cell; the timing futures around it
-//!   ([`Stamp::done`]) take it instead of reading again. Each timing future empties the cell
-//!   before polling its inner future ([`before_poll`]), so a time it finds there was read
+//!   (`Stamp::done`) take it instead of reading again. Each timing future empties the cell
+//!   before polling its inner future (`before_poll`), so a time it finds there was read
 //!   during that poll, after its inner future last returned `Pending`. The owner of the call
 //!   scope (the outermost timing layer) takes the time out, so it never leaks to a future of
 //!   another request.
