@@ -335,15 +335,19 @@ impl StoreError {
 }
 
 /// GCRA in Redis. KEYS[1]: the bucket (theoretical arrival time in µs of the server clock,
-/// stored with three decimals). ARGV: emission interval T (µs), tolerance (µs), cells
-/// wanted, cells returned. Grants as many of the wanted cells as fit under the tolerance
-/// (a charge passes a huge tolerance, a read wants 0). Returns
-/// `{granted, level after (µs), wait until the rest would fit (µs)}`.
+/// stored with three decimals); KEYS[2]: the tenant's fleet-wide suspension (read only).
+/// ARGV: emission interval T (µs), tolerance (µs), cells wanted, cells returned, cells
+/// charged unconditionally first (admitted on a replica's local share before this call:
+/// they may take the bucket past its tolerance, a debt the fleet pays back by admitting
+/// less afterwards). Grants as many of the wanted cells as fit under the tolerance (a
+/// charge passes a huge tolerance, a read wants 0). Returns `{granted, level after (µs),
+/// wait until the rest would fit (µs), suspension left (ms, 0 when none)}`.
 const GCRA_LUA: &str = r"
 local T = tonumber(ARGV[1])
 local tol = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local ret = tonumber(ARGV[4])
+local charge = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local raw = redis.call('GET', KEYS[1])
@@ -354,6 +358,7 @@ if raw then
 end
 if tat < now then tat = now end
 if ret > 0 then tat = math.max(now, tat - ret * T) end
+if charge > 0 then tat = tat + charge * T end
 local free = math.floor((tol - (tat - now)) / T)
 if free < 0 then free = 0 end
 local g = want
@@ -364,12 +369,28 @@ redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', ttl)
 local wait = 0
 if g < want then wait = (tat - now) + (want - g) * T - tol end
 if wait < 0 then wait = 0 end
-return {g, math.floor(tat - now), math.ceil(wait)}
+local susp = redis.call('PTTL', KEYS[2])
+if susp < 0 then susp = 0 end
+return {g, math.floor(tat - now), math.ceil(wait), susp}
+";
+
+/// A fleet-wide suspension. KEYS[1]: the tenant's suspension key. ARGV: its length (ms).
+/// Sets the key with that expiry unless a longer suspension is already there. Returns the
+/// suspension left (ms).
+const SUSPEND_LUA: &str = r"
+local ms = tonumber(ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < ms then
+  redis.call('SET', KEYS[1], '1', 'PX', ms)
+  left = ms
+end
+return left
 ";
 
 /// Concurrency leases. KEYS[1]: hash replica -> slots, KEYS[2]: zset replica -> expiry
-/// (ms of the server clock). ARGV: replica, slots wanted, cap, ttl (ms). Purges expired
-/// replicas, then grants this replica up to `cap - others`. Returns `{granted, others}`.
+/// (ms of the server clock), KEYS[3]: the tenant's fleet-wide suspension (read only).
+/// ARGV: replica, slots wanted, cap, ttl (ms). Purges expired replicas, then grants this
+/// replica up to `cap - others`. Returns `{granted, others, suspension left (ms)}`.
 const CONC_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -400,7 +421,9 @@ else
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
-return {g, others}
+local susp = redis.call('PTTL', KEYS[3])
+if susp < 0 then susp = 0 end
+return {g, others, susp}
 ";
 
 /// The scripts, hashed once (`Script::new` computes the SHA; `invoke_async` runs `EVALSHA`
@@ -409,6 +432,7 @@ return {g, others}
 pub(crate) struct Scripts {
     gcra: Script,
     conc: Script,
+    suspend: Script,
 }
 
 impl Scripts {
@@ -416,60 +440,85 @@ impl Scripts {
         Self {
             gcra: Script::new(GCRA_LUA),
             conc: Script::new(CONC_LUA),
+            suspend: Script::new(SUSPEND_LUA),
         }
     }
 
-    /// Loads both scripts (`SCRIPT LOAD`), so later calls are plain `EVALSHA`s.
+    /// Loads the scripts (`SCRIPT LOAD`), so later calls are plain `EVALSHA`s.
     pub(crate) async fn load(&self, con: &mut ConnectionManager) -> Result<(), StoreError> {
-        self.gcra
-            .load_async(con)
-            .await
-            .map_err(|e| StoreError::from_redis(&e))?;
-        self.conc
-            .load_async(con)
-            .await
-            .map_err(|e| StoreError::from_redis(&e))?;
+        for s in [&self.gcra, &self.conc, &self.suspend] {
+            s.load_async(con)
+                .await
+                .map_err(|e| StoreError::from_redis(&e))?;
+        }
         Ok(())
     }
 
-    /// One GCRA call: `(granted, level_us, wait_us)`.
+    /// One GCRA call on `keys` (bucket, suspension):
+    /// `(granted, level_us, wait_us, suspension_ms)`.
     pub(crate) async fn gcra(
         &self,
         con: &mut ConnectionManager,
-        key: &str,
+        keys: (&str, &str),
         t_us: f64,
         tol_us: f64,
-        want: u64,
-        ret: u64,
-    ) -> Result<(u64, u64, u64), StoreError> {
+        cells: Cells,
+    ) -> Result<[u64; 4], StoreError> {
         let v: Value = self
             .gcra
-            .key(key)
+            .key(keys.0)
+            .key(keys.1)
             .arg(t_us)
             .arg(tol_us)
-            .arg(want)
-            .arg(ret)
+            .arg(cells.want)
+            .arg(cells.ret)
+            .arg(cells.charge)
             .invoke_async(con)
             .await
             .map_err(|e| StoreError::from_redis(&e))?;
-        let [g, level, wait] = ints::<3>(&v)?;
-        Ok((g, level, wait))
+        ints::<4>(&v)
     }
 
-    /// One concurrency lease call: `(granted, others)`.
+    /// Suspends a tenant fleet-wide for `ms` (unless a longer suspension is there):
+    /// returns the suspension left (ms).
+    pub(crate) async fn suspend(
+        &self,
+        con: &mut ConnectionManager,
+        key: &str,
+        ms: u64,
+    ) -> Result<u64, StoreError> {
+        let v: Value = self
+            .suspend
+            .key(key)
+            .arg(ms)
+            .invoke_async(con)
+            .await
+            .map_err(|e| StoreError::from_redis(&e))?;
+        match v {
+            Value::Int(i) if i >= 0 => Ok(i as u64),
+            v => Err(StoreError::new(
+                StoreErrorKind::BadReply,
+                format!("expected a non-negative integer, got {v:?}"),
+            )),
+        }
+    }
+
+    /// One concurrency lease call on `keys` (slots, expiries, suspension):
+    /// `(granted, others, suspension_ms)`.
     pub(crate) async fn conc(
         &self,
         con: &mut ConnectionManager,
-        keys: (&str, &str),
+        keys: (&str, &str, &str),
         replica: &str,
         want: u64,
         cap: u64,
         ttl_ms: u64,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<[u64; 3], StoreError> {
         let v: Value = self
             .conc
             .key(keys.0)
             .key(keys.1)
+            .key(keys.2)
             .arg(replica)
             .arg(want)
             .arg(cap)
@@ -477,9 +526,17 @@ impl Scripts {
             .invoke_async(con)
             .await
             .map_err(|e| StoreError::from_redis(&e))?;
-        let [g, others] = ints::<2>(&v)?;
-        Ok((g, others))
+        ints::<3>(&v)
     }
+}
+
+/// The cells of one GCRA call: wanted (granted as far as they fit), returned, and charged
+/// unconditionally.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cells {
+    pub(crate) want: u64,
+    pub(crate) ret: u64,
+    pub(crate) charge: u64,
 }
 
 /// An array of exactly `N` non-negative integers, or a typed error naming what came.
