@@ -926,7 +926,10 @@ async fn a_suspension_on_one_replica_holds_on_all_three() {
         if pttl > 20_000 {
             break;
         }
-        assert!(Instant::now() < deadline, "no suspension in Redis (PTTL {pttl})");
+        assert!(
+            Instant::now() < deadline,
+            "no suspension in Redis (PTTL {pttl})"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The fleet bucket drains (tolerance 1 s): replicas 1 and 2 have room again.
@@ -934,7 +937,10 @@ async fn a_suspension_on_one_replica_holds_on_all_three() {
     for (svc, _) in &replicas[1..] {
         // 50/s is the limit itself: on its own, this replica would never suspend.
         let (admitted, e) = until_suspended(svc, Duration::from_millis(20)).await;
-        assert!(admitted <= 20, "{admitted} admitted before the suspension was learned");
+        assert!(
+            admitted <= 20,
+            "{admitted} admitted before the suspension was learned"
+        );
         let left = e.retry_after();
         assert!(
             left > Duration::from_secs(20) && left < Duration::from_millis(29_500),
@@ -944,5 +950,8 @@ async fn a_suspension_on_one_replica_holds_on_all_three() {
     // Replica 0 is still suspended too.
     let r = replicas[0].0.clone().oneshot(tenant_req()).await;
     let e = r.expect_err("still suspended");
-    assert!(e.downcast_ref::<QuotaExceeded>().is_some_and(QuotaExceeded::is_suspended));
+    assert!(
+        e.downcast_ref::<QuotaExceeded>()
+            .is_some_and(QuotaExceeded::is_suspended)
+    );
 }

@@ -376,9 +376,10 @@ impl Fleet {
                     // knows: the local share decides until the next lease lands (counted
                     // in the fleet then, as this replica's lease asks for what is in
                     // flight); past it, a soft refusal, never the action.
-                    let share = self.share_groups[gi].cfg.concurrency.map_or(cap, |s| {
-                        if burst_ok { s.burst } else { s.hard }
-                    });
+                    let share = self.share_groups[gi]
+                        .cfg
+                        .concurrency
+                        .map_or(cap, |s| if burst_ok { s.burst } else { s.hard });
                     if u64::from(n) > share && refuses(l.action) {
                         return Err(Refused::Quota(QuotaExceeded::new(
                             Arc::from(cx.key),
@@ -429,8 +430,8 @@ impl Fleet {
         };
         let unsynced = f.rate_unsynced.load(Ordering::Relaxed);
         let fleet = level.saturating_add(unsynced.saturating_mul(gc.t));
-        let idle = now.saturating_sub(f.last_spend.load(Ordering::Relaxed))
-            > ns(self.cfg.idle_return);
+        let idle =
+            now.saturating_sub(f.last_spend.load(Ordering::Relaxed)) > ns(self.cfg.idle_return);
         if now >= retry_at {
             self.request(t);
             if idle || fleet.saturating_add(gc.t) <= tol {
@@ -802,14 +803,10 @@ impl Fleet {
                 let keys = (keys.0.as_str(), keys.1.as_str(), skey.as_str());
                 let ttl = ns(self.cfg.lease_ttl) / 1_000_000;
                 let r = self
-                    .call(self.scripts.conc(
-                        con,
-                        keys,
-                        &self.cfg.replica,
-                        want,
-                        cap,
-                        ttl,
-                    ))
+                    .call(
+                        self.scripts
+                            .conc(con, keys, &self.cfg.replica, want, cap, ttl),
+                    )
                     .await
                     .map(|[granted, others, susp]| {
                         self.learn_suspension(shared, t, susp, now);

@@ -56,19 +56,42 @@ impl FallbackMode {
 ///   when it runs below half, returns what an idle tenant holds, flushes units and renews
 ///   concurrency leases. A tenant seen for the first time is decided on the local share
 ///   until its first lease arrives.
+/// * **Lease sizing.** A tenant's rate lease is sized from its recent spend rate: what it
+///   spends in two store `timeout`s, at least the base lease `max(1, ceil(hard *
+///   lease_fraction))`, at most `max_lease = min(hard, 8 * base lease)`; doubled while the
+///   tenant outruns its lease. A bursting tenant asks for a bigger lease early; a quiet one
+///   goes back to the base lease.
+/// * **Suspensions are fleet-wide.** The replica that suspends a tenant writes
+///   `{prefix}:{<group>/<tenant>}:suspended` with the suspension's expiry (`SET .. PX`, a
+///   longer suspension already there is kept): one call per suspension. Every lease script
+///   reads that key and returns what is left of it with its reply, so the other replicas
+///   enforce the suspension locally until it ends, from their next lease reply on (no
+///   extra round trip). Burst windows are still tracked per replica.
 ///
 /// # Error bound
 ///
-/// Cells are charged to the fleet bucket when leased, so the fleet never admits more than
-/// GCRA allows *counting leased cells as spent*: over any interval, fleet-wide admissions
-/// are at most the limit's allowance for that interval **plus the cells outstanding in
-/// leases at its start** (at most `replicas * 1.5 * lease` where `lease =
-/// max(1, ceil(hard * lease_fraction))`, the part of earlier leases spent late). Cells
-/// leased and never spent (a replica that crashed) make the fleet admit *less*, never more.
+/// Cells are charged to the fleet bucket when leased. A replica whose lease is empty while
+/// the fleet is not known to be at its limit (a burst faster than a round trip, a tenant
+/// new or back from idle) decides on its **local share** (`limit / replicas`, the
+/// in-process algorithm) and charges those cells to the fleet bucket with its next lease,
+/// even past the limit: a debt the fleet pays back by admitting less afterwards. So over
+/// any interval, fleet-wide admissions are at most the limit's allowance for that interval
+/// **plus the cells outstanding in leases at its start** (at most `replicas * 1.5 *
+/// max_lease`, the part of earlier leases spent late) **plus the local-share admissions
+/// not yet charged at its end** (at most one local share per replica: `burst / replicas`
+/// cells plus what that share refills during one round trip). Cells leased and never spent
+/// (a replica that crashed) make the fleet admit *less*, never more.
+///
 /// Soft, hard and burst limits are checked against the fleet's bucket level reported with
-/// each lease; the enforcement action applies when a replica's lease is empty and Redis has
-/// no room. While degraded on [`FallbackMode::LocalShare`] the fleet admits at most the sum
-/// of the replicas' shares.
+/// each lease. The enforcement action applies only when the fleet is **known** to be at its
+/// limit: Redis answered the last lease with fewer cells than asked (until the rest would
+/// fit), or the level read with the last lease, drained since and plus what this replica
+/// admitted on its share since, leaves no room for one more cell. An empty lease otherwise
+/// never triggers the action: past the local share the request is refused softly
+/// ([`QuotaExceeded`](crate::quota::QuotaExceeded) with a `retry_after` of about one
+/// store `timeout`, no hard-limit event, never a suspension; `Warn` and `Degrade` limits
+/// admit it). Concurrency works the same way on the slots of the fleet. While degraded on
+/// [`FallbackMode::LocalShare`] the fleet admits at most the sum of the replicas' shares.
 ///
 /// # When Redis is down, slow or wrong
 ///
@@ -200,7 +223,9 @@ impl RedisStore {
     }
 
     /// The share of a limit leased to a replica at a time (default 0.02: 2 %; at least one
-    /// cell). Larger leases mean fewer round trips and a larger error bound.
+    /// cell): the base lease. A bursting tenant's lease grows with its spend rate up to 8
+    /// base leases (at most the hard limit). Larger leases mean fewer round trips and a
+    /// larger error bound.
     pub fn lease_fraction(mut self, f: f64) -> Self {
         self.lease_fraction = f;
         self
@@ -220,8 +245,8 @@ impl RedisStore {
     }
 
     /// The prefix of every key (default `tower-pressure`): keys are
-    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry` (the braces keep a
-    /// tenant's keys in one Redis Cluster slot).
+    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry|suspended` (the
+    /// braces keep a tenant's keys in one Redis Cluster slot).
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = Arc::from(prefix);
         self
