@@ -955,3 +955,46 @@ async fn a_suspension_on_one_replica_holds_on_all_three() {
             .is_some_and(QuotaExceeded::is_suspended)
     );
 }
+
+/// A burst bigger than the local share (60 at once on a 100/s limit, shares of 34) while
+/// the fleet has room: the part past the share is refused softly (`retry_after` of about
+/// one refill, not suspended) and the tenant is served again right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_the_local_share_is_refused_softly_never_suspended() {
+    let server = RedisServer::start();
+    let (svc, handle) = suspending_replica(&server.url(), "fleet-soft", "r0", 100);
+    svc.clone().oneshot(tenant_req()).await.expect("warm-up");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.store_status().leased == 0 {
+        assert!(Instant::now() < deadline, "no lease within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = burst(&svc, 60).await;
+    println!("burst of 60: {} admitted", 60 - refused.len());
+    assert!(
+        refused.len() <= 60 - 30,
+        "only {} of 60 admitted",
+        60 - refused.len()
+    );
+    for e in &refused {
+        assert!(!e.is_suspended(), "suspended under quota: {e}");
+        assert!(e.retry_after() <= Duration::from_millis(100), "{e}");
+    }
+    // Served again once the lease has caught up (bounded wait, no suspension).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match svc.clone().oneshot(tenant_req()).await {
+            Ok(_) => break,
+            Err(e) => {
+                let q = e.downcast_ref::<QuotaExceeded>().expect("a quota refusal");
+                assert!(!q.is_suspended(), "suspended under quota: {q}");
+                assert!(
+                    Instant::now() < deadline,
+                    "not served again within 10 s: {q}"
+                );
+            }
+        }
+    }
+}

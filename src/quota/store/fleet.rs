@@ -264,7 +264,10 @@ impl Fleet {
     fn note_suspension(&self, t: &Arc<Tenant>) {
         let su = t.suspended_until.load(Ordering::Acquire);
         let f = &t.fleet;
-        if su > f.susp_known.fetch_max(su, Ordering::Relaxed) {
+        // A plain load first: every request of a suspended tenant passes here.
+        if su > f.susp_known.load(Ordering::Relaxed)
+            && su > f.susp_known.fetch_max(su, Ordering::Relaxed)
+        {
             f.susp_push.fetch_max(su, Ordering::Relaxed);
             self.request(t);
         }
