@@ -958,10 +958,25 @@ async fn a_suspension_on_one_replica_holds_on_all_three() {
 
 /// A burst bigger than the local share (60 at once on a 100/s limit, shares of 34) while
 /// the fleet has room: the part past the share is refused softly (`retry_after` of about
-/// one refill, not suspended) and the tenant is served again right after.
+/// one refill, not suspended) and the tenant is served again right after. The same for a
+/// brand-new tenant whose first requests are such a burst (no lease reply yet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_past_the_local_share_is_refused_softly_never_suspended() {
     let server = RedisServer::start();
+    let (fresh, _) = suspending_replica(&server.url(), "fleet-soft-new", "r0", 100);
+    let refused = burst(&fresh, 60).await;
+    println!(
+        "first burst of a new tenant: {} of 60 admitted",
+        60 - refused.len()
+    );
+    assert!(
+        refused.len() <= 60 - 30,
+        "only {} admitted",
+        60 - refused.len()
+    );
+    for e in &refused {
+        assert!(!e.is_suspended(), "a new tenant suspended under quota: {e}");
+    }
     let (svc, handle) = suspending_replica(&server.url(), "fleet-soft", "r0", 100);
     svc.clone().oneshot(tenant_req()).await.expect("warm-up");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -294,14 +294,12 @@ impl Fleet {
             }
             return self.fallback(cx, deadline);
         }
-        if !t.fleet.seen.load(Ordering::Acquire) {
+        // No fleet reply yet (a new tenant, or leases possibly stale after a recovery):
+        // decided as with an empty lease, on the local share, until the first reply lands;
+        // the fleet is not known to be full, so no action applies.
+        let unseen = !t.fleet.seen.load(Ordering::Acquire);
+        if unseen {
             self.request(t);
-            let r = self.local_share(cx, deadline);
-            if r.is_ok() && cx.group.cfg.rate.is_some() {
-                t.fleet.rate_unsynced.fetch_add(1, Ordering::Relaxed);
-                t.fleet.rate_spent.fetch_add(1, Ordering::Relaxed);
-            }
-            return r;
         }
         let (g, now) = (cx.group, cx.now);
         let gi = t
@@ -322,7 +320,25 @@ impl Fleet {
             } else {
                 (gc.hard_tol, l.hard)
             };
-            if level > tol {
+            let share = self.share_groups[gi].units.as_ref();
+            let share_level = share.map_or(0, |s| s.level(&t.units_tat, now));
+            let share_tol = share.map_or(
+                u64::MAX,
+                |s| {
+                    if burst_ok { s.burst_tol } else { s.hard_tol }
+                },
+            );
+            if unseen && share_level > share_tol && refuses(l.action) {
+                // Over the local share's units before the fleet's level is known: refused
+                // softly.
+                return Err(Refused::Quota(QuotaExceeded::new(
+                    Arc::from(cx.key),
+                    QuotaResource::Units,
+                    cap,
+                    Duration::from_nanos(share_level - share_tol),
+                    false,
+                )));
+            } else if level > tol {
                 let retry = Duration::from_nanos(level - tol);
                 cx.over(QuotaResource::Units, l, cap, retry)?;
             } else {
@@ -335,9 +351,12 @@ impl Fleet {
         }
         if let (Some(l), Some(gc)) = (g.cfg.rate, g.rate.as_ref()) {
             // The lease is the reservation: a compare-exchange decrement, never below 0.
-            let took = f
-                .rate_lease
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            let took = if unseen {
+                Err(0)
+            } else {
+                f.rate_lease
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            };
             let level = drained(
                 f.rate_level.load(Ordering::Relaxed),
                 f.rate_at.load(Ordering::Relaxed),
@@ -363,7 +382,11 @@ impl Fleet {
         let permit = Permit(t.clone());
         if let Some(l) = g.cfg.concurrency {
             f.last_spend.store(now, Ordering::Relaxed);
-            let held = f.conc_held.load(Ordering::Relaxed);
+            let held = if unseen {
+                0
+            } else {
+                f.conc_held.load(Ordering::Relaxed)
+            };
             let cap = if burst_ok { l.burst } else { l.hard };
             if u64::from(n) + self.conc_step[gi] / 2 >= u64::from(held) {
                 self.request(t);

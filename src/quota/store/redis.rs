@@ -54,8 +54,8 @@ impl FallbackMode {
 /// * **The request path makes no round trip.** It spends leased cells and slots with
 ///   atomics; a background task (spawned when the layer is built) refills a tenant's lease
 ///   when it runs below half, returns what an idle tenant holds, flushes units and renews
-///   concurrency leases. A tenant seen for the first time is decided on the local share
-///   until its first lease arrives.
+///   concurrency leases. A tenant seen for the first time (or after a recovery) is decided
+///   on the local share until its first lease arrives, as with an empty lease (below).
 /// * **Lease sizing.** A tenant's rate lease is sized from its recent spend rate: what it
 ///   spends in two store `timeout`s, at least the base lease `max(1, ceil(hard *
 ///   lease_fraction))`, at most `max_lease = min(hard, 8 * base lease)`; doubled while the
