@@ -759,3 +759,257 @@ async fn a_tenant_back_from_idle_is_admitted_not_suspended() {
     assert!(refused.is_empty(), "refused under quota: {refused:?}");
     assert!(!handle.store_status().degraded);
 }
+
+/// A replica of a `Suspend` limit of `rate`/s (leases of 2 %, three expected replicas:
+/// local shares of a third).
+fn suspending_replica(url: &str, prefix: &str, id: &str, rate: u64) -> (Svc, QuotaHandle) {
+    use tower_pressure::quota::EnforcementAction;
+    let store = RedisStore::new(url)
+        .expect("url")
+        .expected_replicas(3)
+        .timeout(BUDGET)
+        .prefix(prefix)
+        .replica_id(id);
+    let limit = Limit::new(rate).action(EnforcementAction::Suspend {
+        duration: Duration::from_secs(30),
+    });
+    let layer = QuotaLayer::builder()
+        .group(QuotaGroup::new("free").rate(limit))
+        .store(store)
+        .build(HeaderKey::x_tenant())
+        .expect("layer");
+    let handle = layer.handle();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_r: http::Request<()>| async {
+                Ok::<_, Infallible>("ok")
+            }));
+    (BoxCloneSyncService::new(svc), handle)
+}
+
+/// `n` requests decided back to back, all before any of them is awaited: faster than one
+/// Redis round trip. Returns the refusals.
+async fn burst(svc: &Svc, n: usize) -> Vec<QuotaExceeded> {
+    use tower::Service;
+    let mut s = svc.clone();
+    let mut futs = Vec::new();
+    for _ in 0..n {
+        s.ready().await.expect("ready");
+        futs.push(s.call(tenant_req()));
+    }
+    let mut refused = Vec::new();
+    for f in futs {
+        if let Err(e) = f.await {
+            let q = e.downcast_ref::<QuotaExceeded>().expect("a quota refusal");
+            refused.push(q.clone());
+        }
+    }
+    refused
+}
+
+/// Sends requests every `gap` until one is refused as suspended (bounded by 10 s):
+/// `(admitted before, the refusal)`.
+async fn until_suspended(svc: &Svc, gap: Duration) -> (u64, QuotaExceeded) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut admitted = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "not suspended within 10 s ({admitted} admitted)"
+        );
+        match svc.clone().oneshot(tenant_req()).await {
+            Ok(_) => admitted += 1,
+            Err(e) => {
+                let q = e.downcast_ref::<QuotaExceeded>().expect("a quota refusal");
+                if q.is_suspended() {
+                    return (admitted, q.clone());
+                }
+            }
+        }
+        tokio::time::sleep(gap).await;
+    }
+}
+
+/// The measured case of issue #17 §1: an active tenant (one request every 300 ms) sends
+/// 20 requests at once on a 100/s limit, far more than its lease (2 cells) and faster than
+/// a round trip. The in-process store admits all 20; before the fix the Redis store
+/// admitted 2 and met the action for 18 (a `Suspend` suspended a tenant under quota). Now
+/// the local share decides them like the in-process store. A tenant really over the fleet
+/// limit afterwards is still suspended, within the documented bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_tenant_bursting_past_its_lease_is_admitted_like_in_process() {
+    use tower_pressure::quota::EnforcementAction;
+
+    let server = RedisServer::start();
+    let (svc, handle) = suspending_replica(&server.url(), "fleet-burst", "r0", 100);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..5 {
+        svc.clone()
+            .oneshot(tenant_req())
+            .await
+            .expect("a steady request");
+        if i == 0 {
+            while handle.store_status().leased == 0 {
+                assert!(Instant::now() < deadline, "no lease within 10 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let refused = burst(&svc, 20).await;
+    assert!(
+        refused.is_empty(),
+        "refused under quota: {:?}",
+        refused.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+    );
+    // The in-process store on the same limit, for comparison: it admits the 20 too.
+    let local = QuotaLayer::builder()
+        .group(
+            QuotaGroup::new("free").rate(Limit::new(100).action(EnforcementAction::Suspend {
+                duration: Duration::from_secs(30),
+            })),
+        )
+        .build(HeaderKey::x_tenant())
+        .expect("layer");
+    let local = BoxCloneSyncService::new(ServiceBuilder::new().layer(local).service(service_fn(
+        |_r: http::Request<()>| async { Ok::<_, Infallible>("ok") },
+    )));
+    assert!(burst(&local, 20).await.is_empty());
+    assert!(!handle.store_status().degraded);
+
+    // Now really over the fleet limit: about 1000/s on a 100/s limit.
+    let start = Instant::now();
+    let (admitted, e) = until_suspended(&svc, Duration::from_millis(1)).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(e.retry_after() > Duration::from_secs(20), "{e}");
+    // Bound: the limit's allowance (tolerance 100 + 100/s) plus the outstanding lease (at
+    // most 1.5 x 8 x 2 cells) plus the local share (34 + what it refills), with slack for
+    // the cells of the warm-up and the burst (25).
+    let bound = 100.0 + 100.0 * elapsed + 24.0 + 34.0 + 34.0 * elapsed;
+    assert!(
+        (admitted as f64) <= bound,
+        "admitted {admitted} in {elapsed:.2} s, bound {bound:.0}"
+    );
+}
+
+/// Suspension is fleet-wide: three replicas (three stacks, each with its own Redis
+/// connection) on one redis-server. Replica 0 suspends the tenant; the key is in Redis with
+/// the suspension's expiry; after the fleet bucket has drained (so the others have room and
+/// would not suspend on their own), replicas 1 and 2 refuse the tenant as suspended after
+/// their next lease reply, with the rest of replica 0's suspension as `retry_after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_on_one_replica_holds_on_all_three() {
+    let server = RedisServer::start();
+    let replicas: Vec<_> = (0..3)
+        .map(|i| suspending_replica(&server.url(), "fleet-susp", &format!("r{i}"), 50))
+        .collect();
+    // Every replica has served the tenant (and holds a lease).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (svc, handle) in &replicas {
+        svc.clone().oneshot(tenant_req()).await.expect("warm-up");
+        while handle.store_status().leased == 0 {
+            assert!(Instant::now() < deadline, "no lease within 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let (_, e) = until_suspended(&replicas[0].0, Duration::from_millis(1)).await;
+    assert!(e.retry_after() > Duration::from_secs(29), "{e}");
+    let mut con = redis::Client::open(server.url())
+        .expect("client")
+        .get_connection()
+        .expect("connection");
+    let key = "fleet-susp:{free/acme}:suspended";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con).expect("PTTL");
+        if pttl > 20_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no suspension in Redis (PTTL {pttl})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The fleet bucket drains (tolerance 1 s): replicas 1 and 2 have room again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (svc, _) in &replicas[1..] {
+        // 50/s is the limit itself: on its own, this replica would never suspend.
+        let (admitted, e) = until_suspended(svc, Duration::from_millis(20)).await;
+        assert!(
+            admitted <= 20,
+            "{admitted} admitted before the suspension was learned"
+        );
+        let left = e.retry_after();
+        assert!(
+            left > Duration::from_secs(20) && left < Duration::from_millis(29_500),
+            "not replica 0's suspension: retry_after {left:?}"
+        );
+    }
+    // Replica 0 is still suspended too.
+    let r = replicas[0].0.clone().oneshot(tenant_req()).await;
+    let e = r.expect_err("still suspended");
+    assert!(
+        e.downcast_ref::<QuotaExceeded>()
+            .is_some_and(QuotaExceeded::is_suspended)
+    );
+}
+
+/// A burst bigger than the local share (60 at once on a 100/s limit, shares of 34) while
+/// the fleet has room: the part past the share is refused softly (`retry_after` of about
+/// one refill, not suspended) and the tenant is served again right after. The same for a
+/// brand-new tenant whose first requests are such a burst (no lease reply yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_the_local_share_is_refused_softly_never_suspended() {
+    let server = RedisServer::start();
+    let (fresh, _) = suspending_replica(&server.url(), "fleet-soft-new", "r0", 100);
+    let refused = burst(&fresh, 60).await;
+    println!(
+        "first burst of a new tenant: {} of 60 admitted",
+        60 - refused.len()
+    );
+    assert!(
+        refused.len() <= 60 - 30,
+        "only {} admitted",
+        60 - refused.len()
+    );
+    for e in &refused {
+        assert!(!e.is_suspended(), "a new tenant suspended under quota: {e}");
+    }
+    let (svc, handle) = suspending_replica(&server.url(), "fleet-soft", "r0", 100);
+    svc.clone().oneshot(tenant_req()).await.expect("warm-up");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.store_status().leased == 0 {
+        assert!(Instant::now() < deadline, "no lease within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = burst(&svc, 60).await;
+    println!("burst of 60: {} admitted", 60 - refused.len());
+    assert!(
+        refused.len() <= 60 - 30,
+        "only {} of 60 admitted",
+        60 - refused.len()
+    );
+    for e in &refused {
+        assert!(!e.is_suspended(), "suspended under quota: {e}");
+        assert!(e.retry_after() <= Duration::from_millis(100), "{e}");
+    }
+    // Served again once the lease has caught up (bounded wait, no suspension).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match svc.clone().oneshot(tenant_req()).await {
+            Ok(_) => break,
+            Err(e) => {
+                let q = e.downcast_ref::<QuotaExceeded>().expect("a quota refusal");
+                assert!(!q.is_suspended(), "suspended under quota: {q}");
+                assert!(
+                    Instant::now() < deadline,
+                    "not served again within 10 s: {q}"
+                );
+            }
+        }
+    }
+}

@@ -10,13 +10,13 @@ use tokio::sync::Notify;
 
 use crate::error::ConfigError;
 use crate::event::{Event, QuotaEvent, QuotaEventKind};
-use crate::quota::config::{Config, GroupRt, Limit};
-use crate::quota::error::QuotaResource;
+use crate::quota::config::{Config, EnforcementAction, GroupRt, Limit};
+use crate::quota::error::{QuotaExceeded, QuotaResource};
 use crate::quota::state::{Admitted, Ctx, Permit, Refused, Shared};
 use crate::quota::tenant::Tenant;
 
 use super::StoreStatus;
-use super::redis::{FallbackMode, RedisStore, Scripts, StoreError};
+use super::redis::{Cells, FallbackMode, RedisStore, Scripts, StoreError};
 
 /// Per-tenant leases and the fleet readings they came with. All `Relaxed`: each word is
 /// its own datum (a count, or a reading that is only ever a hint for classification);
@@ -46,6 +46,18 @@ pub(crate) struct FleetCell {
     conc_others: AtomicU32,
     conc_renewed: AtomicU64,
     last_spend: AtomicU64,
+    /// The lease this tenant asks for (cells; 0 until first sized: the base lease), sized
+    /// from its recent spend rate.
+    rate_target: AtomicU64,
+    /// Cells spent (from the lease or on the local share) since the last refill, and when
+    /// that refill was asked for (local ns).
+    rate_spent: AtomicU64,
+    rate_refilled: AtomicU64,
+    /// The latest suspension (`suspended_until` encoding: end + 1) this replica wrote to
+    /// Redis or learned from it: a suspension later than this is new and is written.
+    susp_known: AtomicU64,
+    /// A suspension (end + 1) to write to Redis, 0 when none.
+    susp_push: AtomicU64,
 }
 
 impl FleetCell {
@@ -64,6 +76,11 @@ impl FleetCell {
             &self.units_at,
             &self.conc_renewed,
             &self.last_spend,
+            &self.rate_target,
+            &self.rate_spent,
+            &self.rate_refilled,
+            &self.susp_known,
+            &self.susp_push,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -92,6 +109,14 @@ fn share(l: Limit, n: u64) -> Limit {
     }
 }
 
+/// Whether `a` refuses a request over the limit (`Warn` and `Degrade` admit it).
+fn refuses(a: EnforcementAction) -> bool {
+    !matches!(a, EnforcementAction::Warn | EnforcementAction::Degrade(_))
+}
+
+/// A bursting tenant's lease grows up to this many base leases.
+pub(crate) const MAX_LEASE_FACTOR: u64 = 8;
+
 /// The Redis store of one layer.
 #[derive(Debug)]
 pub(crate) struct Fleet {
@@ -99,8 +124,10 @@ pub(crate) struct Fleet {
     scripts: Scripts,
     /// The groups with every limit divided by the expected replicas (the local share).
     share_groups: Vec<GroupRt>,
-    /// Cells per rate lease, per group.
+    /// Cells per rate lease, per group (the base lease).
     rate_lease: Vec<u64>,
+    /// The largest lease a bursting tenant may ask for, per group.
+    rate_lease_max: Vec<u64>,
     /// Slots per concurrency lease step, per group.
     conc_step: Vec<u64>,
     degraded: AtomicBool,
@@ -134,6 +161,18 @@ impl Fleet {
                 })
                 .collect(),
             rate_lease: cfg.groups.iter().map(|g| lease(g.cfg.rate)).collect(),
+            rate_lease_max: cfg
+                .groups
+                .iter()
+                .map(|g| {
+                    let base = lease(g.cfg.rate);
+                    g.cfg.rate.map_or(base, |l| {
+                        base.saturating_mul(MAX_LEASE_FACTOR)
+                            .min(l.hard.max(1))
+                            .max(base)
+                    })
+                })
+                .collect(),
             conc_step: cfg
                 .groups
                 .iter()
@@ -211,6 +250,43 @@ impl Fleet {
         deadline: Option<u64>,
     ) -> Result<Admitted, Refused> {
         let t = cx.tenant;
+        let r = self.decide_here(cx, deadline);
+        if let Err(Refused::Quota(e)) = &r
+            && e.is_suspended()
+        {
+            self.note_suspension(t);
+        }
+        r
+    }
+
+    /// A suspension decided on this replica (newer than any it wrote or learned) is queued
+    /// for Redis, so the other replicas learn it with their next lease reply.
+    fn note_suspension(&self, t: &Arc<Tenant>) {
+        let su = t.suspended_until.load(Ordering::Acquire);
+        let f = &t.fleet;
+        // A plain load first: every request of a suspended tenant passes here.
+        if su > f.susp_known.load(Ordering::Relaxed)
+            && su > f.susp_known.fetch_max(su, Ordering::Relaxed)
+        {
+            f.susp_push.fetch_max(su, Ordering::Relaxed);
+            self.request(t);
+        }
+    }
+
+    /// The lease tenant `t` asks for now (cells).
+    fn lease_target(&self, f: &FleetCell, gi: usize) -> u64 {
+        let base = self.rate_lease[gi];
+        f.rate_target
+            .load(Ordering::Relaxed)
+            .clamp(base, self.rate_lease_max[gi])
+    }
+
+    fn decide_here<'a>(
+        &'a self,
+        cx: &mut Ctx<'a>,
+        deadline: Option<u64>,
+    ) -> Result<Admitted, Refused> {
+        let t = cx.tenant;
         if self.degraded.load(Ordering::Relaxed) || t.fleet.broken.load(Ordering::Acquire) {
             if t.fleet.broken.load(Ordering::Relaxed) {
                 // Retried by the background task: the tenant comes back when its keys do.
@@ -218,13 +294,12 @@ impl Fleet {
             }
             return self.fallback(cx, deadline);
         }
-        if !t.fleet.seen.load(Ordering::Acquire) {
+        // No fleet reply yet (a new tenant, or leases possibly stale after a recovery):
+        // decided as with an empty lease, on the local share, until the first reply lands;
+        // the fleet is not known to be full, so no action applies.
+        let unseen = !t.fleet.seen.load(Ordering::Acquire);
+        if unseen {
             self.request(t);
-            let r = self.local_share(cx, deadline);
-            if r.is_ok() && cx.group.cfg.rate.is_some() {
-                t.fleet.rate_unsynced.fetch_add(1, Ordering::Relaxed);
-            }
-            return r;
         }
         let (g, now) = (cx.group, cx.now);
         let gi = t
@@ -245,7 +320,25 @@ impl Fleet {
             } else {
                 (gc.hard_tol, l.hard)
             };
-            if level > tol {
+            let share = self.share_groups[gi].units.as_ref();
+            let share_level = share.map_or(0, |s| s.level(&t.units_tat, now));
+            let share_tol = share.map_or(
+                u64::MAX,
+                |s| {
+                    if burst_ok { s.burst_tol } else { s.hard_tol }
+                },
+            );
+            if unseen && share_level > share_tol && refuses(l.action) {
+                // Over the local share's units before the fleet's level is known: refused
+                // softly.
+                return Err(Refused::Quota(QuotaExceeded::new(
+                    Arc::from(cx.key),
+                    QuotaResource::Units,
+                    cap,
+                    Duration::from_nanos(share_level - share_tol),
+                    false,
+                )));
+            } else if level > tol {
                 let retry = Duration::from_nanos(level - tol);
                 cx.over(QuotaResource::Units, l, cap, retry)?;
             } else {
@@ -258,65 +351,73 @@ impl Fleet {
         }
         if let (Some(l), Some(gc)) = (g.cfg.rate, g.rate.as_ref()) {
             // The lease is the reservation: a compare-exchange decrement, never below 0.
-            let took = f
-                .rate_lease
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            let took = if unseen {
+                Err(0)
+            } else {
+                f.rate_lease
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            };
+            let level = drained(
+                f.rate_level.load(Ordering::Relaxed),
+                f.rate_at.load(Ordering::Relaxed),
+                now,
+            );
             match took {
                 Ok(left) => {
                     f.last_spend.store(now, Ordering::Relaxed);
-                    if left.saturating_sub(1) <= self.rate_lease[gi] / 2 {
+                    f.rate_spent.fetch_add(1, Ordering::Relaxed);
+                    if left.saturating_sub(1) <= self.lease_target(f, gi) / 2 {
                         self.request(t);
                     }
-                    let level = drained(
-                        f.rate_level.load(Ordering::Relaxed),
-                        f.rate_at.load(Ordering::Relaxed),
-                        now,
-                    );
                     cx.classify(
                         QuotaResource::Rate,
                         level > gc.soft_tol,
                         level > gc.hard_tol,
                     );
                 }
-                Err(_) => {
-                    let retry_at = f.rate_retry_at.load(Ordering::Relaxed);
-                    if now >= retry_at {
-                        self.request(t);
-                        // Back after an idle spell (its lease returned, or Redis full long
-                        // ago) and Redis has not said the fleet is full: decided like a new
-                        // tenant, on the local share, charged with the next lease. Without
-                        // this the first requests after a pause met the action (a `Suspend`
-                        // suspended a tenant far under its quota).
-                        let idle = now.saturating_sub(f.last_spend.load(Ordering::Relaxed))
-                            > ns(self.cfg.idle_return);
-                        if idle {
-                            let r = self.local_share(cx, deadline);
-                            if r.is_ok() {
-                                f.rate_unsynced.fetch_add(1, Ordering::Relaxed);
-                            }
-                            return r;
-                        }
-                    }
-                    let cap = if burst_ok { l.burst } else { l.hard };
-                    let retry = Duration::from_nanos(retry_at.saturating_sub(now).max(gc.t));
-                    cx.over(QuotaResource::Rate, l, cap, retry)?;
-                }
+                Err(_) => self.lease_empty(cx, (l, gc), gi, level, burst_ok)?,
             }
         }
         let n = t.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         let permit = Permit(t.clone());
         if let Some(l) = g.cfg.concurrency {
             f.last_spend.store(now, Ordering::Relaxed);
-            let held = f.conc_held.load(Ordering::Relaxed);
+            let held = if unseen {
+                0
+            } else {
+                f.conc_held.load(Ordering::Relaxed)
+            };
             let cap = if burst_ok { l.burst } else { l.hard };
             if u64::from(n) + self.conc_step[gi] / 2 >= u64::from(held) {
                 self.request(t);
             }
+            let fleet = u64::from(f.conc_others.load(Ordering::Relaxed)) + u64::from(n);
             if n > held {
-                let retry = cx.shared.cfg.concurrency_retry_after;
-                cx.over(QuotaResource::Concurrency, l, cap, retry)?;
+                if fleet > cap {
+                    // The fleet is known to be at its limit: the action.
+                    let retry = cx.shared.cfg.concurrency_retry_after;
+                    cx.over(QuotaResource::Concurrency, l, cap, retry)?;
+                } else {
+                    // The lease ran out but the fleet has room as far as this replica
+                    // knows: the local share decides until the next lease lands (counted
+                    // in the fleet then, as this replica's lease asks for what is in
+                    // flight); past it, a soft refusal, never the action.
+                    let share = self.share_groups[gi]
+                        .cfg
+                        .concurrency
+                        .map_or(cap, |s| if burst_ok { s.burst } else { s.hard });
+                    if u64::from(n) > share && refuses(l.action) {
+                        return Err(Refused::Quota(QuotaExceeded::new(
+                            Arc::from(cx.key),
+                            QuotaResource::Concurrency,
+                            cap,
+                            self.cfg.timeout,
+                            false,
+                        )));
+                    }
+                    cx.classify(QuotaResource::Concurrency, fleet > l.soft, fleet > l.hard);
+                }
             } else {
-                let fleet = u64::from(f.conc_others.load(Ordering::Relaxed)) + u64::from(n);
                 cx.classify(QuotaResource::Concurrency, fleet > l.soft, fleet > l.hard);
             }
         }
@@ -327,6 +428,72 @@ impl Fleet {
             degrade: cx.degrade,
             units: g.cfg.units.is_some(),
         })
+    }
+
+    /// The rate lease is empty. The action applies only when the fleet is known to be at
+    /// its limit: Redis said it had no room (until `rate_retry_at`), or the fleet level last
+    /// read, drained since and plus what this replica admitted on its share since, leaves no
+    /// room for one more cell. Otherwise (a burst faster than a round trip, a tenant back
+    /// from idle) the request is decided like the in-process store would on this replica's
+    /// local share and charged to Redis with the next lease; past the local share it is
+    /// refused softly (`retry_after` of about one refill, no hard-limit event, never a
+    /// suspension).
+    fn lease_empty(
+        &self,
+        cx: &mut Ctx<'_>,
+        (l, gc): (Limit, &crate::quota::gcra::Gcra),
+        gi: usize,
+        level: u64,
+        burst_ok: bool,
+    ) -> Result<(), QuotaExceeded> {
+        let (t, now) = (cx.tenant, cx.now);
+        let f = &t.fleet;
+        let retry_at = f.rate_retry_at.load(Ordering::Relaxed);
+        let (tol, cap) = if burst_ok {
+            (gc.burst_tol, l.burst)
+        } else {
+            (gc.hard_tol, l.hard)
+        };
+        let unsynced = f.rate_unsynced.load(Ordering::Relaxed);
+        let fleet = level.saturating_add(unsynced.saturating_mul(gc.t));
+        let idle =
+            now.saturating_sub(f.last_spend.load(Ordering::Relaxed)) > ns(self.cfg.idle_return);
+        if now >= retry_at {
+            self.request(t);
+            if idle || fleet.saturating_add(gc.t) <= tol {
+                let share = self.share_groups[gi].rate.as_ref();
+                let local = share.map_or(Ok(0), |s| {
+                    let stol = if burst_ok { s.burst_tol } else { s.hard_tol };
+                    s.acquire(&t.rate_tat, now, 1, stol)
+                });
+                if local.is_ok() || !refuses(l.action) {
+                    f.rate_unsynced.fetch_add(1, Ordering::Relaxed);
+                    f.rate_spent.fetch_add(1, Ordering::Relaxed);
+                    f.last_spend.store(now, Ordering::Relaxed);
+                    let after = fleet.saturating_add(gc.t);
+                    cx.classify(
+                        QuotaResource::Rate,
+                        after > gc.soft_tol,
+                        after > gc.hard_tol,
+                    );
+                    return Ok(());
+                }
+                return Err(QuotaExceeded::new(
+                    Arc::from(cx.key),
+                    QuotaResource::Rate,
+                    cap,
+                    self.cfg.timeout.max(Duration::from_nanos(gc.t)),
+                    false,
+                ));
+            }
+        }
+        let retry = Duration::from_nanos(
+            retry_at
+                .saturating_sub(now)
+                .max(fleet.saturating_sub(tol))
+                .max(gc.t),
+        );
+        cx.over(QuotaResource::Rate, l, cap, retry)
     }
 
     fn fallback<'a>(
@@ -453,6 +620,35 @@ impl Fleet {
         }
     }
 
+    /// A lease reply said tenant `t` is suspended fleet-wide for `left_ms` more: enforced
+    /// here until it ends (a suspension this replica wrote itself comes back a little
+    /// shorter and changes nothing).
+    fn learn_suspension(&self, shared: &Shared, t: &Tenant, left_ms: u64, now: u64) {
+        if left_ms == 0 {
+            return;
+        }
+        let until = now
+            .saturating_add(left_ms.saturating_mul(1_000_000))
+            .saturating_add(1);
+        // Already known (written here, or read with an earlier reply)? A millisecond of
+        // slack for the reply's rounding.
+        let known = t.fleet.susp_known.fetch_max(until, Ordering::Relaxed);
+        if until <= known.saturating_add(1_000_000) {
+            return;
+        }
+        let cur = t.suspended_until.fetch_max(until, Ordering::AcqRel);
+        if cur == 0 || cur - 1 <= now {
+            shared.cfg.events.emit(Event::Quota(QuotaEvent {
+                tenant: t.name(),
+                group: shared.group_of(t).cfg.name.clone(),
+                kind: QuotaEventKind::Suspended {
+                    duration: Duration::from_millis(left_ms),
+                },
+                at: tokio::time::Instant::now(),
+            }));
+        }
+    }
+
     /// Refills (or returns, flushes, renews) what tenant `t` needs. `Err` only for
     /// store-wide failures.
     async fn sync_tenant(
@@ -482,46 +678,103 @@ impl Fleet {
                 Ok(()) => Ok(()),
             }
         };
+        let skey = self.key(shared, t, "suspended");
+        // A suspension decided here goes to Redis (one call per suspension, not per
+        // request); the other replicas read it with their next lease reply.
+        let push = f.susp_push.swap(0, Ordering::Relaxed);
+        if push > now.saturating_add(1) {
+            let ms = (push - 1 - now).div_ceil(1_000_000).max(1);
+            let r = self
+                .call(self.scripts.suspend(con, &skey, ms))
+                .await
+                .map(|left| self.learn_suspension(shared, t, left, now));
+            if r.is_err() {
+                f.susp_push.fetch_max(push, Ordering::Relaxed);
+            }
+            check(r)?;
+        }
         if let Some(gc) = g.rate.as_ref() {
             let tol = if burst_ok { gc.burst_tol } else { gc.hard_tol };
             let t_us = gc.t as f64 / 1e3;
-            let lease = self.rate_lease[gi];
+            let target = self.lease_target(f, gi);
             let have = f.rate_lease.load(Ordering::Relaxed);
             let idle =
                 now.saturating_sub(f.last_spend.load(Ordering::Relaxed)) > ns(self.cfg.idle_return);
             let key = self.key(shared, t, "rate");
             let r = if idle_return && idle && have > 0 {
                 let back = f.rate_lease.swap(0, Ordering::Relaxed);
-                self.call(
-                    self.scripts
-                        .gcra(con, &key, t_us, tol as f64 / 1e3, 0, back),
-                )
-                .await
-                .map(|(_, level, _)| {
-                    f.rate_level.store(level * 1000, Ordering::Relaxed);
-                    f.rate_at.store(now, Ordering::Relaxed);
-                })
-            } else if have <= lease / 2 && now >= f.rate_retry_at.load(Ordering::Relaxed) {
-                let want = lease - have;
                 let unsynced = f.rate_unsynced.swap(0, Ordering::Relaxed);
-                self.call(
-                    self.scripts
-                        .gcra(con, &key, t_us, tol as f64 / 1e3, want + unsynced, 0),
-                )
-                .await
-                .map(|(granted, level, wait)| {
-                    let granted = granted.saturating_sub(unsynced);
-                    f.rate_lease.fetch_add(granted.min(want), Ordering::Relaxed);
-                    f.rate_level
-                        .store(level.saturating_mul(1000), Ordering::Relaxed);
-                    f.rate_at.store(now, Ordering::Relaxed);
-                    let retry = if granted < want {
-                        now.saturating_add(wait.saturating_mul(1000))
-                    } else {
-                        0
-                    };
-                    f.rate_retry_at.store(retry, Ordering::Relaxed);
-                })
+                f.rate_target.store(0, Ordering::Relaxed);
+                let cells = Cells {
+                    want: 0,
+                    ret: back,
+                    charge: unsynced,
+                };
+                let r = self
+                    .call(
+                        self.scripts
+                            .gcra(con, (&key, &skey), t_us, tol as f64 / 1e3, cells),
+                    )
+                    .await
+                    .map(|[_, level, _, susp]| {
+                        f.rate_level.store(level * 1000, Ordering::Relaxed);
+                        f.rate_at.store(now, Ordering::Relaxed);
+                        self.learn_suspension(shared, t, susp, now);
+                    });
+                if r.is_err() {
+                    f.rate_unsynced.fetch_add(unsynced, Ordering::Relaxed);
+                }
+                r
+            } else if have <= target / 2 && now >= f.rate_retry_at.load(Ordering::Relaxed) {
+                let unsynced = f.rate_unsynced.swap(0, Ordering::Relaxed);
+                // Lease sizing: what the recent spend rate needs for two store timeouts
+                // (the longest a refill may take), at least the base lease, at most
+                // `MAX_LEASE_FACTOR` base leases; doubled while the tenant outruns its
+                // lease (cells admitted on the local share since the last refill).
+                let spent = f.rate_spent.swap(0, Ordering::Relaxed);
+                let since = now
+                    .saturating_sub(f.rate_refilled.swap(now, Ordering::Relaxed))
+                    .max(1);
+                let horizon = ns(self.cfg.timeout).saturating_mul(2);
+                let by_rate = (u128::from(spent) * u128::from(horizon) / u128::from(since))
+                    .min(u128::from(u64::MAX)) as u64;
+                let mut size = by_rate;
+                if unsynced > 0 {
+                    size = size.max(target.saturating_mul(2)).max(unsynced);
+                }
+                f.rate_target.store(size, Ordering::Relaxed);
+                let target = self.lease_target(f, gi);
+                let want = target.saturating_sub(have);
+                let cells = Cells {
+                    want,
+                    ret: 0,
+                    charge: unsynced,
+                };
+                let r = self
+                    .call(
+                        self.scripts
+                            .gcra(con, (&key, &skey), t_us, tol as f64 / 1e3, cells),
+                    )
+                    .await
+                    .map(|[granted, level, wait, susp]| {
+                        f.rate_lease.fetch_add(granted.min(want), Ordering::Relaxed);
+                        f.rate_level
+                            .store(level.saturating_mul(1000), Ordering::Relaxed);
+                        f.rate_at.store(now, Ordering::Relaxed);
+                        let retry = if granted < want {
+                            now.saturating_add(wait.saturating_mul(1000))
+                        } else {
+                            0
+                        };
+                        f.rate_retry_at.store(retry, Ordering::Relaxed);
+                        self.learn_suspension(shared, t, susp, now);
+                    });
+                if r.is_err() {
+                    // Charged with a later lease (a call that timed out may have been
+                    // charged already: counting it twice only makes the fleet admit less).
+                    f.rate_unsynced.fetch_add(unsynced, Ordering::Relaxed);
+                }
+                r
             } else {
                 Ok(())
             };
@@ -530,16 +783,22 @@ impl Fleet {
         if let Some(gc) = g.units.as_ref() {
             let pending = f.units_pending.swap(0, Ordering::Relaxed);
             let key = self.key(shared, t, "units");
+            let cells = Cells {
+                want: pending,
+                ret: 0,
+                charge: 0,
+            };
             let r = self
                 .call(
                     self.scripts
-                        .gcra(con, &key, gc.t as f64 / 1e3, 1e18, pending, 0),
+                        .gcra(con, (&key, &skey), gc.t as f64 / 1e3, 1e18, cells),
                 )
                 .await
-                .map(|(_, level, _)| {
+                .map(|[_, level, _, susp]| {
                     f.units_level
                         .store(level.saturating_mul(1000), Ordering::Relaxed);
                     f.units_at.store(now, Ordering::Relaxed);
+                    self.learn_suspension(shared, t, susp, now);
                 });
             if r.is_err() {
                 f.units_pending.fetch_add(pending, Ordering::Relaxed);
@@ -567,18 +826,16 @@ impl Fleet {
                     self.key(shared, t, "conc:slots"),
                     self.key(shared, t, "conc:expiry"),
                 );
+                let keys = (keys.0.as_str(), keys.1.as_str(), skey.as_str());
                 let ttl = ns(self.cfg.lease_ttl) / 1_000_000;
                 let r = self
-                    .call(self.scripts.conc(
-                        con,
-                        (&keys.0, &keys.1),
-                        &self.cfg.replica,
-                        want,
-                        cap,
-                        ttl,
-                    ))
+                    .call(
+                        self.scripts
+                            .conc(con, keys, &self.cfg.replica, want, cap, ttl),
+                    )
                     .await
-                    .map(|(granted, others)| {
+                    .map(|[granted, others, susp]| {
+                        self.learn_suspension(shared, t, susp, now);
                         f.conc_held
                             .store(granted.min(u32::MAX as u64) as u32, Ordering::Relaxed);
                         f.conc_others

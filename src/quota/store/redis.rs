@@ -54,21 +54,44 @@ impl FallbackMode {
 /// * **The request path makes no round trip.** It spends leased cells and slots with
 ///   atomics; a background task (spawned when the layer is built) refills a tenant's lease
 ///   when it runs below half, returns what an idle tenant holds, flushes units and renews
-///   concurrency leases. A tenant seen for the first time is decided on the local share
-///   until its first lease arrives.
+///   concurrency leases. A tenant seen for the first time (or after a recovery) is decided
+///   on the local share until its first lease arrives, as with an empty lease (below).
+/// * **Lease sizing.** A tenant's rate lease is sized from its recent spend rate: what it
+///   spends in two store `timeout`s, at least the base lease `max(1, ceil(hard *
+///   lease_fraction))`, at most `max_lease = min(hard, 8 * base lease)`; doubled while the
+///   tenant outruns its lease. A bursting tenant asks for a bigger lease early; a quiet one
+///   goes back to the base lease.
+/// * **Suspensions are fleet-wide.** The replica that suspends a tenant writes
+///   `{prefix}:{<group>/<tenant>}:suspended` with the suspension's expiry (`SET .. PX`, a
+///   longer suspension already there is kept): one call per suspension. Every lease script
+///   reads that key and returns what is left of it with its reply, so the other replicas
+///   enforce the suspension locally until it ends, from their next lease reply on (no
+///   extra round trip). Burst windows are still tracked per replica.
 ///
 /// # Error bound
 ///
-/// Cells are charged to the fleet bucket when leased, so the fleet never admits more than
-/// GCRA allows *counting leased cells as spent*: over any interval, fleet-wide admissions
-/// are at most the limit's allowance for that interval **plus the cells outstanding in
-/// leases at its start** (at most `replicas * 1.5 * lease` where `lease =
-/// max(1, ceil(hard * lease_fraction))`, the part of earlier leases spent late). Cells
-/// leased and never spent (a replica that crashed) make the fleet admit *less*, never more.
+/// Cells are charged to the fleet bucket when leased. A replica whose lease is empty while
+/// the fleet is not known to be at its limit (a burst faster than a round trip, a tenant
+/// new or back from idle) decides on its **local share** (`limit / replicas`, the
+/// in-process algorithm) and charges those cells to the fleet bucket with its next lease,
+/// even past the limit: a debt the fleet pays back by admitting less afterwards. So over
+/// any interval, fleet-wide admissions are at most the limit's allowance for that interval
+/// **plus the cells outstanding in leases at its start** (at most `replicas * 1.5 *
+/// max_lease`, the part of earlier leases spent late) **plus the local-share admissions
+/// not yet charged at its end** (at most one local share per replica: `burst / replicas`
+/// cells plus what that share refills during one round trip). Cells leased and never spent
+/// (a replica that crashed) make the fleet admit *less*, never more.
+///
 /// Soft, hard and burst limits are checked against the fleet's bucket level reported with
-/// each lease; the enforcement action applies when a replica's lease is empty and Redis has
-/// no room. While degraded on [`FallbackMode::LocalShare`] the fleet admits at most the sum
-/// of the replicas' shares.
+/// each lease. The enforcement action applies only when the fleet is **known** to be at its
+/// limit: Redis answered the last lease with fewer cells than asked (until the rest would
+/// fit), or the level read with the last lease, drained since and plus what this replica
+/// admitted on its share since, leaves no room for one more cell. An empty lease otherwise
+/// never triggers the action: past the local share the request is refused softly
+/// ([`QuotaExceeded`](crate::quota::QuotaExceeded) with a `retry_after` of about one
+/// store `timeout`, no hard-limit event, never a suspension; `Warn` and `Degrade` limits
+/// admit it). Concurrency works the same way on the slots of the fleet. While degraded on
+/// [`FallbackMode::LocalShare`] the fleet admits at most the sum of the replicas' shares.
 ///
 /// # When Redis is down, slow or wrong
 ///
@@ -200,7 +223,9 @@ impl RedisStore {
     }
 
     /// The share of a limit leased to a replica at a time (default 0.02: 2 %; at least one
-    /// cell). Larger leases mean fewer round trips and a larger error bound.
+    /// cell): the base lease. A bursting tenant's lease grows with its spend rate up to 8
+    /// base leases (at most the hard limit). Larger leases mean fewer round trips and a
+    /// larger error bound.
     pub fn lease_fraction(mut self, f: f64) -> Self {
         self.lease_fraction = f;
         self
@@ -220,8 +245,8 @@ impl RedisStore {
     }
 
     /// The prefix of every key (default `tower-pressure`): keys are
-    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry` (the braces keep a
-    /// tenant's keys in one Redis Cluster slot).
+    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry|suspended` (the
+    /// braces keep a tenant's keys in one Redis Cluster slot).
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = Arc::from(prefix);
         self
@@ -335,15 +360,19 @@ impl StoreError {
 }
 
 /// GCRA in Redis. KEYS[1]: the bucket (theoretical arrival time in µs of the server clock,
-/// stored with three decimals). ARGV: emission interval T (µs), tolerance (µs), cells
-/// wanted, cells returned. Grants as many of the wanted cells as fit under the tolerance
-/// (a charge passes a huge tolerance, a read wants 0). Returns
-/// `{granted, level after (µs), wait until the rest would fit (µs)}`.
+/// stored with three decimals); KEYS[2]: the tenant's fleet-wide suspension (read only).
+/// ARGV: emission interval T (µs), tolerance (µs), cells wanted, cells returned, cells
+/// charged unconditionally first (admitted on a replica's local share before this call:
+/// they may take the bucket past its tolerance, a debt the fleet pays back by admitting
+/// less afterwards). Grants as many of the wanted cells as fit under the tolerance (a
+/// charge passes a huge tolerance, a read wants 0). Returns `{granted, level after (µs),
+/// wait until the rest would fit (µs), suspension left (ms, 0 when none)}`.
 const GCRA_LUA: &str = r"
 local T = tonumber(ARGV[1])
 local tol = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local ret = tonumber(ARGV[4])
+local charge = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local raw = redis.call('GET', KEYS[1])
@@ -354,6 +383,7 @@ if raw then
 end
 if tat < now then tat = now end
 if ret > 0 then tat = math.max(now, tat - ret * T) end
+if charge > 0 then tat = tat + charge * T end
 local free = math.floor((tol - (tat - now)) / T)
 if free < 0 then free = 0 end
 local g = want
@@ -364,12 +394,28 @@ redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', ttl)
 local wait = 0
 if g < want then wait = (tat - now) + (want - g) * T - tol end
 if wait < 0 then wait = 0 end
-return {g, math.floor(tat - now), math.ceil(wait)}
+local susp = redis.call('PTTL', KEYS[2])
+if susp < 0 then susp = 0 end
+return {g, math.floor(tat - now), math.ceil(wait), susp}
+";
+
+/// A fleet-wide suspension. KEYS[1]: the tenant's suspension key. ARGV: its length (ms).
+/// Sets the key with that expiry unless a longer suspension is already there. Returns the
+/// suspension left (ms).
+const SUSPEND_LUA: &str = r"
+local ms = tonumber(ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < ms then
+  redis.call('SET', KEYS[1], '1', 'PX', ms)
+  left = ms
+end
+return left
 ";
 
 /// Concurrency leases. KEYS[1]: hash replica -> slots, KEYS[2]: zset replica -> expiry
-/// (ms of the server clock). ARGV: replica, slots wanted, cap, ttl (ms). Purges expired
-/// replicas, then grants this replica up to `cap - others`. Returns `{granted, others}`.
+/// (ms of the server clock), KEYS[3]: the tenant's fleet-wide suspension (read only).
+/// ARGV: replica, slots wanted, cap, ttl (ms). Purges expired replicas, then grants this
+/// replica up to `cap - others`. Returns `{granted, others, suspension left (ms)}`.
 const CONC_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -400,7 +446,9 @@ else
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
-return {g, others}
+local susp = redis.call('PTTL', KEYS[3])
+if susp < 0 then susp = 0 end
+return {g, others, susp}
 ";
 
 /// The scripts, hashed once (`Script::new` computes the SHA; `invoke_async` runs `EVALSHA`
@@ -409,6 +457,7 @@ return {g, others}
 pub(crate) struct Scripts {
     gcra: Script,
     conc: Script,
+    suspend: Script,
 }
 
 impl Scripts {
@@ -416,60 +465,85 @@ impl Scripts {
         Self {
             gcra: Script::new(GCRA_LUA),
             conc: Script::new(CONC_LUA),
+            suspend: Script::new(SUSPEND_LUA),
         }
     }
 
-    /// Loads both scripts (`SCRIPT LOAD`), so later calls are plain `EVALSHA`s.
+    /// Loads the scripts (`SCRIPT LOAD`), so later calls are plain `EVALSHA`s.
     pub(crate) async fn load(&self, con: &mut ConnectionManager) -> Result<(), StoreError> {
-        self.gcra
-            .load_async(con)
-            .await
-            .map_err(|e| StoreError::from_redis(&e))?;
-        self.conc
-            .load_async(con)
-            .await
-            .map_err(|e| StoreError::from_redis(&e))?;
+        for s in [&self.gcra, &self.conc, &self.suspend] {
+            s.load_async(con)
+                .await
+                .map_err(|e| StoreError::from_redis(&e))?;
+        }
         Ok(())
     }
 
-    /// One GCRA call: `(granted, level_us, wait_us)`.
+    /// One GCRA call on `keys` (bucket, suspension):
+    /// `(granted, level_us, wait_us, suspension_ms)`.
     pub(crate) async fn gcra(
         &self,
         con: &mut ConnectionManager,
-        key: &str,
+        keys: (&str, &str),
         t_us: f64,
         tol_us: f64,
-        want: u64,
-        ret: u64,
-    ) -> Result<(u64, u64, u64), StoreError> {
+        cells: Cells,
+    ) -> Result<[u64; 4], StoreError> {
         let v: Value = self
             .gcra
-            .key(key)
+            .key(keys.0)
+            .key(keys.1)
             .arg(t_us)
             .arg(tol_us)
-            .arg(want)
-            .arg(ret)
+            .arg(cells.want)
+            .arg(cells.ret)
+            .arg(cells.charge)
             .invoke_async(con)
             .await
             .map_err(|e| StoreError::from_redis(&e))?;
-        let [g, level, wait] = ints::<3>(&v)?;
-        Ok((g, level, wait))
+        ints::<4>(&v)
     }
 
-    /// One concurrency lease call: `(granted, others)`.
+    /// Suspends a tenant fleet-wide for `ms` (unless a longer suspension is there):
+    /// returns the suspension left (ms).
+    pub(crate) async fn suspend(
+        &self,
+        con: &mut ConnectionManager,
+        key: &str,
+        ms: u64,
+    ) -> Result<u64, StoreError> {
+        let v: Value = self
+            .suspend
+            .key(key)
+            .arg(ms)
+            .invoke_async(con)
+            .await
+            .map_err(|e| StoreError::from_redis(&e))?;
+        match v {
+            Value::Int(i) if i >= 0 => Ok(i as u64),
+            v => Err(StoreError::new(
+                StoreErrorKind::BadReply,
+                format!("expected a non-negative integer, got {v:?}"),
+            )),
+        }
+    }
+
+    /// One concurrency lease call on `keys` (slots, expiries, suspension):
+    /// `(granted, others, suspension_ms)`.
     pub(crate) async fn conc(
         &self,
         con: &mut ConnectionManager,
-        keys: (&str, &str),
+        keys: (&str, &str, &str),
         replica: &str,
         want: u64,
         cap: u64,
         ttl_ms: u64,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<[u64; 3], StoreError> {
         let v: Value = self
             .conc
             .key(keys.0)
             .key(keys.1)
+            .key(keys.2)
             .arg(replica)
             .arg(want)
             .arg(cap)
@@ -477,9 +551,17 @@ impl Scripts {
             .invoke_async(con)
             .await
             .map_err(|e| StoreError::from_redis(&e))?;
-        let [g, others] = ints::<2>(&v)?;
-        Ok((g, others))
+        ints::<3>(&v)
     }
+}
+
+/// The cells of one GCRA call: wanted (granted as far as they fit), returned, and charged
+/// unconditionally.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cells {
+    pub(crate) want: u64,
+    pub(crate) ret: u64,
+    pub(crate) charge: u64,
 }
 
 /// An array of exactly `N` non-negative integers, or a typed error naming what came.
