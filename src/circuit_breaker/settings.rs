@@ -6,9 +6,9 @@
 //! settings a closed-state call needs (whether a resource trip is configured, and the
 //! slow-call duration), so that the healthy request path reads one `Relaxed` atomic that
 //! only a reload writes, exactly as it read one field of the shared config before. Every
-//! other setting is read from one snapshot ([`Live::load`]) where it is needed: on a
-//! failure, in OPEN and HALF_OPEN, on a transition. A call keeps the slow-call duration it
-//! was admitted with (it is in its ticket).
+//! other setting is read from one snapshot ([`Live::with`], out of line) where it is needed:
+//! on a failure, in OPEN and HALF_OPEN, on a transition. A call admitted while slow-call
+//! detection was off is never counted slow (it has no start time).
 //!
 //! What a reload keeps: the state (CLOSED / OPEN / HALF_OPEN and the operator states), the
 //! end of the current OPEN wait, the window's contents, the consecutive-failure count, probe
@@ -89,9 +89,16 @@ impl Live {
     }
 
     /// A snapshot of the settings in force (no lock; off the healthy request path).
-    #[inline]
     pub(crate) fn load(&self) -> Guard<Arc<BreakerConfig>> {
         self.cell.load()
+    }
+
+    /// `f` of a snapshot of the settings in force. Out of line, so that the snapshot's code
+    /// stays out of the callers' hot paths (the closed-state admission is inlined into
+    /// `call`).
+    #[inline(never)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&BreakerConfig) -> R) -> R {
+        f(&self.cell.load())
     }
 
     pub(crate) fn load_full(&self) -> Arc<BreakerConfig> {
