@@ -938,9 +938,9 @@ mod file_config {
     use std::path::Path;
     use std::time::Duration;
 
+    use std::sync::Mutex;
     use tower::BoxError;
     use tower_pressure::alert::{AlertManager, AlertManagerBuilder};
-    use std::sync::Mutex;
 
     use tower_pressure::circuit_breaker::{CircuitBreakerBuilder, CircuitBreakerHandle};
     use tower_pressure::concurrency::AdaptiveConcurrencyBuilder;
@@ -1011,7 +1011,11 @@ mod file_config {
                         c.outbound.breaker.wait_duration,
                         b.wait_duration,
                         b.max_wait_duration,
-                        if wait < Duration::from_secs(1) { "quick" } else { "short" },
+                        if wait < Duration::from_secs(1) {
+                            "quick"
+                        } else {
+                            "short"
+                        },
                     ));
                 }
             }
@@ -1138,7 +1142,11 @@ mod file_config {
         ) -> Result<Option<CircuitBreakerBuilder>, BoxError> {
             Ok(None)
         }
-        pub(crate) fn attach_breaker(&self, _: &tower_pressure::circuit_breaker::CircuitBreakerHandle) {}
+        pub(crate) fn attach_breaker(
+            &self,
+            _: &tower_pressure::circuit_breaker::CircuitBreakerHandle,
+        ) {
+        }
         pub(crate) fn attach_retry(&self, _: tower_pressure::retry::RetryHandle) {}
         pub(crate) fn retry_builder(
             &self,

@@ -252,7 +252,11 @@ async fn reload_under_load_loses_no_request_and_resets_no_state() {
                 );
                 // The retry and quota layers serve the new settings.
                 let snapshot = registry.snapshot();
-                let retry = snapshot.sections.iter().find(|s| s.kind == "retry").unwrap();
+                let retry = snapshot
+                    .sections
+                    .iter()
+                    .find(|s| s.kind == "retry")
+                    .unwrap();
                 let attempts = if i % 2 == 1 { "3" } else { "2" };
                 assert_eq!(retry.info_value("max_attempts"), Some(attempts));
                 let hard = if i % 2 == 1 { 900_000 } else { 1_000_000 };
@@ -455,8 +459,7 @@ wait_duration = "1m"
 "#;
 
 #[tokio::test(start_paused = true)]
-async fn reloaded_breaker_threshold_applies_to_the_next_requests_and_an_open_breaker_stays_open()
-{
+async fn reloaded_breaker_threshold_applies_to_the_next_requests_and_an_open_breaker_stays_open() {
     let (monitor, _) = PressureMonitor::manual();
     let handle = ConfigHandle::new(Config::from_toml(BREAKER).unwrap(), monitor.clone());
     let stack = handle.outbound_stack().unwrap();
@@ -489,7 +492,11 @@ async fn reloaded_breaker_threshold_applies_to_the_next_requests_and_an_open_bre
     tokio::time::advance(Duration::from_secs(15)).await;
     let before = calls.load(Ordering::Relaxed);
     assert!(open_error(&call("down").await));
-    assert_eq!(calls.load(Ordering::Relaxed), before, "an open breaker let a call through");
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        before,
+        "an open breaker let a call through"
+    );
     // "flaky" keeps its 2 consecutive failures: its 3rd opens it under the new threshold.
     assert!(!open_error(&call("flaky").await));
     assert!(open_error(&call("flaky").await));
@@ -572,7 +579,10 @@ async fn reloaded_retry_attempts_and_budget_apply() {
 
     // Back to one attempt: no copy is kept, no retry.
     handle
-        .reload_str(&doc.replace("max_attempts = 4", "max_attempts = 1"), Format::Toml)
+        .reload_str(
+            &doc.replace("max_attempts = 4", "max_attempts = 1"),
+            Format::Toml,
+        )
         .unwrap();
     assert_eq!(calls_for(10).await, 10);
     assert_eq!(handle.version().version, 4);
@@ -594,7 +604,10 @@ rate = { hard = 100 }
 async fn reloaded_quota_limit_applies_and_usage_so_far_is_kept() {
     let (monitor, _) = PressureMonitor::manual();
     let handle = ConfigHandle::new(Config::from_toml(QUOTA).unwrap(), monitor.clone());
-    let layer = handle.quota_layer().unwrap().expect("groups are configured");
+    let layer = handle
+        .quota_layer()
+        .unwrap()
+        .expect("groups are configured");
     let quotas = layer.handle();
     let svc = ServiceBuilder::new()
         .layer(layer)
@@ -663,7 +676,8 @@ async fn an_invalid_document_changes_nothing_in_any_section() {
         .with_breaker(breaker.handle())
         .with_retry(retry.handle())
         .with_quota(quota.handle());
-    let thresholds = "[monitor.thresholds.manual]\nelevated = 10\nhigh = 20\ncritical = 30\nemergency = 40\n";
+    let thresholds =
+        "[monitor.thresholds.manual]\nelevated = 10\nhigh = 20\ncritical = 30\nemergency = 40\n";
     // Every section changes validly...
     let changed = format!("{thresholds}{doc}")
         .replace("failure_threshold = 5", "failure_threshold = 2")
@@ -696,7 +710,10 @@ async fn an_invalid_document_changes_nothing_in_any_section() {
 
     // ...but a group is removed: refused while preparing the quota layer, after the breaker
     // and retry updates were prepared. Nothing was applied.
-    let bad = changed.replace("[quotas.groups.pro]\nperiod = \"1m\"\nrate = { hard = 100 }\n", "");
+    let bad = changed.replace(
+        "[quotas.groups.pro]\nperiod = \"1m\"\nrate = { hard = 100 }\n",
+        "",
+    );
     let err = handle.reload_str(&bad, Format::Toml).unwrap_err();
     assert_eq!(err.path(), "quotas.groups.pro", "{err}");
     assert_eq!(state(), before);
@@ -705,7 +722,10 @@ async fn an_invalid_document_changes_nothing_in_any_section() {
     let bad = changed.replace("key_header = \"x-backend\"", "key_header = \"x-b\"");
     let err = handle.reload_str(&bad, Format::Toml).unwrap_err();
     assert_eq!(err.path(), "outbound.breaker.key_header");
-    let bad = changed.replace("wait_duration = \"1m\"", "wait_duration = \"1m\"\ncount_window = 50");
+    let bad = changed.replace(
+        "wait_duration = \"1m\"",
+        "wait_duration = \"1m\"\ncount_window = 50",
+    );
     let err = handle.reload_str(&bad, Format::Toml).unwrap_err();
     assert_eq!(err.path(), "outbound.breaker.count_window");
     assert_eq!(state(), before);

@@ -18,7 +18,7 @@
 //!
 //! What a reload cannot change: the name, the window (its kind and size: its contents would
 //! be lost), the key extractor, `max_keys` and `idle_timeout`, and the random source of the
-//! jitter. [`CircuitBreakerHandle::prepare`] refuses a window or name change with a
+//! jitter. [`CircuitBreakerHandle::prepare`] refuses a window change with a
 //! [`ConfigError`] naming it.
 
 use std::sync::Arc;
@@ -56,7 +56,11 @@ fn hot_of(cfg: &BreakerConfig) -> u64 {
     let slow = cfg
         .slow_call_duration
         // A zero duration is refused by the builder; 1 ns keeps "on" distinct from "off".
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(SLOW_MASK).clamp(1, SLOW_MASK));
+        .map_or(0, |d| {
+            u64::try_from(d.as_nanos())
+                .unwrap_or(SLOW_MASK)
+                .clamp(1, SLOW_MASK)
+        });
     slow | if cfg.has_resource_trip() { RESOURCE } else { 0 }
 }
 
@@ -148,28 +152,26 @@ impl CircuitBreakerHandle {
     }
 
     /// Validates `builder` (with its own `build()` rules) as the new settings of this
-    /// layer's breakers, without applying anything. The builder's monitor, event bus,
-    /// `max_keys`, `idle_timeout` and random source are not used: those of the running
+    /// layer's breakers, without applying anything: thresholds, rates, slow-call duration,
+    /// waits, jitter, half-open probes, resource trips. The builder's name, monitor, event
+    /// bus, `max_keys`, `idle_timeout` and random source are not used: those of the running
     /// layer stay.
     ///
+    /// Applied, the settings reach every breaker of the layer at once and take effect from
+    /// each breaker's next decision. Everything a breaker holds is kept: its state, the end
+    /// of its current OPEN wait (an open breaker stays open until then; a new
+    /// `wait_duration` applies from the next opening), its window, consecutive failures,
+    /// probe slots and metrics.
+    ///
     /// # Errors
-    /// The builder's [`ConfigError`]; `name`, `count_window` or `time_window` when they
-    /// differ from the running layer's (they cannot change while serving); `monitor` when a
-    /// resource trip is asked of a layer built without a monitor.
+    /// The builder's [`ConfigError`]; `count_window` or `time_window` when the window differs
+    /// from the running layer's (its contents would be lost); `monitor` when a resource trip
+    /// is asked of a layer built without a monitor.
     pub fn prepare(&self, builder: CircuitBreakerBuilder) -> Result<BreakerUpdate, ConfigError> {
         let layer = builder.build()?;
         let mut cfg = (*layer.shared.cfg).clone();
         let current = self.shared.live.load();
-        if cfg.name != current.name {
-            return Err(ConfigError::new(
-                "name",
-                &*cfg.name,
-                format!(
-                    "cannot change while serving (the running breaker is `{}`)",
-                    current.name
-                ),
-            ));
-        }
+        cfg.name = current.name.clone();
         if cfg.window != current.window {
             return Err(ConfigError::new(
                 window_field(cfg.window),
@@ -193,8 +195,8 @@ impl CircuitBreakerHandle {
     }
 
     /// Applies prepared settings to every breaker of the layer (the default one and every
-    /// per-key one) at once. States, open waits, windows, probe slots and metrics are kept;
-    /// see the [module docs](crate::circuit_breaker) and [`prepare`](Self::prepare).
+    /// per-key one) at once. States, open waits, windows, probe slots and metrics are kept
+    /// (see [`prepare`](Self::prepare)).
     pub fn apply(&self, update: BreakerUpdate) {
         self.shared.live.store(update.cfg);
     }

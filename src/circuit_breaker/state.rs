@@ -431,14 +431,10 @@ impl Core {
                     Ok(())
                 }
             }
-            CircuitState::HalfOpen
-                if probes(w) + successes(w) >= permitted =>
-            {
-                Err(Rejection {
-                    reason: RejectReason::HalfOpenFull,
-                    retry_after: Duration::ZERO,
-                })
-            }
+            CircuitState::HalfOpen if probes(w) + successes(w) >= permitted => Err(Rejection {
+                reason: RejectReason::HalfOpenFull,
+                retry_after: Duration::ZERO,
+            }),
             _ => Ok(()),
         }
     }

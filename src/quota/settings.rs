@@ -126,12 +126,8 @@ pub(crate) fn place(tenant: &Tenant, rules: &Rules) {
 #[cold]
 fn place_slow(tenant: &Tenant, rules: &Rules) {
     let name = tenant.name();
-    tenant
-        .group
-        .store(rules.index_of(&name), Ordering::Relaxed);
-    tenant
-        .rules_version
-        .store(rules.version, Ordering::Relaxed);
+    tenant.group.store(rules.index_of(&name), Ordering::Relaxed);
+    tenant.rules_version.store(rules.version, Ordering::Relaxed);
 }
 
 /// Rescales a GCRA bucket's debt from `old`'s emission interval to `new`'s (cells used are
@@ -261,9 +257,11 @@ impl QuotaHandle {
     }
 
     /// Applies prepared rules: every tracked tenant is placed in its group under the new
-    /// rules and its rate and units buckets keep their cells used (see the
-    /// [module docs](crate::quota)); in-flight counts, suspensions and usage history are
-    /// kept.
+    /// rules and its rate and units buckets keep their cells used, counted against the new
+    /// limits (a tenant that sent 8 of 10 this period may send 4 more once the limit is 12,
+    /// and none until it drains once it is 5); in-flight counts, burst windows, suspensions
+    /// and usage history are kept. A request racing the swap may be decided by the new
+    /// limits with its bucket not yet rescaled, or by its tenant's previous group.
     pub fn apply(&self, update: QuotaUpdate) {
         let shared: &Shared = &self.shared;
         let new = Arc::new(update.rules);

@@ -327,7 +327,10 @@ impl RetryBudget {
         if self.inner.rates.deposit() == 0 {
             return;
         }
-        self.deposit_milli(g, self.inner.rates.deposit().saturating_mul(i64::from(count)));
+        self.deposit_milli(
+            g,
+            self.inner.rates.deposit().saturating_mul(i64::from(count)),
+        );
     }
 
     /// Adds `deposit` milli-tokens to generation `g`'s slot; `false` if it holds a later one.

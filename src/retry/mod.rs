@@ -132,9 +132,9 @@ pub mod future;
 pub mod http;
 mod layer;
 mod policy;
-mod settings;
 pub mod pushback;
 mod service;
+mod settings;
 mod status;
 
 pub use backoff::{Backoff, FastRng, Jitter, MAX_WAIT, Rng};
@@ -143,6 +143,6 @@ pub use classify::{Classify, DefaultClassifier, RetryAllErrors, Verdict, classif
 pub use error::{AttemptTimedOut, Retryable, is_retryable};
 pub use layer::{RetryLayer, RetryLayerBuilder, RetryStats};
 pub use policy::{RetryPolicy, StopReason};
-pub use settings::{RetryHandle, RetryUpdate};
 pub use pushback::{Pushback, parse_grpc_pushback, parse_retry_after};
 pub use service::Retry;
+pub use settings::{RetryHandle, RetryUpdate};
