@@ -293,7 +293,7 @@ impl QuotaHandle {
     /// use tower_pressure::quota::{HeaderKey, Limit, QuotaGroup, QuotaLayer};
     /// let layer = QuotaLayer::builder()
     ///     .group(QuotaGroup::new("free").rate(Limit::new(10)))
-    ///     .build(HeaderKey::default())?;
+    ///     .build(HeaderKey::x_tenant())?;
     /// let handle = layer.handle();
     /// handle.reconfigure(QuotaLayer::builder().group(QuotaGroup::new("free").rate(Limit::new(20))))?;
     /// assert_eq!(handle.group_limits("free").and_then(|g| g.rate_limit()).map(|l| l.hard()), Some(20));
