@@ -247,3 +247,85 @@ impl BreakerConfig {
         self.window
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::PressureLevel;
+    use crate::circuit_breaker::state::{Now, Outcome};
+    use crate::circuit_breaker::{CircuitBreakerLayer, CircuitState, RejectReason, WindowKind};
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn slow_call_detection_turned_on_spares_calls_admitted_before() {
+        let layer = CircuitBreakerLayer::builder()
+            .failure_threshold(0)
+            .count_window(10)
+            .minimum_calls(2)
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        let core = layer.shared.default.clone();
+        let before = core.try_acquire(&mut Now::fixed(0)).unwrap();
+        handle
+            .reconfigure(
+                CircuitBreakerLayer::builder()
+                    .failure_threshold(0)
+                    .count_window(10)
+                    .minimum_calls(2)
+                    .slow_call_duration(Duration::from_millis(100))
+                    .slow_call_rate_threshold(50.0),
+            )
+            .unwrap();
+        // Admitted without a start time: never slow, however long it took.
+        core.on_result(before, Outcome::Success, &mut Now::fixed(10 * S));
+        assert_eq!(core.metrics(&mut Now::fixed(10 * S)).slow_calls, 0);
+        // Admitted after the reload: measured; 1 slow of 2 (50 %) opens the breaker.
+        let t = core.try_acquire(&mut Now::fixed(10 * S)).unwrap();
+        core.on_result(t, Outcome::Success, &mut Now::fixed(11 * S));
+        assert_eq!(core.metrics(&mut Now::fixed(11 * S)).slow_calls, 1);
+        assert_eq!(core.state_raw(), CircuitState::Open);
+    }
+
+    #[test]
+    fn a_resource_trip_needs_the_monitor_and_the_window_stays() {
+        let layer = CircuitBreakerLayer::builder().build().unwrap();
+        let handle = layer.handle();
+        let (monitor, manual) = crate::PressureMonitor::manual();
+        let err = handle
+            .prepare(
+                CircuitBreakerLayer::builder()
+                    .monitor(monitor.clone())
+                    .trip_at_level(PressureLevel::High),
+            )
+            .unwrap_err();
+        assert_eq!(err.field(), "monitor");
+        let err = handle
+            .prepare(CircuitBreakerLayer::builder().count_window(50))
+            .unwrap_err();
+        assert_eq!(err.field(), "count_window");
+        assert_eq!(handle.settings().window(), WindowKind::Count(100));
+
+        let layer = CircuitBreakerLayer::builder()
+            .monitor(monitor.clone())
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        manual.set(99.0);
+        monitor.sample_now();
+        let core = layer.shared.default.clone();
+        assert!(core.try_acquire(&mut Now::fixed(0)).is_ok());
+        handle
+            .reconfigure(
+                CircuitBreakerLayer::builder()
+                    .monitor(monitor)
+                    .trip_at_level(PressureLevel::High),
+            )
+            .unwrap();
+        let r = core.try_acquire(&mut Now::fixed(0)).unwrap_err();
+        assert!(matches!(r.reason, RejectReason::Pressure(_)));
+        assert_eq!(core.state_raw(), CircuitState::Closed);
+    }
+}
