@@ -487,13 +487,13 @@ impl Core {
             Outcome::Failure => true,
             Outcome::Success => false,
         };
-        // The slow-call duration in force now; a call admitted while detection was off has no
-        // start time and is never slow.
-        let slow = match self.live.hot().slow_nanos() {
-            0 => false,
-            _ if ticket.start == 0 => false,
-            d => now.get().saturating_sub(ticket.start) >= d,
-        };
+        // A call admitted while slow-call detection was off has no start time and is never
+        // slow (no settings read at all on that path); else the duration in force now.
+        let slow = ticket.start != 0
+            && match self.live.hot().slow_nanos() {
+                0 => false,
+                d => now.get().saturating_sub(ticket.start) >= d,
+            };
         let lane = thread_index();
         self.stripes.get(lane).fetch_add(1, Ordering::Relaxed);
         if failure {
