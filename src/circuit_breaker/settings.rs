@@ -6,9 +6,9 @@
 //! settings a closed-state call needs (whether a resource trip is configured, and the
 //! slow-call duration), so that the healthy request path reads one `Relaxed` atomic that
 //! only a reload writes, exactly as it read one field of the shared config before. Every
-//! other setting is read from one snapshot ([`Live::load`]) where it is needed: on a
-//! failure, in OPEN and HALF_OPEN, on a transition. A call keeps the slow-call duration it
-//! was admitted with (it is in its ticket).
+//! other setting is read from one snapshot ([`Live::with`], out of line) where it is needed:
+//! on a failure, in OPEN and HALF_OPEN, on a transition. A call admitted while slow-call
+//! detection was off is never counted slow (it has no start time).
 //!
 //! What a reload keeps: the state (CLOSED / OPEN / HALF_OPEN and the operator states), the
 //! end of the current OPEN wait, the window's contents, the consecutive-failure count, probe
@@ -18,7 +18,7 @@
 //!
 //! What a reload cannot change: the name, the window (its kind and size: its contents would
 //! be lost), the key extractor, `max_keys` and `idle_timeout`, and the random source of the
-//! jitter. [`CircuitBreakerHandle::prepare`] refuses a window or name change with a
+//! jitter. [`CircuitBreakerHandle::prepare`] refuses a window change with a
 //! [`ConfigError`] naming it.
 
 use std::sync::Arc;
@@ -93,9 +93,16 @@ impl Live {
     }
 
     /// A snapshot of the settings in force (no lock; off the healthy request path).
-    #[inline]
     pub(crate) fn load(&self) -> Guard<Arc<BreakerConfig>> {
         self.cell.load()
+    }
+
+    /// `f` of a snapshot of the settings in force. Out of line, so that the snapshot's code
+    /// stays out of the callers' hot paths (the closed-state admission is inlined into
+    /// `call`).
+    #[inline(never)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&BreakerConfig) -> R) -> R {
+        f(&self.cell.load())
     }
 
     pub(crate) fn load_full(&self) -> Arc<BreakerConfig> {
@@ -145,28 +152,26 @@ impl CircuitBreakerHandle {
     }
 
     /// Validates `builder` (with its own `build()` rules) as the new settings of this
-    /// layer's breakers, without applying anything. The builder's monitor, event bus,
-    /// `max_keys`, `idle_timeout` and random source are not used: those of the running
+    /// layer's breakers, without applying anything: thresholds, rates, slow-call duration,
+    /// waits, jitter, half-open probes, resource trips. The builder's name, monitor, event
+    /// bus, `max_keys`, `idle_timeout` and random source are not used: those of the running
     /// layer stay.
     ///
+    /// Applied, the settings reach every breaker of the layer at once and take effect from
+    /// each breaker's next decision. Everything a breaker holds is kept: its state, the end
+    /// of its current OPEN wait (an open breaker stays open until then; a new
+    /// `wait_duration` applies from the next opening), its window, consecutive failures,
+    /// probe slots and metrics.
+    ///
     /// # Errors
-    /// The builder's [`ConfigError`]; `name`, `count_window` or `time_window` when they
-    /// differ from the running layer's (they cannot change while serving); `monitor` when a
-    /// resource trip is asked of a layer built without a monitor.
+    /// The builder's [`ConfigError`]; `count_window` or `time_window` when the window differs
+    /// from the running layer's (its contents would be lost); `monitor` when a resource trip
+    /// is asked of a layer built without a monitor.
     pub fn prepare(&self, builder: CircuitBreakerBuilder) -> Result<BreakerUpdate, ConfigError> {
         let layer = builder.build()?;
         let mut cfg = (*layer.shared.cfg).clone();
         let current = self.shared.live.load();
-        if cfg.name != current.name {
-            return Err(ConfigError::new(
-                "name",
-                &*cfg.name,
-                format!(
-                    "cannot change while serving (the running breaker is `{}`)",
-                    current.name
-                ),
-            ));
-        }
+        cfg.name = current.name.clone();
         if cfg.window != current.window {
             return Err(ConfigError::new(
                 window_field(cfg.window),
@@ -190,8 +195,8 @@ impl CircuitBreakerHandle {
     }
 
     /// Applies prepared settings to every breaker of the layer (the default one and every
-    /// per-key one) at once. States, open waits, windows, probe slots and metrics are kept;
-    /// see the [module docs](crate::circuit_breaker) and [`prepare`](Self::prepare).
+    /// per-key one) at once. States, open waits, windows, probe slots and metrics are kept
+    /// (see [`prepare`](Self::prepare)).
     pub fn apply(&self, update: BreakerUpdate) {
         self.shared.live.store(update.cfg);
     }
@@ -240,5 +245,87 @@ impl BreakerConfig {
     /// The sliding window.
     pub fn window(&self) -> WindowKind {
         self.window
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::PressureLevel;
+    use crate::circuit_breaker::state::{Now, Outcome};
+    use crate::circuit_breaker::{CircuitBreakerLayer, CircuitState, RejectReason, WindowKind};
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn slow_call_detection_turned_on_spares_calls_admitted_before() {
+        let layer = CircuitBreakerLayer::builder()
+            .failure_threshold(0)
+            .count_window(10)
+            .minimum_calls(2)
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        let core = layer.shared.default.clone();
+        let before = core.try_acquire(&mut Now::fixed(0)).unwrap();
+        handle
+            .reconfigure(
+                CircuitBreakerLayer::builder()
+                    .failure_threshold(0)
+                    .count_window(10)
+                    .minimum_calls(2)
+                    .slow_call_duration(Duration::from_millis(100))
+                    .slow_call_rate_threshold(50.0),
+            )
+            .unwrap();
+        // Admitted without a start time: never slow, however long it took.
+        core.on_result(before, Outcome::Success, &mut Now::fixed(10 * S));
+        assert_eq!(core.metrics(&mut Now::fixed(10 * S)).slow_calls, 0);
+        // Admitted after the reload: measured; 1 slow of 2 (50 %) opens the breaker.
+        let t = core.try_acquire(&mut Now::fixed(10 * S)).unwrap();
+        core.on_result(t, Outcome::Success, &mut Now::fixed(11 * S));
+        assert_eq!(core.metrics(&mut Now::fixed(11 * S)).slow_calls, 1);
+        assert_eq!(core.state_raw(), CircuitState::Open);
+    }
+
+    #[test]
+    fn a_resource_trip_needs_the_monitor_and_the_window_stays() {
+        let layer = CircuitBreakerLayer::builder().build().unwrap();
+        let handle = layer.handle();
+        let (monitor, manual) = crate::PressureMonitor::manual();
+        let err = handle
+            .prepare(
+                CircuitBreakerLayer::builder()
+                    .monitor(monitor.clone())
+                    .trip_at_level(PressureLevel::High),
+            )
+            .unwrap_err();
+        assert_eq!(err.field(), "monitor");
+        let err = handle
+            .prepare(CircuitBreakerLayer::builder().count_window(50))
+            .unwrap_err();
+        assert_eq!(err.field(), "count_window");
+        assert_eq!(handle.settings().window(), WindowKind::Count(100));
+
+        let layer = CircuitBreakerLayer::builder()
+            .monitor(monitor.clone())
+            .build()
+            .unwrap();
+        let handle = layer.handle();
+        manual.set(99.0);
+        monitor.sample_now();
+        let core = layer.shared.default.clone();
+        assert!(core.try_acquire(&mut Now::fixed(0)).is_ok());
+        handle
+            .reconfigure(
+                CircuitBreakerLayer::builder()
+                    .monitor(monitor)
+                    .trip_at_level(PressureLevel::High),
+            )
+            .unwrap();
+        let r = core.try_acquire(&mut Now::fixed(0)).unwrap_err();
+        assert!(matches!(r.reason, RejectReason::Pressure(_)));
+        assert_eq!(core.state_raw(), CircuitState::Closed);
     }
 }

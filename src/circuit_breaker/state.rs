@@ -134,10 +134,10 @@ pub(crate) enum TicketKind {
 pub(crate) struct Ticket {
     pub(crate) kind: TicketKind,
     pub(crate) generation: u32,
-    /// Start time in nanos, read only when slow-call detection is on.
+    /// Start time in nanos (at least 1), read only when slow-call detection is on; 0 when
+    /// it was off at admission (the call is then never slow, even if a reload turns the
+    /// detection on before it ends).
     pub(crate) start: u64,
-    /// The slow-call duration in force when the call was admitted (nanos, 0: off).
-    pub(crate) slow: u64,
 }
 
 /// How a call ended.
@@ -273,9 +273,11 @@ impl Core {
             return None;
         }
         let m = self.monitor.as_ref()?;
-        let cfg = self.live.load();
+        let (trip_level, memory_percent, memory_bytes) = self
+            .live
+            .with(|c| (c.trip_level, c.memory_percent, c.memory_bytes));
         let retry_after = m.interval();
-        if let Some(at) = cfg.trip_level {
+        if let Some(at) = trip_level {
             let l = m.level();
             if l >= at {
                 return Some(Rejection {
@@ -285,8 +287,8 @@ impl Core {
             }
         }
         for (threshold, signal) in [
-            (cfg.memory_percent, Signal::Memory),
-            (cfg.memory_bytes, Signal::MemoryBytes),
+            (memory_percent, Signal::Memory),
+            (memory_bytes, Signal::MemoryBytes),
         ] {
             if let (Some(t), Some(v)) = (threshold, threshold.and_then(|_| m.reading(signal)))
                 && v > t
@@ -309,11 +311,11 @@ impl Core {
     pub(crate) fn try_acquire(&self, now: &mut Now) -> Result<Ticket, Rejection> {
         // The settings of the healthy path, read once per call (see `settings.rs`).
         let hot = self.live.hot();
-        let slow = hot.slow_nanos();
+        let slow = hot.slow_nanos() != 0;
         loop {
             let w = self.word.load(Ordering::Acquire);
             let g = generation(w);
-            let start = |now: &mut Now| if slow != 0 { now.get() } else { 0 };
+            let start = |now: &mut Now| if slow { now.get().max(1) } else { 0 };
             match decode(w) {
                 CircuitState::Closed => {
                     if let Some(r) = self.resource_check(hot) {
@@ -323,7 +325,6 @@ impl Core {
                         kind: TicketKind::Closed,
                         generation: g,
                         start: start(now),
-                        slow,
                     });
                 }
                 CircuitState::Disabled | CircuitState::MetricsOnly => {
@@ -331,13 +332,12 @@ impl Core {
                         kind: TicketKind::Record,
                         generation: g,
                         start: start(now),
-                        slow,
                     });
                 }
                 CircuitState::ForcedOpen => {
                     let r = Rejection {
                         reason: RejectReason::ForcedOpen,
-                        retry_after: self.live.load().wait_duration,
+                        retry_after: self.live.with(|c| c.wait_duration),
                     };
                     return Err(self.reject(r, now));
                 }
@@ -359,8 +359,12 @@ impl Core {
                     if let Some(r) = self.resource_check(hot) {
                         return Err(self.reject(r, now));
                     }
-                    let cfg = self.live.load();
-                    let permitted = cfg.permitted_calls_in_half_open as u64;
+                    let (permitted, max_wait) = self.live.with(|c| {
+                        (
+                            c.permitted_calls_in_half_open as u64,
+                            c.max_wait_in_half_open,
+                        )
+                    });
                     if probes(w) + successes(w) < permitted {
                         let nw = w + (1 << PROBE_SHIFT);
                         if self
@@ -372,7 +376,6 @@ impl Core {
                                 kind: TicketKind::Probe,
                                 generation: g,
                                 start: start(now),
-                                slow,
                             });
                         }
                         continue;
@@ -381,7 +384,7 @@ impl Core {
                     let deadline = self
                         .state_since
                         .load(Ordering::Relaxed)
-                        .saturating_add(cfg.max_wait_in_half_open.as_nanos() as u64);
+                        .saturating_add(max_wait.as_nanos() as u64);
                     if t >= deadline {
                         self.transition(Some(w), CircuitState::Open, t, || {
                             "probes did not finish within max_wait_in_half_open".into()
@@ -408,11 +411,13 @@ impl Core {
         if let Some(r) = self.resource_check(self.live.hot()) {
             return Err(r);
         }
-        let cfg = self.live.load();
+        let (wait, permitted) = self
+            .live
+            .with(|c| (c.wait_duration, c.permitted_calls_in_half_open as u64));
         match st {
             CircuitState::ForcedOpen => Err(Rejection {
                 reason: RejectReason::ForcedOpen,
-                retry_after: cfg.wait_duration,
+                retry_after: wait,
             }),
             CircuitState::Open => {
                 let t = now.get();
@@ -426,14 +431,10 @@ impl Core {
                     Ok(())
                 }
             }
-            CircuitState::HalfOpen
-                if probes(w) + successes(w) >= cfg.permitted_calls_in_half_open as u64 =>
-            {
-                Err(Rejection {
-                    reason: RejectReason::HalfOpenFull,
-                    retry_after: Duration::ZERO,
-                })
-            }
+            CircuitState::HalfOpen if probes(w) + successes(w) >= permitted => Err(Rejection {
+                reason: RejectReason::HalfOpenFull,
+                retry_after: Duration::ZERO,
+            }),
             _ => Ok(()),
         }
     }
@@ -486,8 +487,13 @@ impl Core {
             Outcome::Failure => true,
             Outcome::Success => false,
         };
-        // The slow-call duration the call was admitted with.
-        let slow = ticket.slow != 0 && now.get().saturating_sub(ticket.start) >= ticket.slow;
+        // A call admitted while slow-call detection was off has no start time and is never
+        // slow (no settings read at all on that path); else the duration in force now.
+        let slow = ticket.start != 0
+            && match self.live.hot().slow_nanos() {
+                0 => false,
+                d => now.get().saturating_sub(ticket.start) >= d,
+            };
         let lane = thread_index();
         self.stripes.get(lane).fetch_add(1, Ordering::Relaxed);
         if failure {
@@ -610,7 +616,7 @@ impl Core {
             {
                 Ok(_) => {
                     if ok == Some(true)
-                        && successes(nw) >= self.live.load().success_threshold as u64
+                        && successes(nw) >= self.live.with(|c| c.success_threshold) as u64
                     {
                         let t = now.get();
                         let n = successes(nw);
@@ -652,7 +658,7 @@ impl Core {
                     self.reopens.store(0, Ordering::Relaxed);
                     0
                 };
-                let wait = self.live.load().open_wait(reopens);
+                let wait = self.live.with(|c| c.open_wait(reopens));
                 self.open_until
                     .store(t.saturating_add(wait.as_nanos() as u64), Ordering::Relaxed);
             }

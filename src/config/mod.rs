@@ -36,9 +36,10 @@
 //!
 //! # Reload
 //!
-//! [`ConfigHandle`] applies a new document to running layers (thresholds and alert rules
-//! today): everything is validated first, then applied, so either the whole document takes
-//! effect or none of it does. See [`reload`].
+//! [`ConfigHandle`] applies a new document to running layers (monitor thresholds, alert
+//! rules, breaker, retry and quota settings): everything is validated and prepared first,
+//! then applied, so either the whole document takes effect or none of it does. See
+//! [`reload`].
 //!
 //! # Building
 //!

@@ -257,9 +257,11 @@ impl QuotaHandle {
     }
 
     /// Applies prepared rules: every tracked tenant is placed in its group under the new
-    /// rules and its rate and units buckets keep their cells used (see the
-    /// [module docs](crate::quota)); in-flight counts, suspensions and usage history are
-    /// kept.
+    /// rules and its rate and units buckets keep their cells used, counted against the new
+    /// limits (a tenant that sent 8 of 10 this period may send 4 more once the limit is 12,
+    /// and none until it drains once it is 5); in-flight counts, burst windows, suspensions
+    /// and usage history are kept. A request racing the swap may be decided by the new
+    /// limits with its bucket not yet rescaled, or by its tenant's previous group.
     pub fn apply(&self, update: QuotaUpdate) {
         let shared: &Shared = &self.shared;
         let new = Arc::new(update.rules);
@@ -291,7 +293,7 @@ impl QuotaHandle {
     /// use tower_pressure::quota::{HeaderKey, Limit, QuotaGroup, QuotaLayer};
     /// let layer = QuotaLayer::builder()
     ///     .group(QuotaGroup::new("free").rate(Limit::new(10)))
-    ///     .build(HeaderKey::default())?;
+    ///     .build(HeaderKey::x_tenant())?;
     /// let handle = layer.handle();
     /// handle.reconfigure(QuotaLayer::builder().group(QuotaGroup::new("free").rate(Limit::new(20))))?;
     /// assert_eq!(handle.group_limits("free").and_then(|g| g.rate_limit()).map(|l| l.hard()), Some(20));

@@ -16,7 +16,7 @@
 //! What a reload cannot change: the name, `attempt_timeout` and `time_bound` (they decide
 //! whether a call reads the clock and how its future arms its timer), whether there is a
 //! budget, and the budget's window (its slots would be lost). [`RetryHandle::prepare`]
-//! refuses them with a [`ConfigError`] naming the field.
+//! refuses them with a [`ConfigError`] naming the field (the name is kept).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -204,29 +204,26 @@ impl RetryHandle {
         self.shared.budget().cloned()
     }
 
-    /// Validates `builder` (with its own `build()` rules) as the layer's new rules and
-    /// budget rates, without applying anything. The builder's name must be the layer's; its
-    /// classifier, RNG and event bus are not used. Its budget gives the new `ratio` and
-    /// `min_per_second` (the default budget when none was set).
+    /// Validates `builder` (with its own `build()` rules) as the layer's new rules
+    /// (`max_attempts`, backoff, `max_pushback`, `no_retry_at`, `stretch_at_high`) and budget
+    /// rates, without applying anything. The builder's name, classifier, RNG and event bus
+    /// are not used. Its budget gives the new `ratio` and `min_per_second` (the default
+    /// budget when none was set).
+    ///
+    /// Applied, the rules take effect at once for every service of the layer: a request in
+    /// flight keeps its attempt count and follows the new rules from its next failure. The
+    /// budget keeps its balance: new deposits count at the new ratio (first attempts
+    /// counted but not yet handed to the budget included), and the current slot's floor is
+    /// the new one.
     ///
     /// # Errors
-    /// The builder's [`ConfigError`]; `name`, `attempt_timeout`, `time_bound`, `budget`
-    /// (added or removed) or `budget.window` when they differ from the running layer's.
+    /// The builder's [`ConfigError`]; `attempt_timeout`, `time_bound`, `budget` (added or
+    /// removed) or `budget.window` when they differ from the running layer's.
     pub fn prepare<C2>(&self, builder: RetryLayerBuilder<C2>) -> Result<RetryUpdate, ConfigError> {
         let layer = builder.build()?;
         let new = &*layer.shared;
         let policy = new.policy.load_full();
         let current = self.shared.policy().load_full();
-        if &*new.name != self.shared.name() {
-            return Err(ConfigError::new(
-                "name",
-                &*new.name,
-                format!(
-                    "cannot change while serving (the running layer is `{}`)",
-                    self.shared.name()
-                ),
-            ));
-        }
         let fixed = |field: &str, a: Option<Duration>, b: Option<Duration>| {
             if a == b {
                 Ok(())
