@@ -1143,7 +1143,10 @@ async fn the_burst_window_is_fleet_wide_and_restarts_after_the_tenant_drops_back
             .await
             .unwrap_or_else(|e| panic!("replica {i}: {e}"));
         // At most one local share (burst 17) before a lease reply tells an idle replica.
-        assert!(admitted <= 17, "replica {i}: {admitted} admitted past the window");
+        assert!(
+            admitted <= 17,
+            "replica {i}: {admitted} admitted past the window"
+        );
         assert!(!handle.store_status().degraded, "replica {i} degraded");
     }
     for s in [&stop0, &stop1] {
@@ -1162,12 +1165,18 @@ async fn the_burst_window_is_fleet_wide_and_restarts_after_the_tenant_drops_back
     let rate_key = "fleet-bw:{free/acme}:rate";
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let pttl: i64 = redis::cmd("PTTL").arg(rate_key).query(&mut con).expect("PTTL");
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(rate_key)
+            .query(&mut con)
+            .expect("PTTL");
         // The bucket's TTL is its level plus 1 s.
         if pttl < 1400 {
             break;
         }
-        assert!(Instant::now() < deadline, "the bucket did not drain (PTTL {pttl})");
+        assert!(
+            Instant::now() < deadline,
+            "the bucket did not drain (PTTL {pttl})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1181,7 +1190,10 @@ async fn the_burst_window_is_fleet_wide_and_restarts_after_the_tenant_drops_back
     // (hard alone would allow about 10 + 10/s plus a local share, burst 50 + 10/s).
     let (counts, stop, tasks) = start_hammers(&[replicas[1].0.clone()], 1);
     let left = until_window(&mut con, key).await;
-    assert!(left > 1500 && left <= 2000, "not a full window: {left} ms left");
+    assert!(
+        left > 1500 && left <= 2000,
+        "not a full window: {left} ms left"
+    );
     let end = Instant::now() + Duration::from_millis(left.max(0) as u64);
     tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
     stop.store(true, Ordering::Relaxed);

@@ -760,16 +760,14 @@ impl Fleet {
                     charge: unsynced,
                 };
                 let r = self
-                    .call(
-                        self.scripts.gcra(
-                            con,
-                            (&key, &skey, &bkey),
-                            t_us,
-                            tol as f64 / 1e3,
-                            cells,
-                            window,
-                        ),
-                    )
+                    .call(self.scripts.gcra(
+                        con,
+                        (&key, &skey, &bkey),
+                        t_us,
+                        tol as f64 / 1e3,
+                        cells,
+                        window,
+                    ))
                     .await
                     .map(|[_, level, _, susp, ws, wleft]| {
                         f.rate_level.store(level * 1000, Ordering::Relaxed);
@@ -807,16 +805,14 @@ impl Fleet {
                     charge: unsynced,
                 };
                 let r = self
-                    .call(
-                        self.scripts.gcra(
-                            con,
-                            (&key, &skey, &bkey),
-                            t_us,
-                            tol as f64 / 1e3,
-                            cells,
-                            window,
-                        ),
-                    )
+                    .call(self.scripts.gcra(
+                        con,
+                        (&key, &skey, &bkey),
+                        t_us,
+                        tol as f64 / 1e3,
+                        cells,
+                        window,
+                    ))
                     .await
                     .map(|[granted, level, wait, susp, ws, wleft]| {
                         f.rate_lease.fetch_add(granted.min(want), Ordering::Relaxed);
@@ -852,16 +848,14 @@ impl Fleet {
                 charge: 0,
             };
             let r = self
-                .call(
-                    self.scripts.gcra(
-                        con,
-                        (&key, &skey, &bkey),
-                        gc.t as f64 / 1e3,
-                        1e18,
-                        cells,
-                        Window::default(),
-                    ),
-                )
+                .call(self.scripts.gcra(
+                    con,
+                    (&key, &skey, &bkey),
+                    gc.t as f64 / 1e3,
+                    1e18,
+                    cells,
+                    Window::default(),
+                ))
                 .await
                 .map(|[_, level, _, susp, _, _]| {
                     f.units_level

@@ -66,7 +66,18 @@ impl FallbackMode {
 ///   longer suspension already there is kept): one call per suspension. Every lease script
 ///   reads that key and returns what is left of it with its reply, so the other replicas
 ///   enforce the suspension locally until it ends, from their next lease reply on (no
-///   extra round trip). Burst windows are still tracked per replica.
+///   extra round trip).
+/// * **Burst windows are fleet-wide** (for groups with a rate limit). The rate lease
+///   script keeps the window in `{prefix}:{<group>/<tenant>}:burst` (its end, on the
+///   server's clock): a lease taking the fleet bucket above hard starts it when there is
+///   none (`now + burst_window`); after its end the script grants only up to the hard
+///   tolerance; a fleet level back at or under soft deletes it (the next burst gets a full
+///   window, the rule of the in-process store). Each reply returns the window's state and
+///   what is left of it, and replicas enforce it locally: up to burst while it runs, hard
+///   with the group's action after it (no extra round trip). A replica's first requests
+///   for a tenant, before its first reply, and an idle replica until its next lease, use
+///   what they last knew (their own window at first). Groups without a rate limit, and a
+///   degraded store ([`FallbackMode::LocalShare`]), keep a window per replica.
 ///
 /// # Error bound
 ///
@@ -245,7 +256,7 @@ impl RedisStore {
     }
 
     /// The prefix of every key (default `tower-pressure`): keys are
-    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry|suspended` (the
+    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry|suspended|burst` (the
     /// braces keep a tenant's keys in one Redis Cluster slot).
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = Arc::from(prefix);
