@@ -1013,3 +1013,198 @@ async fn a_burst_past_the_local_share_is_refused_softly_never_suspended() {
         }
     }
 }
+
+/// A replica of a rate limit with tiers soft 5, hard 10, burst 50 per second and a burst
+/// window of 2 s (three expected replicas, action `Reject`).
+fn bursting_replica(url: &str, prefix: &str, id: &str) -> (Svc, QuotaHandle) {
+    let store = RedisStore::new(url)
+        .expect("url")
+        .expected_replicas(3)
+        .timeout(BUDGET)
+        .prefix(prefix)
+        .replica_id(id);
+    let layer = QuotaLayer::builder()
+        .group(
+            QuotaGroup::new("free")
+                .rate(Limit::tiers(5, 10, 50))
+                .burst_window(Duration::from_secs(2)),
+        )
+        .store(store)
+        .build(HeaderKey::x_tenant())
+        .expect("layer");
+    let handle = layer.handle();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_r: http::Request<()>| async {
+                Ok::<_, Infallible>("ok")
+            }));
+    (BoxCloneSyncService::new(svc), handle)
+}
+
+/// What is left of the fleet's burst window in Redis (ms of the server clock; negative
+/// once expired), `None` when there is no window.
+fn window_left_ms(con: &mut redis::Connection, key: &str) -> Option<i64> {
+    let end: Option<String> = redis::cmd("GET").arg(key).query(con).expect("GET");
+    let end: f64 = end?.parse().expect("a window end in µs");
+    let (s, us): (i64, i64) = redis::cmd("TIME").query(con).expect("TIME");
+    Some(((end as i64) - (s * 1_000_000 + us)) / 1000)
+}
+
+/// Bounded wait (10 s) until the fleet's burst window exists: what is left of it (ms).
+async fn until_window(con: &mut redis::Connection, key: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(left) = window_left_ms(con, key) {
+            return left;
+        }
+        assert!(Instant::now() < deadline, "no burst window in Redis");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Requests every 10 ms (at most 60) until one is refused with a `retry_after` above
+/// `min`: the hard limit applies (the bucket is far above hard after a burst, so its
+/// `retry_after` is seconds; while the burst window runs refusals wait about one lease,
+/// under a second). Returns the requests admitted before.
+async fn until_hard_applies(svc: &Svc, min: Duration) -> Result<u64, String> {
+    let mut admitted = 0;
+    let mut seen = Vec::new();
+    for _ in 0..60 {
+        match svc.clone().oneshot(tenant_req()).await {
+            Ok(_) => admitted += 1,
+            Err(e) => {
+                let q = e.downcast_ref::<QuotaExceeded>().expect("a quota refusal");
+                if q.retry_after() > min {
+                    return Ok(admitted);
+                }
+                seen.push(q.retry_after());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(format!(
+        "hard limit not applied: {admitted} admitted, refusals waiting {seen:?}"
+    ))
+}
+
+/// Issue #17 §1: the burst window is fleet-wide. Three replicas (three stacks, each with
+/// its own Redis connection). Replica 0 takes the tenant above hard: the window starts in
+/// Redis (`{prefix}:{free/acme}:burst`, 2 s). Replica 1 sends its first requests 0.8 s
+/// into the window and replica 2 has been idle since a warm-up: after the window's end
+/// (plus 0.3 s, well inside a window each of them would have started on its own), the hard
+/// limit applies on all three. Once the tenant is back under its soft limit long enough
+/// for a lease call, a new burst gets a full window again and the fleet admits past hard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_burst_window_is_fleet_wide_and_restarts_after_the_tenant_drops_back() {
+    let server = RedisServer::start();
+    let prefix = "fleet-bw";
+    let replicas: Vec<_> = (0..3)
+        .map(|i| bursting_replica(&server.url(), prefix, &format!("r{i}")))
+        .collect();
+    let mut con = redis::Client::open(server.url())
+        .expect("client")
+        .get_connection()
+        .expect("connection");
+    let key = "fleet-bw:{free/acme}:burst";
+    // Replica 2 serves the tenant once (then its lease goes back as idle).
+    let (svc2, h2) = &replicas[2];
+    svc2.clone().oneshot(tenant_req()).await.expect("warm-up");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h2.store_status().leased == 0 {
+        assert!(Instant::now() < deadline, "no lease within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(window_left_ms(&mut con, key), None, "a window under soft");
+
+    // Replica 0 bursts: about 1000 requests per second on a 10/s hard limit.
+    let (counts0, stop0, tasks0) = start_hammers(&[replicas[0].0.clone()], 1);
+    let left = until_window(&mut con, key).await;
+    let end = Instant::now() + Duration::from_millis(left.max(0) as u64);
+    assert!(left > 1500 && left <= 2000, "window of 2 s, {left} ms left");
+
+    // Replica 1 joins 0.8 s into the window: the same window, not a fresh one.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (counts1, stop1, tasks1) = start_hammers(&[replicas[1].0.clone()], 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = window_left_ms(&mut con, key).expect("the window is still there");
+    assert!(
+        later < left - 900,
+        "window restarted: {later} ms left, was {left} ms 1.1 s ago"
+    );
+
+    // After the window's end the hard limit applies on every replica (a window of its own
+    // would still run on replica 1 until 1.2 s after the end, on replica 2 for 2 s).
+    tokio::time::sleep(end.saturating_duration_since(Instant::now()) + Duration::from_millis(300))
+        .await;
+    let min = Duration::from_secs(2);
+    for (i, (svc, handle)) in replicas.iter().enumerate() {
+        let admitted = until_hard_applies(svc, min)
+            .await
+            .unwrap_or_else(|e| panic!("replica {i}: {e}"));
+        // At most one local share (burst 17) before a lease reply tells an idle replica.
+        assert!(
+            admitted <= 17,
+            "replica {i}: {admitted} admitted past the window"
+        );
+        assert!(!handle.store_status().degraded, "replica {i} degraded");
+    }
+    for s in [&stop0, &stop1] {
+        s.store(true, Ordering::Relaxed);
+    }
+    for t in tasks0.into_iter().chain(tasks1) {
+        t.await.expect("hammer");
+    }
+    let (_, a0, r0, f0) = sum(&counts0);
+    let (_, a1, r1, f1) = sum(&counts1);
+    println!("first burst: replica 0 {a0} admitted {r0} refused, replica 1 {a1}/{r1}");
+    assert_eq!((f0, f1), (0, 0), "store errors");
+
+    // Back under soft (5 cells of the bucket: it drains from about 50 cells at 10/s),
+    // long enough for a lease call: the window is gone from Redis.
+    let rate_key = "fleet-bw:{free/acme}:rate";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(rate_key)
+            .query(&mut con)
+            .expect("PTTL");
+        // The bucket's TTL is its level plus 1 s.
+        if pttl < 1400 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bucket did not drain (PTTL {pttl})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while window_left_ms(&mut con, key).is_some() {
+        assert!(Instant::now() < deadline, "the window stayed under soft");
+        let _ = replicas[0].0.clone().oneshot(tenant_req()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A new burst, from replica 1: a full window again, and the fleet admits past hard
+    // (hard alone would allow about 10 + 10/s plus a local share, burst 50 + 10/s).
+    let (counts, stop, tasks) = start_hammers(&[replicas[1].0.clone()], 1);
+    let left = until_window(&mut con, key).await;
+    assert!(
+        left > 1500 && left <= 2000,
+        "not a full window: {left} ms left"
+    );
+    let end = Instant::now() + Duration::from_millis(left.max(0) as u64);
+    tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("hammer");
+    }
+    let (_, admitted, refused, failed) = sum(&counts);
+    println!("second burst: {admitted} admitted, {refused} refused");
+    assert_eq!(failed, 0, "store errors");
+    assert!(
+        admitted >= 40,
+        "only {admitted} admitted in a fresh burst window (burst 50)"
+    );
+}

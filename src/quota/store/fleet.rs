@@ -16,7 +16,7 @@ use crate::quota::state::{Admitted, Ctx, Permit, Refused, Shared};
 use crate::quota::tenant::Tenant;
 
 use super::StoreStatus;
-use super::redis::{Cells, FallbackMode, RedisStore, Scripts, StoreError};
+use super::redis::{Cells, FallbackMode, RedisStore, Scripts, StoreError, Window};
 
 /// Per-tenant leases and the fleet readings they came with. All `Relaxed`: each word is
 /// its own datum (a count, or a reading that is only ever a hint for classification);
@@ -58,6 +58,10 @@ pub(crate) struct FleetCell {
     susp_known: AtomicU64,
     /// A suspension (end + 1) to write to Redis, 0 when none.
     susp_push: AtomicU64,
+    /// The fleet-wide burst window as the last rate lease reply gave it: 0 when the fleet
+    /// has none (the burst limit applies; a burst starts one in Redis), otherwise the
+    /// window's end + 1 (local ns; 1: expired, the hard limit applies).
+    burst_until: AtomicU64,
 }
 
 impl FleetCell {
@@ -81,6 +85,7 @@ impl FleetCell {
             &self.rate_refilled,
             &self.susp_known,
             &self.susp_push,
+            &self.burst_until,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -273,6 +278,44 @@ impl Fleet {
         }
     }
 
+    /// Whether the tenant may use its burst limits now. A group with a rate limit follows
+    /// the fleet-wide window its rate lease replies report (kept in Redis by the lease
+    /// script, see [`RedisStore`]); until the first reply, and for groups without a rate
+    /// limit, this replica's own window (`local`) decides.
+    fn burst_ok(f: &FleetCell, g: &GroupRt, local: bool, unseen: bool, now: u64) -> bool {
+        if unseen || g.rate.is_none() {
+            return local;
+        }
+        let until = f.burst_until.load(Ordering::Relaxed);
+        until == 0 || now < until - 1
+    }
+
+    /// A rate lease reply's burst window (`state` 0: none, 1: running for `left_ms` more,
+    /// 2: expired), read at `now`.
+    fn learn_burst(f: &FleetCell, state: u64, left_ms: u64, now: u64) {
+        let until = match state {
+            0 => 0,
+            1 => now
+                .saturating_add(left_ms.saturating_mul(1_000_000))
+                .saturating_add(1),
+            _ => 1,
+        };
+        f.burst_until.store(until, Ordering::Relaxed);
+    }
+
+    /// The burst window the rate lease script keeps for group `g` (none when the group's
+    /// burst limit is its hard limit).
+    fn window(g: &GroupRt) -> Window {
+        match g.rate.as_ref() {
+            Some(gc) if gc.burst_tol > gc.hard_tol => Window {
+                hard_tol_us: gc.hard_tol as f64 / 1e3,
+                soft_tol_us: gc.soft_tol as f64 / 1e3,
+                ms: g.burst_window_ns.div_ceil(1_000_000).max(1),
+            },
+            _ => Window::default(),
+        }
+    }
+
     /// The lease tenant `t` asks for now (cells).
     fn lease_target(&self, f: &FleetCell, gi: usize) -> u64 {
         let base = self.rate_lease[gi];
@@ -306,8 +349,9 @@ impl Fleet {
             .group
             .load(Ordering::Relaxed)
             .min(self.rate_lease.len() - 1);
-        let burst_ok = Shared::suspension_and_burst(cx)?;
+        let local_burst = Shared::suspension_and_burst(cx)?;
         let f = &t.fleet;
+        let burst_ok = Self::burst_ok(f, g, local_burst, unseen, now);
         if let (Some(l), Some(gc)) = (g.cfg.units, g.units.as_ref()) {
             let level = drained(
                 f.units_level.load(Ordering::Relaxed),
@@ -666,7 +710,11 @@ impl Fleet {
             .min(self.rate_lease.len() - 1);
         let now = shared.nanos(tokio::time::Instant::now());
         let bs = t.burst_since.load(Ordering::Relaxed);
-        let burst_ok = bs == 0 || now.saturating_sub(bs - 1) < g.burst_window_ns;
+        let local_burst = bs == 0 || now.saturating_sub(bs - 1) < g.burst_window_ns;
+        let seen = f.seen.load(Ordering::Acquire);
+        let burst_ok = Self::burst_ok(f, &g, local_burst, !seen, now);
+        let bkey = self.key(shared, t, "burst");
+        let window = Self::window(&g);
         let mut bad: Option<StoreError> = None;
         let mut check = |r: Result<(), StoreError>| -> Result<(), StoreError> {
             match r {
@@ -694,7 +742,8 @@ impl Fleet {
             check(r)?;
         }
         if let Some(gc) = g.rate.as_ref() {
-            let tol = if burst_ok { gc.burst_tol } else { gc.hard_tol };
+            // The script lowers the tolerance to hard once the fleet's window has expired.
+            let tol = gc.burst_tol;
             let t_us = gc.t as f64 / 1e3;
             let target = self.lease_target(f, gi);
             let have = f.rate_lease.load(Ordering::Relaxed);
@@ -711,15 +760,20 @@ impl Fleet {
                     charge: unsynced,
                 };
                 let r = self
-                    .call(
-                        self.scripts
-                            .gcra(con, (&key, &skey), t_us, tol as f64 / 1e3, cells),
-                    )
+                    .call(self.scripts.gcra(
+                        con,
+                        (&key, &skey, &bkey),
+                        t_us,
+                        tol as f64 / 1e3,
+                        cells,
+                        window,
+                    ))
                     .await
-                    .map(|[_, level, _, susp]| {
+                    .map(|[_, level, _, susp, ws, wleft]| {
                         f.rate_level.store(level * 1000, Ordering::Relaxed);
                         f.rate_at.store(now, Ordering::Relaxed);
                         self.learn_suspension(shared, t, susp, now);
+                        Self::learn_burst(f, ws, wleft, now);
                     });
                 if r.is_err() {
                     f.rate_unsynced.fetch_add(unsynced, Ordering::Relaxed);
@@ -751,12 +805,16 @@ impl Fleet {
                     charge: unsynced,
                 };
                 let r = self
-                    .call(
-                        self.scripts
-                            .gcra(con, (&key, &skey), t_us, tol as f64 / 1e3, cells),
-                    )
+                    .call(self.scripts.gcra(
+                        con,
+                        (&key, &skey, &bkey),
+                        t_us,
+                        tol as f64 / 1e3,
+                        cells,
+                        window,
+                    ))
                     .await
-                    .map(|[granted, level, wait, susp]| {
+                    .map(|[granted, level, wait, susp, ws, wleft]| {
                         f.rate_lease.fetch_add(granted.min(want), Ordering::Relaxed);
                         f.rate_level
                             .store(level.saturating_mul(1000), Ordering::Relaxed);
@@ -768,6 +826,7 @@ impl Fleet {
                         };
                         f.rate_retry_at.store(retry, Ordering::Relaxed);
                         self.learn_suspension(shared, t, susp, now);
+                        Self::learn_burst(f, ws, wleft, now);
                     });
                 if r.is_err() {
                     // Charged with a later lease (a call that timed out may have been
@@ -789,12 +848,16 @@ impl Fleet {
                 charge: 0,
             };
             let r = self
-                .call(
-                    self.scripts
-                        .gcra(con, (&key, &skey), gc.t as f64 / 1e3, 1e18, cells),
-                )
+                .call(self.scripts.gcra(
+                    con,
+                    (&key, &skey, &bkey),
+                    gc.t as f64 / 1e3,
+                    1e18,
+                    cells,
+                    Window::default(),
+                ))
                 .await
-                .map(|[_, level, _, susp]| {
+                .map(|[_, level, _, susp, _, _]| {
                     f.units_level
                         .store(level.saturating_mul(1000), Ordering::Relaxed);
                     f.units_at.store(now, Ordering::Relaxed);

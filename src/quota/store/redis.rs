@@ -66,7 +66,18 @@ impl FallbackMode {
 ///   longer suspension already there is kept): one call per suspension. Every lease script
 ///   reads that key and returns what is left of it with its reply, so the other replicas
 ///   enforce the suspension locally until it ends, from their next lease reply on (no
-///   extra round trip). Burst windows are still tracked per replica.
+///   extra round trip).
+/// * **Burst windows are fleet-wide** (for groups with a rate limit). The rate lease
+///   script keeps the window in `{prefix}:{<group>/<tenant>}:burst` (its end, on the
+///   server's clock): a lease taking the fleet bucket above hard starts it when there is
+///   none (`now + burst_window`); after its end the script grants only up to the hard
+///   tolerance; a fleet level back at or under soft deletes it (the next burst gets a full
+///   window, the rule of the in-process store). Each reply returns the window's state and
+///   what is left of it, and replicas enforce it locally: up to burst while it runs, hard
+///   with the group's action after it (no extra round trip). A replica's first requests
+///   for a tenant, before its first reply, and an idle replica until its next lease, use
+///   what they last knew (their own window at first). Groups without a rate limit, and a
+///   degraded store ([`FallbackMode::LocalShare`]), keep a window per replica.
 ///
 /// # Error bound
 ///
@@ -245,7 +256,7 @@ impl RedisStore {
     }
 
     /// The prefix of every key (default `tower-pressure`): keys are
-    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry|suspended` (the
+    /// `{prefix}:{<group>/<tenant>}:rate|units|conc:slots|conc:expiry|suspended|burst` (the
     /// braces keep a tenant's keys in one Redis Cluster slot).
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = Arc::from(prefix);
@@ -360,19 +371,34 @@ impl StoreError {
 }
 
 /// GCRA in Redis. KEYS[1]: the bucket (theoretical arrival time in µs of the server clock,
-/// stored with three decimals); KEYS[2]: the tenant's fleet-wide suspension (read only).
+/// stored with three decimals); KEYS[2]: the tenant's fleet-wide suspension (read only);
+/// KEYS[3]: the tenant's fleet-wide burst window (its end, µs of the server clock).
 /// ARGV: emission interval T (µs), tolerance (µs), cells wanted, cells returned, cells
 /// charged unconditionally first (admitted on a replica's local share before this call:
 /// they may take the bucket past its tolerance, a debt the fleet pays back by admitting
-/// less afterwards). Grants as many of the wanted cells as fit under the tolerance (a
-/// charge passes a huge tolerance, a read wants 0). Returns `{granted, level after (µs),
-/// wait until the rest would fit (µs), suspension left (ms, 0 when none)}`.
+/// less afterwards), hard tolerance (µs), soft tolerance (µs), burst window (ms; 0: no
+/// window kept, the tolerance is used as given). Grants as many of the wanted cells as fit
+/// under the tolerance (a charge passes a huge tolerance, a read wants 0).
+///
+/// The burst window (when ARGV[8] > 0): a level back at or under soft deletes it (the
+/// next burst gets a full window, as in the in-process store); an expired window limits
+/// the grant to the hard tolerance; a level above hard after the grant starts a window
+/// (`now + window`) when there is none. While the level stays above soft the key is kept
+/// (its TTL refreshed with every call, to when the bucket would be empty): an expired
+/// window is not restarted by a tenant held at its hard limit.
+///
+/// Returns `{granted, level after (µs), wait until the rest would fit (µs), suspension
+/// left (ms, 0 when none), window state (0 none, 1 running, 2 expired), window left
+/// (ms)}`.
 const GCRA_LUA: &str = r"
 local T = tonumber(ARGV[1])
 local tol = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local ret = tonumber(ARGV[4])
 local charge = tonumber(ARGV[5])
+local htol = tonumber(ARGV[6])
+local stol = tonumber(ARGV[7])
+local win = tonumber(ARGV[8])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local raw = redis.call('GET', KEYS[1])
@@ -383,6 +409,23 @@ if raw then
 end
 if tat < now then tat = now end
 if ret > 0 then tat = math.max(now, tat - ret * T) end
+local ws = 0
+local wend = 0
+if win > 0 then
+  local e = redis.call('GET', KEYS[3])
+  if e then
+    wend = tonumber(e)
+    if not wend then return redis.error_reply('TPBADSTATE ' .. KEYS[3] .. ' is not a number') end
+    if tat - now <= stol then
+      redis.call('DEL', KEYS[3])
+    elseif wend > now then
+      ws = 1
+    else
+      ws = 2
+      if tol > htol then tol = htol end
+    end
+  end
+end
 if charge > 0 then tat = tat + charge * T end
 local free = math.floor((tol - (tat - now)) / T)
 if free < 0 then free = 0 end
@@ -396,7 +439,19 @@ if g < want then wait = (tat - now) + (want - g) * T - tol end
 if wait < 0 then wait = 0 end
 local susp = redis.call('PTTL', KEYS[2])
 if susp < 0 then susp = 0 end
-return {g, math.floor(tat - now), math.ceil(wait), susp}
+local lvl = tat - now
+if win > 0 and lvl > stol and (ws > 0 or lvl > htol) then
+  if ws == 0 then
+    ws = 1
+    wend = now + win * 1000
+  end
+  local left = 0
+  if wend > now then left = math.ceil((wend - now) / 1000) end
+  redis.call('SET', KEYS[3], string.format('%.0f', wend), 'PX', ttl + left)
+end
+local wleft = 0
+if ws == 1 then wleft = math.ceil((wend - now) / 1000) end
+return {g, math.floor(tat - now), math.ceil(wait), susp, ws, wleft}
 ";
 
 /// A fleet-wide suspension. KEYS[1]: the tenant's suspension key. ARGV: its length (ms).
@@ -479,29 +534,41 @@ impl Scripts {
         Ok(())
     }
 
-    /// One GCRA call on `keys` (bucket, suspension):
-    /// `(granted, level_us, wait_us, suspension_ms)`.
+    /// One GCRA call on `keys` (bucket, suspension, burst window):
+    /// `(granted, level_us, wait_us, suspension_ms, window_state, window_left_ms)`.
     pub(crate) async fn gcra(
         &self,
         con: &mut ConnectionManager,
-        keys: (&str, &str),
+        keys: (&str, &str, &str),
         t_us: f64,
         tol_us: f64,
         cells: Cells,
-    ) -> Result<[u64; 4], StoreError> {
+        window: Window,
+    ) -> Result<[u64; 6], StoreError> {
         let v: Value = self
             .gcra
             .key(keys.0)
             .key(keys.1)
+            .key(keys.2)
             .arg(t_us)
             .arg(tol_us)
             .arg(cells.want)
             .arg(cells.ret)
             .arg(cells.charge)
+            .arg(window.hard_tol_us)
+            .arg(window.soft_tol_us)
+            .arg(window.ms)
             .invoke_async(con)
             .await
             .map_err(|e| StoreError::from_redis(&e))?;
-        ints::<4>(&v)
+        let r = ints::<6>(&v)?;
+        if r[4] > 2 {
+            return Err(StoreError::new(
+                StoreErrorKind::BadReply,
+                format!("burst window state {} is not 0, 1 or 2", r[4]),
+            ));
+        }
+        Ok(r)
     }
 
     /// Suspends a tenant fleet-wide for `ms` (unless a longer suspension is there):
@@ -562,6 +629,15 @@ pub(crate) struct Cells {
     pub(crate) want: u64,
     pub(crate) ret: u64,
     pub(crate) charge: u64,
+}
+
+/// The fleet-wide burst window a GCRA call maintains: tolerances in µs, the window in ms
+/// (`ms == 0`: none kept, for the units bucket).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Window {
+    pub(crate) hard_tol_us: f64,
+    pub(crate) soft_tol_us: f64,
+    pub(crate) ms: u64,
 }
 
 /// An array of exactly `N` non-negative integers, or a typed error naming what came.
