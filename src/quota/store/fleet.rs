@@ -667,6 +667,23 @@ impl Fleet {
     /// A lease reply said tenant `t` is suspended fleet-wide for `left_ms` more: enforced
     /// here until it ends (a suspension this replica wrote itself comes back a little
     /// shorter and changes nothing).
+    /// What every rate-lease reply tells besides the grant: the fleet bucket's level (in
+    /// ms, a Redis value: saturating), the fleet suspension and the burst window.
+    fn learn_rate_reply(
+        &self,
+        shared: &Shared,
+        t: &Tenant,
+        f: &FleetCell,
+        [level, susp, window_state, window_left]: [u64; 4],
+        now: u64,
+    ) {
+        f.rate_level
+            .store(level.saturating_mul(1000), Ordering::Relaxed);
+        f.rate_at.store(now, Ordering::Relaxed);
+        self.learn_suspension(shared, t, susp, now);
+        Self::learn_burst(f, window_state, window_left, now);
+    }
+
     fn learn_suspension(&self, shared: &Shared, t: &Tenant, left_ms: u64, now: u64) {
         if left_ms == 0 {
             return;
@@ -770,10 +787,7 @@ impl Fleet {
                     ))
                     .await
                     .map(|[_, level, _, susp, ws, wleft]| {
-                        f.rate_level.store(level * 1000, Ordering::Relaxed);
-                        f.rate_at.store(now, Ordering::Relaxed);
-                        self.learn_suspension(shared, t, susp, now);
-                        Self::learn_burst(f, ws, wleft, now);
+                        self.learn_rate_reply(shared, t, f, [level, susp, ws, wleft], now);
                     });
                 if r.is_err() {
                     f.rate_unsynced.fetch_add(unsynced, Ordering::Relaxed);
@@ -816,17 +830,13 @@ impl Fleet {
                     .await
                     .map(|[granted, level, wait, susp, ws, wleft]| {
                         f.rate_lease.fetch_add(granted.min(want), Ordering::Relaxed);
-                        f.rate_level
-                            .store(level.saturating_mul(1000), Ordering::Relaxed);
-                        f.rate_at.store(now, Ordering::Relaxed);
                         let retry = if granted < want {
                             now.saturating_add(wait.saturating_mul(1000))
                         } else {
                             0
                         };
                         f.rate_retry_at.store(retry, Ordering::Relaxed);
-                        self.learn_suspension(shared, t, susp, now);
-                        Self::learn_burst(f, ws, wleft, now);
+                        self.learn_rate_reply(shared, t, f, [level, susp, ws, wleft], now);
                     });
                 if r.is_err() {
                     // Charged with a later lease (a call that timed out may have been
